@@ -1,0 +1,54 @@
+// Loads the Node addon built by cmake-js (build/Release) or node-gyp
+// (build/Release too); the path can be overridden with DAC_ADDON_PATH.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Binding, RawBackendInfo, DacArgs, SpatialArgs, ChannelArgs, DwPwArgs, Conv2DArgs } from './binding.js';
+
+interface AddonExports {
+  info(): RawBackendInfo;
+  decomposeDac(a: DacArgs): void;
+  decomposeDacBatch(layers: DacArgs[], threads: number): void;
+  decomposeSpatial(a: SpatialArgs): void;
+  decomposeChannel(a: ChannelArgs): void;
+  dwpw(a: DwPwArgs, variant: string | null): void;
+  conv2d(a: Conv2DArgs, variant: string | null): void;
+}
+
+/** The package root: two levels up from src/backend or dist/backend. */
+export const packageRoot = path.resolve(__dirname, '..', '..');
+
+export function addonCandidates(): string[] {
+  const env = process.env.DAC_ADDON_PATH;
+  if (env) return [path.resolve(env)];
+  return [
+    path.join(packageRoot, 'build', 'Release', 'dac_addon.node'),
+    path.join(packageRoot, 'build', 'Debug', 'dac_addon.node'),
+  ];
+}
+
+export function loadNativeBinding(): Binding {
+  const tried: string[] = [];
+  for (const file of addonCandidates()) {
+    if (!fs.existsSync(file)) {
+      tried.push(`${file}: not built`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const addon = require(file) as AddonExports;
+      return {
+        name: 'native',
+        info: () => addon.info(),
+        decomposeDac: (a) => addon.decomposeDac(a),
+        decomposeDacBatch: (layers, threads) => addon.decomposeDacBatch(layers, threads),
+        decomposeSpatial: (a) => addon.decomposeSpatial(a),
+        decomposeChannel: (a) => addon.decomposeChannel(a),
+        dwpw: (a, variant) => addon.dwpw(a, variant),
+        conv2d: (a, variant) => addon.conv2d(a, variant),
+      };
+    } catch (err) {
+      tried.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`native addon unavailable (${tried.join('; ')})`);
+}
