@@ -4,6 +4,7 @@
 // padding and dilation are all reflected; one MAC = one multiply-add of one
 // image (batch 1). Biases count as parameters, not as MACs.
 
+import { DacError } from './errors.js';
 import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from './model/types.js';
 
 export interface Cost {
@@ -19,7 +20,7 @@ export type ConvShape = Pick<
 
 function checkInt(layer: ConvShape, field: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
-    throw new Error(`cost: layer '${layer.name}': ${field} must be an integer >= ${min}, got ${value}`);
+    throw new DacError('EINVAL', `must be an integer >= ${min}, got ${value}`, { layer: layer.name, field });
   }
 }
 
@@ -28,9 +29,10 @@ function checkShape(layer: ConvShape): void {
     checkInt(layer, f, layer[f], 1);
   }
   if (layer.c % layer.groups !== 0 || layer.n % layer.groups !== 0) {
-    throw new Error(
-      `cost: layer '${layer.name}': groups ${layer.groups} must divide both c=${layer.c} and n=${layer.n}`,
-    );
+    throw new DacError('EINVAL', `groups ${layer.groups} must divide both c=${layer.c} and n=${layer.n}`, {
+      layer: layer.name,
+      field: 'groups',
+    });
   }
 }
 
@@ -96,13 +98,18 @@ export function spatialIntermediateSize(layer: ConvShape): { h: number; w: numbe
 export function replacementCost(layer: ConvShape, method: Method, rank: number): Cost {
   checkShape(layer);
   if (layer.groups !== 1) {
-    throw new Error(`cost: layer '${layer.name}': ${method} replaces ungrouped convolutions only (groups=${layer.groups})`);
+    throw new DacError('EINVAL', `${method} replaces ungrouped convolutions only (groups=${layer.groups})`, {
+      layer: layer.name,
+      field: 'groups',
+    });
   }
   const max = maxRank(layer, method);
   if (!Number.isInteger(rank) || rank < 1 || rank > max) {
-    throw new Error(
-      `cost: layer '${layer.name}': ${method} ${method === 'dac' ? 'rank' : 'width'} must be an integer in 1..${max}, got ${rank}`,
-    );
+    const field = method === 'dac' ? 'rank' : 'width';
+    throw new DacError('EINVAL', `${method} ${field} must be an integer in 1..${max}, got ${rank}`, {
+      layer: layer.name,
+      field,
+    });
   }
   const { n, c, kh, kw, outH, outW } = layer;
   const out = outH * outW;
@@ -171,7 +178,7 @@ export function modelCost(
   for (const lp of plan?.layers ?? []) byName.set(lp.name, lp);
   const names = new Set(convs.map((c) => c.name));
   for (const name of byName.keys()) {
-    if (!names.has(name)) throw new Error(`cost: plan names layer '${name}', which is not a conv of the model`);
+    if (!names.has(name)) throw new DacError('EINVAL', 'the plan names a layer that is not a conv of the model', { layer: name });
   }
   const conv: Cost = { macs: 0, params: 0 };
   for (const layer of convs) {

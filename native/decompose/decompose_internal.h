@@ -3,7 +3,10 @@
 #pragma once
 #include <Eigen/Dense>
 #include <cstdint>
+#include <exception>
+#include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "decompose.h"
@@ -32,6 +35,32 @@ inline int64_t weight_index(const ConvWeights& w, int64_t o, int64_t i,
   return ((h * w.kw + x) * w.c + i) * w.n + o;
 }
 
+// Runs body() and turns a C++ exception (allocation failure, thread creation)
+// into an error: none may cross into N-API or out of a worker thread. Builds
+// without exceptions (the WASM one) run body() as is.
+template <class F>
+Status guarded(const std::string& prefix, F&& body) {
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(prefix + "out of memory");
+  } catch (const std::exception& e) {
+    return Status::Error(prefix + e.what());
+  }
+#else
+  return std::forward<F>(body)();
+#endif
+}
+
+// --- small symmetric eigensolver (decompose_eig.cc) ----------------------------
+
+// Eigenvalues (descending) and eigenvectors (column j of `vectors`, k x k
+// column-major) of a symmetric k x k matrix A given column-major with both
+// triangles; A is destroyed; work holds 3k doubles. False if the QR
+// iteration did not converge.
+bool small_symmetric_eigen(double* A, int64_t k, double* values, double* vectors, double* work);
+
 // --- truncated SVD (decompose_svd.cc) ----------------------------------------
 
 // Index whose sign decides a vector's orientation: the largest magnitude,
@@ -53,14 +82,13 @@ int64_t sign_pivot(const double* v, int64_t len);
 // neighbour's eigenvalue is too close to separate (see kGram* below).
 class TruncatedSvd {
  public:
-  // A must be finite-or-checked: a NaN/Inf in A is reported as an error.
+  // A NaN or infinity anywhere in A is reported as an error.
   Status compute(const Eigen::MatrixXd& A, int width, bool first_is_right,
                  int threads);
 
   Eigen::VectorXd sigma;   // min(R, C) singular values, descending
   Eigen::MatrixXd first;   // (first_is_right ? C : R) x width
   Eigen::MatrixXd second;  // (first_is_right ? R : C) x width
-  bool used_fallback = false;
 
  private:
   void gram(const Eigen::MatrixXd& A, bool right_side, int threads);

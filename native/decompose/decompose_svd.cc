@@ -78,7 +78,6 @@ void TruncatedSvd::project(const MatrixXd& A, bool right_side, int threads) {
 }
 
 void TruncatedSvd::exact_svd(const MatrixXd& A, int width, bool first_is_right) {
-  used_fallback = true;
   auto take = [&](const auto& svd) {
     sigma = svd.singularValues();
     const MatrixXd& f = first_is_right ? svd.matrixV() : svd.matrixU();
@@ -111,7 +110,6 @@ void TruncatedSvd::finish(int width) {
 
 Status TruncatedSvd::compute(const MatrixXd& A, int width, bool first_is_right,
                              int threads) {
-  used_fallback = false;
   const Index R = A.rows(), C = A.cols(), m = std::min(R, C);
   const bool right_side = C <= R;
   gram(A, right_side, threads);

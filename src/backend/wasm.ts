@@ -41,8 +41,8 @@ function instantiate(): EmscriptenModule {
     },
   };
   // WASM_ASYNC_COMPILATION=0: the module is ready when the factory returns.
-  const ready = factory(moduleArg) as Promise<unknown>;
-  ready.catch(() => undefined);
+  // Emscripten 3.1.6 returns the module itself (a thenable), later versions a Promise.
+  factory(moduleArg);
   const mod = moduleArg as unknown as EmscriptenModule;
   if (abort !== null || typeof mod._dac_version !== 'function') {
     throw new Error(`WASM module failed to instantiate${abort ? `: ${abort}` : ''}`);

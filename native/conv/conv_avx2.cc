@@ -1,0 +1,16 @@
+// The dense convolution tiles (im2col + gemm/tiles.h) built for avx2.
+#include "../gemm/simd_avx2.h"
+#include "../gemm/tiles.h"
+
+namespace dac {
+namespace gemm {
+namespace {
+
+void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaAvx2>(p, m0, m1, scratch); }
+
+}  // namespace
+
+const ConvIsa kConvAvx2 = {IsaAvx2::kName, IsaAvx2::W, IsaAvx2::MR, IsaAvx2::NV * IsaAvx2::W, &run_tiles};
+
+}  // namespace gemm
+}  // namespace dac

@@ -1,0 +1,189 @@
+// conv2d_forward*: checks every argument, packs the weights for the chosen
+// ISA and runs its im2col + GEMM tiles (or the reference loops).
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "../dwpw/kernel_common.h"
+#include "../gemm/plan.h"
+#include "conv.h"
+#include "conv_ref.h"
+
+namespace dac {
+namespace {
+
+using gemm::Buffer;
+using gemm::ConvIsa;
+using gemm::KBlock;
+
+constexpr const char* kOp = "conv2d";
+// K rows per block; see dwpw_dispatch.cc.
+constexpr int kBlockK = 512;
+
+const gemm::Variants<ConvIsa>& variants() {
+  static const gemm::Variants<ConvIsa> v = gemm::detect_variants<ConvIsa>(
+#if defined(DAC_HAVE_X86_VARIANTS)
+      &gemm::kConvSse41, &gemm::kConvAvx2, &gemm::kConvAvx512,
+#else
+      nullptr, nullptr, nullptr,
+#endif
+#if defined(DAC_HAVE_NEON_VARIANTS)
+      &gemm::kConvNeon,
+#else
+      nullptr,
+#endif
+#if defined(__wasm_simd128__)
+      &gemm::kConvWasmSimd
+#else
+      nullptr
+#endif
+  );
+  return v;
+}
+
+Status check(const Conv2DParams& p) {
+  Status s = gemm::check_geometry(p.g, kOp);
+  if (!s.ok) return s;
+  const ConvGeometry& g = p.g;
+  const int64_t taps = static_cast<int64_t>(g.kh) * g.kw;
+  const int64_t k = static_cast<int64_t>(g.in_c) * taps;
+  if (k * g.out_c > (int64_t{1} << 40)) {
+    return Status::Error(std::string(kOp) + ": field weights: out_c*in_c*kh*kw is over 2^40");
+  }
+  const int64_t in_len = static_cast<int64_t>(g.batch) * g.in_h * g.in_w * g.in_c;
+  const int64_t out_len = static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c;
+  if (!(s = gemm::check_array(kOp, "input", p.input, p.input_length, in_len, "batch*in_h*in_w*in_c", false)).ok) return s;
+  if (!(s = gemm::check_array(kOp, "weights", p.weights, p.weights_length, k * g.out_c, "out_c*in_c*kh*kw", false)).ok)
+    return s;
+  if (!(s = gemm::check_array(kOp, "bias", p.bias, p.bias_length, g.out_c, "out_c", true)).ok) return s;
+  if (!(s = gemm::check_array(kOp, "output", p.output, p.output_length, out_len, "batch*out_h*out_w*out_c", false)).ok)
+    return s;
+  if (gemm::overlaps(p.output, out_len, p.input, in_len) || gemm::overlaps(p.output, out_len, p.weights, k * g.out_c) ||
+      gemm::overlaps(p.output, out_len, p.bias, p.bias ? g.out_c : 0)) {
+    return Status::Error(std::string(kOp) + ": field output: must not share memory with the input, weights or bias");
+  }
+  return gemm::check_activation_threads(kOp, p.activation, p.threads);
+}
+
+struct Job {
+  const ConvIsa* isa;
+  const gemm::TilePlan* plan;
+};
+
+void run_job(const void* job, int64_t m0, int64_t m1, void* scratch) {
+  const Job* j = static_cast<const Job*>(job);
+  j->isa->run(*j->plan, m0, m1, scratch);
+}
+
+Status out_of_memory(const char* what) { return Status::Error(std::string(kOp) + ": out of memory for " + what); }
+
+Status run_tiled(const Conv2DParams& p, const ConvIsa& isa) {
+  const ConvGeometry& g = p.g;
+  const int W = isa.w, c = g.in_c, n = g.out_c, T = g.kh * g.kw;
+  const int64_t K = static_cast<int64_t>(c) * T;
+
+  // K runs over (tap, channel) with channels fastest, matching im2col_block;
+  // blocks are plain slices of it.
+  const int nblocks = static_cast<int>((K + kBlockK - 1) / kBlockK);
+  Buffer<KBlock> blocks;
+  if (!blocks.allocate(nblocks)) return out_of_memory("blocks");
+  for (int b = 0; b < nblocks; ++b) {
+    KBlock& k = blocks[b];
+    k.k0 = static_cast<int64_t>(b) * kBlockK;
+    k.kc = static_cast<int>(std::min<int64_t>(kBlockK, K - k.k0));
+    k.c0 = k.c1 = k.full = 0;
+  }
+
+  // Packed row k = tap*c + i reads OIHW column i*T + tap. Rows are packed
+  // 16 channels x every tap at a time, so the source lines read (16*T
+  // floats of each output channel's row) are reused across taps.
+  Buffer<int64_t> cols, order;
+  if (!cols.allocate(K) || !order.allocate(K)) return out_of_memory("the column map");
+  constexpr int kChannelRun = 16;
+  int64_t next = 0;
+  for (int i0 = 0; i0 < c; i0 += kChannelRun)
+    for (int t = 0; t < T; ++t)
+      for (int i = i0; i < std::min(c, i0 + kChannelRun); ++i) {
+        const int64_t k = static_cast<int64_t>(t) * c + i;
+        cols[k] = static_cast<int64_t>(i) * T + t;
+        order[next++] = k;
+      }
+  gemm::PackSpec spec;
+  spec.kind = 1;
+  spec.isa = isa.name;
+  spec.src = p.weights;
+  spec.src_length = p.weights_length;
+  spec.shape[0] = n;
+  spec.shape[1] = c;
+  spec.shape[2] = g.kh;
+  spec.shape[3] = g.kw;
+  spec.ld = K;
+  spec.K = K;
+  spec.kc0 = kBlockK;
+  spec.n = n;
+  spec.w = W;
+  spec.nr = isa.nr;
+  spec.cols = cols.data();
+  spec.order = order.data();
+  std::shared_ptr<const void> hold;
+  gemm::PackedWeights packed;
+  Status s = gemm::packed_weights(spec, p.threads, &hold, &packed);
+  if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
+
+  Buffer<float> zeros;
+  if (!zeros.allocate(c)) return out_of_memory("the padding row");
+  std::fill(zeros.data(), zeros.data() + c, 0.f);
+
+  gemm::TilePlan t;
+  t.g = g;
+  t.input = p.input;
+  t.zeros = zeros.data();
+  t.output = p.output;
+  t.b.data = packed.data;
+  t.b.npad = packed.npad;
+  t.epi = gemm::make_epilogue(p.activation, p.bias);
+  t.blocks = blocks.data();
+  t.nblocks = nblocks;
+  t.lda = std::min<int64_t>(kBlockK, K);
+  t.mc = gemm::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, t.lda, T, p.threads);
+  const Job job{&isa, &t};
+  s = gemm::run_tiles(t, p.threads, &run_job, &job);
+  if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
+  return s;
+}
+
+Status run_variant(const Conv2DParams& p, int index) {
+  const ConvIsa* isa = variants().isas[index];
+  if (!isa) {
+    conv2d_reference(p);
+    return Status::Ok();
+  }
+  return run_tiled(p, *isa);
+}
+
+}  // namespace
+
+Status conv2d_forward(const Conv2DParams& p) {
+  Status s = check(p);
+  if (!s.ok) return s;
+  return run_variant(p, variants().count - 1);
+}
+
+Status conv2d_forward_variant(const Conv2DParams& p, const char* variant) {
+  if (!variant) return conv2d_forward(p);
+  const int index = variants().find(variant);
+  if (index < 0) {
+    return Status::Error(std::string(kOp) + ": variant '" + variant + "' is not available in this build on this CPU (available: " +
+                         variants().joined + ")");
+  }
+  Status s = check(p);
+  if (!s.ok) return s;
+  return run_variant(p, index);
+}
+
+const char* conv2d_best_variant() { return variants().names[variants().count - 1]; }
+
+const char* conv2d_available_variants() { return variants().joined.c_str(); }
+
+}  // namespace dac

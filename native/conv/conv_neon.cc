@@ -1,0 +1,16 @@
+// The dense convolution tiles (im2col + gemm/tiles.h) built for neon.
+#include "../gemm/simd_neon.h"
+#include "../gemm/tiles.h"
+
+namespace dac {
+namespace gemm {
+namespace {
+
+void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaNeon>(p, m0, m1, scratch); }
+
+}  // namespace
+
+const ConvIsa kConvNeon = {IsaNeon::kName, IsaNeon::W, IsaNeon::MR, IsaNeon::NV * IsaNeon::W, &run_tiles};
+
+}  // namespace gemm
+}  // namespace dac

@@ -1,0 +1,16 @@
+// The dense convolution tiles (im2col + gemm/tiles.h) built for sse41.
+#include "../gemm/simd_sse41.h"
+#include "../gemm/tiles.h"
+
+namespace dac {
+namespace gemm {
+namespace {
+
+void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaSse41>(p, m0, m1, scratch); }
+
+}  // namespace
+
+const ConvIsa kConvSse41 = {IsaSse41::kName, IsaSse41::W, IsaSse41::MR, IsaSse41::NV * IsaSse41::W, &run_tiles};
+
+}  // namespace gemm
+}  // namespace dac

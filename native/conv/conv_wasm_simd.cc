@@ -1,0 +1,16 @@
+// The dense convolution tiles (im2col + gemm/tiles.h) built for wasm_simd.
+#include "../gemm/simd_wasm.h"
+#include "../gemm/tiles.h"
+
+namespace dac {
+namespace gemm {
+namespace {
+
+void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaWasmSimd>(p, m0, m1, scratch); }
+
+}  // namespace
+
+const ConvIsa kConvWasmSimd = {IsaWasmSimd::kName, IsaWasmSimd::W, IsaWasmSimd::MR, IsaWasmSimd::NV * IsaWasmSimd::W, &run_tiles};
+
+}  // namespace gemm
+}  // namespace dac

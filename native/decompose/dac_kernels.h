@@ -1,0 +1,35 @@
+// The DAC core's two hot loops, built once per ISA (dac_kernels_ref.cc and
+// dac_kernels_avx2.cc from dac_kernels_impl.h) and picked at run time, so the
+// portable build stays free of ISA flags. No AVX-512 variant: on the machine
+// this was tuned on (Zen 4, 512-bit ops double-pumped) it was slower than
+// AVX2 for both kernels (wider lanes add horizontal sums and lane stores and
+// no FMA throughput).
+#pragma once
+#include <cstdint>
+
+namespace dac {
+namespace detail {
+
+struct DacKernels {
+  const char* name;
+  // Lower triangle of G = X X^T (k x k, column-major double), X given as k
+  // rows of n floats `ld` apart; sums in double.
+  void (*gram)(const float* X, int64_t ld, int64_t k, int64_t n, double* G);
+  // proj[o * pitch + j] = sum_a X[a][o] * v[j * k + a] for j < r, o < n,
+  // summed in double and rounded once.
+  void (*project)(const float* X, int64_t ld, int64_t k, int64_t n, const double* v, int64_t r,
+                  float* proj, int64_t pitch);
+};
+
+extern const DacKernels kDacKernelsRef;
+#if defined(DAC_HAVE_X86_VARIANTS)
+extern const DacKernels kDacKernelsAvx2;
+#endif
+
+// Every variant this build has and this CPU runs, best last.
+int dac_kernel_variants(const DacKernels** out, int max);
+// The best of them.
+const DacKernels& dac_kernels();
+
+}  // namespace detail
+}  // namespace dac

@@ -1,0 +1,9 @@
+// Portable DAC kernels: two doubles per vector (SSE2, NEON, wasm simd128).
+#define DAC_VEC_DOUBLES 2
+#include "dac_kernels_impl.h"
+
+namespace dac {
+namespace detail {
+const DacKernels kDacKernelsRef = {"ref", &gram, &project};
+}  // namespace detail
+}  // namespace dac

@@ -1,0 +1,16 @@
+// The fused depthwise+pointwise tiles (gemm/tiles.h) built for neon.
+#include "../gemm/simd_neon.h"
+#include "../gemm/tiles.h"
+
+namespace dac {
+namespace gemm {
+namespace {
+
+void run_tiles(const DwPwPlan& p, int64_t m0, int64_t m1, void* scratch) { dwpw_tiles<IsaNeon>(p, m0, m1, scratch); }
+
+}  // namespace
+
+const DwPwIsa kDwPwNeon = {IsaNeon::kName, IsaNeon::W, IsaNeon::MR, IsaNeon::NV * IsaNeon::W, &run_tiles};
+
+}  // namespace gemm
+}  // namespace dac

@@ -1,0 +1,170 @@
+// Reading and writing ONNX tensors and attributes.
+import * as os from 'node:os';
+import { DacError, type ErrorContext } from '../../errors.js';
+import { AttrType, create, DataType, toNumber, type AttributeProto, type NodeProto, type TensorProto } from './schema.js';
+
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+export function tensorDims(t: TensorProto): number[] {
+  return t.dims.map(toNumber);
+}
+
+function elementCount(dims: number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+function hasRaw(t: TensorProto): t is TensorProto & { raw_data: Uint8Array } {
+  return t.raw_data instanceof Uint8Array && t.raw_data.length > 0;
+}
+
+function checkRawLength(t: TensorProto, count: number, bytesPer: number, ctx: ErrorContext): void {
+  if (t.raw_data!.length !== count * bytesPer) {
+    throw new DacError(
+      'EFORMAT',
+      `initializer ${t.name} has ${t.raw_data!.length} bytes of raw_data, its dims [${tensorDims(t).join(', ')}] need ${count * bytesPer}`,
+      ctx,
+    );
+  }
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** A float tensor's values as float32 (FLOAT, FLOAT16 or DOUBLE; raw_data or the typed fields). */
+export function tensorFloats(t: TensorProto, ctx: ErrorContext): Float32Array {
+  const dims = tensorDims(t);
+  const count = elementCount(dims);
+  const where = { ...ctx, field: t.name ?? ctx.field };
+  switch (t.data_type) {
+    case DataType.FLOAT: {
+      if (hasRaw(t)) {
+        checkRawLength(t, count, 4, where);
+        // A fresh copy: raw_data may be a Buffer view at any byte offset.
+        const copy = new Uint8Array(t.raw_data);
+        if (LITTLE_ENDIAN) return new Float32Array(copy.buffer, 0, count);
+        const view = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
+        return Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true));
+      }
+      if (t.float_data.length !== count) {
+        throw new DacError('EFORMAT', `initializer ${t.name} has ${t.float_data.length} floats, its dims need ${count}`, where);
+      }
+      return Float32Array.from(t.float_data);
+    }
+    case DataType.DOUBLE: {
+      if (hasRaw(t)) {
+        checkRawLength(t, count, 8, where);
+        const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
+        return Float32Array.from({ length: count }, (_, i) => view.getFloat64(8 * i, true));
+      }
+      if (t.double_data.length !== count) {
+        throw new DacError('EFORMAT', `initializer ${t.name} has ${t.double_data.length} doubles, its dims need ${count}`, where);
+      }
+      return Float32Array.from(t.double_data);
+    }
+    case DataType.FLOAT16: {
+      if (hasRaw(t)) {
+        checkRawLength(t, count, 2, where);
+        const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
+        return Float32Array.from({ length: count }, (_, i) => halfToFloat(view.getUint16(2 * i, true)));
+      }
+      if (t.int32_data.length !== count) {
+        throw new DacError('EFORMAT', `initializer ${t.name} has ${t.int32_data.length} values, its dims need ${count}`, where);
+      }
+      return Float32Array.from(t.int32_data, (v) => halfToFloat(v & 0xffff));
+    }
+    default:
+      throw new DacError('EFORMAT', `initializer ${t.name} has data type ${t.data_type}, expected a float type`, where);
+  }
+}
+
+/** An integer tensor's values (INT64 or INT32), e.g. a Reshape target or Pad amounts. */
+export function tensorInts(t: TensorProto, ctx: ErrorContext): number[] {
+  const count = elementCount(tensorDims(t));
+  const where = { ...ctx, field: t.name ?? ctx.field };
+  if (t.data_type === DataType.INT64) {
+    if (hasRaw(t)) {
+      checkRawLength(t, count, 8, where);
+      const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
+      return Array.from({ length: count }, (_, i) => Number(view.getBigInt64(8 * i, true)));
+    }
+    return t.int64_data.map(toNumber);
+  }
+  if (t.data_type === DataType.INT32) {
+    if (hasRaw(t)) {
+      checkRawLength(t, count, 4, where);
+      const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
+      return Array.from({ length: count }, (_, i) => view.getInt32(4 * i, true));
+    }
+    return t.int32_data.slice();
+  }
+  throw new DacError('EFORMAT', `tensor ${t.name} has data type ${t.data_type}, expected int64 or int32`, where);
+}
+
+/** A new float32 initializer stored as raw_data (little-endian). */
+export function floatTensor(name: string, dims: number[], values: Float32Array): TensorProto {
+  const raw = Buffer.alloc(values.length * 4);
+  for (let i = 0; i < values.length; i++) raw.writeFloatLE(values[i], 4 * i);
+  return create<TensorProto>('TensorProto', { name, dims, data_type: DataType.FLOAT, raw_data: raw });
+}
+
+/** Whether the tensor keeps its data outside the .onnx file. */
+export function isExternal(t: TensorProto): boolean {
+  return t.data_location === 1 || t.external_data.length > 0;
+}
+
+function attribute(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+
+function has(a: AttributeProto, field: string): boolean {
+  return Object.prototype.hasOwnProperty.call(a, field);
+}
+
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type === AttrType.INT || (a.type === undefined && has(a, 'i'))) return toNumber(a.i);
+  return fallback;
+}
+
+export function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = attribute(node, name);
+  if (!a) return fallback;
+  if (a.type === AttrType.FLOAT || (a.type === undefined && has(a, 'f'))) return a.f ?? fallback;
+  return fallback;
+}
+
+export function attrInts(node: NodeProto, name: string): number[] | null {
+  const a = attribute(node, name);
+  if (!a) return null;
+  return a.ints.map(toNumber);
+}
+
+export function attrString(node: NodeProto, name: string, fallback: string): string {
+  const a = attribute(node, name);
+  if (!a || !a.s) return fallback;
+  return Buffer.from(a.s).toString('utf8');
+}
+
+export function attrTensor(node: NodeProto, name: string): TensorProto | null {
+  const a = attribute(node, name);
+  return a?.t ?? null;
+}
+
+export function intsAttr(name: string, ints: number[]): AttributeProto {
+  return create<AttributeProto>('AttributeProto', { name, type: AttrType.INTS, ints });
+}
+
+export function intAttr(name: string, i: number): AttributeProto {
+  return create<AttributeProto>('AttributeProto', { name, type: AttrType.INT, i });
+}
+
+export function stringAttr(name: string, s: string): AttributeProto {
+  return create<AttributeProto>('AttributeProto', { name, type: AttrType.STRING, s: Buffer.from(s, 'utf8') });
+}

@@ -1,0 +1,272 @@
+// TF.js model.json + binary weight shards: reading (with every path and size
+// checked against the folder and the manifest), dequantizing, and packing
+// weights back into shards.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DacError, type ErrorContext } from '../../errors.js';
+
+export interface Quantization {
+  dtype: 'uint8' | 'uint16' | 'float16';
+  scale?: number;
+  min?: number;
+  original_dtype?: string;
+}
+
+export interface WeightSpec {
+  name: string;
+  shape: number[];
+  dtype: string;
+  quantization?: Quantization;
+  [key: string]: unknown;
+}
+
+/** One weight: its manifest entry and its stored bytes (possibly quantized). */
+export interface WeightEntry {
+  spec: WeightSpec;
+  bytes: Uint8Array;
+}
+
+export interface ModelJson {
+  format?: string;
+  generatedBy?: string;
+  convertedBy?: string | null;
+  modelTopology: Record<string, unknown>;
+  weightsManifest?: { paths: string[]; weights: WeightSpec[] }[];
+  [key: string]: unknown;
+}
+
+export interface ModelArtifacts {
+  json: ModelJson;
+  weights: WeightEntry[];
+  /** Files read (model.json and shards), so outputs can be checked against them. */
+  files: string[];
+}
+
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+/** Shard size the TF.js converter uses. */
+export const SHARD_BYTES = 4 * 1024 * 1024;
+
+function bytesPerElement(spec: WeightSpec, ctx: ErrorContext): number {
+  if (spec.quantization) {
+    const q = spec.quantization.dtype;
+    if (q === 'uint8') return 1;
+    if (q === 'uint16' || q === 'float16') return 2;
+    throw new DacError('EFORMAT', `unsupported quantization dtype ${String(q)}`, { ...ctx, field: spec.name });
+  }
+  switch (spec.dtype) {
+    case 'float32':
+    case 'int32':
+      return 4;
+    case 'bool':
+      return 1;
+    case 'complex64':
+      return 8;
+    default:
+      throw new DacError('EFORMAT', `unsupported weight dtype ${String(spec.dtype)}`, { ...ctx, field: spec.name });
+  }
+}
+
+function checkSpec(spec: unknown, ctx: ErrorContext): WeightSpec {
+  const s = spec as WeightSpec;
+  if (!s || typeof s !== 'object' || typeof s.name !== 'string') {
+    throw new DacError('EFORMAT', 'a weightsManifest entry has no name', { ...ctx, field: 'weightsManifest' });
+  }
+  if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new DacError('EFORMAT', 'shape must be an array of non-negative integers', { ...ctx, field: s.name });
+  }
+  if (s.quantization) {
+    const q = s.quantization;
+    if ((q.dtype === 'uint8' || q.dtype === 'uint16') && !(Number.isFinite(q.scale) && Number.isFinite(q.min))) {
+      throw new DacError('EFORMAT', `${q.dtype} quantization needs finite scale and min`, { ...ctx, field: s.name });
+    }
+  }
+  return s;
+}
+
+export function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Size in bytes a weight takes in the shards. */
+export function storedBytes(spec: WeightSpec, ctx: ErrorContext = {}): number {
+  return elementCount(spec.shape) * bytesPerElement(spec, ctx);
+}
+
+/** A shard path from the manifest, resolved inside the model folder (anything escaping it is refused). */
+function shardPath(dir: string, p: unknown, ctx: ErrorContext): string {
+  if (typeof p !== 'string' || p.length === 0) {
+    throw new DacError('EFORMAT', 'a shard path is not a non-empty string', { ...ctx, field: 'weightsManifest.paths' });
+  }
+  if (path.isAbsolute(p) || /^[a-z][a-z0-9+.-]*:/i.test(p)) {
+    throw new DacError('EFORMAT', `shard path ${p} must be relative to the model folder`, { ...ctx, field: 'weightsManifest.paths' });
+  }
+  const full = path.resolve(dir, p);
+  const rel = path.relative(dir, full);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+    throw new DacError('EFORMAT', `shard path ${p} escapes the model folder`, { ...ctx, field: 'weightsManifest.paths' });
+  }
+  return full;
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** A weight's values as float32, dequantized (uint8/uint16: q*scale + min; float16 decoded). */
+export function weightFloats(entry: WeightEntry, ctx: ErrorContext = {}): Float32Array {
+  const { spec, bytes } = entry;
+  const count = elementCount(spec.shape);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const q = spec.quantization;
+  if (q) {
+    const out = new Float32Array(count);
+    if (q.dtype === 'uint8') for (let i = 0; i < count; i++) out[i] = bytes[i] * q.scale! + q.min!;
+    else if (q.dtype === 'uint16') for (let i = 0; i < count; i++) out[i] = view.getUint16(2 * i, true) * q.scale! + q.min!;
+    else for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+    return out;
+  }
+  if (spec.dtype !== 'float32') {
+    throw new DacError('EFORMAT', `weight has dtype ${spec.dtype}, expected float32`, { ...ctx, field: spec.name });
+  }
+  if (LITTLE_ENDIAN) return new Float32Array(new Uint8Array(bytes).buffer, 0, count);
+  return Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true));
+}
+
+/** A float32 weight entry from values. */
+export function floatEntry(name: string, shape: number[], values: Float32Array): WeightEntry {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat32(4 * i, values[i], true);
+  return { spec: { name, shape, dtype: 'float32' }, bytes };
+}
+
+/** Keras configs nest a dozen levels at most; anything far deeper is hostile and would overflow recursive code. */
+export const MAX_JSON_DEPTH = 100;
+
+function checkDepth(json: unknown, ctx: ErrorContext): void {
+  const stack: [unknown, number][] = [[json, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (depth > MAX_JSON_DEPTH) {
+      throw new DacError('EFORMAT', `model.json nests deeper than ${MAX_JSON_DEPTH} levels`, ctx);
+    }
+    if (v && typeof v === 'object') for (const child of Object.values(v)) if (child && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+}
+
+/** Parses model.json text and reads its weight shards from `dir`. */
+export function readArtifacts(jsonPath: string): ModelArtifacts {
+  const ctx: ErrorContext = { model: jsonPath };
+  let text: string;
+  try {
+    text = fs.readFileSync(jsonPath, 'utf8');
+  } catch (err) {
+    throw new DacError('ENOENT', `cannot read model: ${(err as Error).message}`, ctx);
+  }
+  let json: ModelJson;
+  try {
+    json = JSON.parse(text) as ModelJson;
+  } catch (err) {
+    throw new DacError('EFORMAT', `model.json is not valid JSON (truncated?): ${(err as Error).message}`, ctx);
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) {
+    throw new DacError('EFORMAT', 'model.json must hold an object', ctx);
+  }
+  checkDepth(json, ctx);
+  if (json.format !== undefined && json.format !== 'layers-model') {
+    throw new DacError('EFORMAT', `format '${String(json.format)}' is not supported; only TF.js Layers models ('layers-model') are`, {
+      ...ctx,
+      field: 'format',
+    });
+  }
+  if (!json.modelTopology || typeof json.modelTopology !== 'object') {
+    throw new DacError('EFORMAT', 'model.json has no modelTopology', { ...ctx, field: 'modelTopology' });
+  }
+  const manifest = json.weightsManifest ?? [];
+  if (!Array.isArray(manifest)) {
+    throw new DacError('EFORMAT', 'weightsManifest must be an array', { ...ctx, field: 'weightsManifest' });
+  }
+  const dir = path.dirname(path.resolve(jsonPath));
+  const realDir = fs.realpathSync(dir);
+  const weights: WeightEntry[] = [];
+  const files = [path.resolve(jsonPath)];
+  for (const group of manifest) {
+    if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+      throw new DacError('EFORMAT', 'each weightsManifest group needs paths and weights arrays', { ...ctx, field: 'weightsManifest' });
+    }
+    const buffers: Buffer[] = [];
+    for (const p of group.paths) {
+      const full = shardPath(dir, p, ctx);
+      try {
+        // The lexical check above is not enough with symlinks: the real file must be inside too.
+        const real = fs.realpathSync(full);
+        const rel = path.relative(realDir, real);
+        if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+          throw new DacError('EFORMAT', `shard path ${p} resolves outside the model folder`, { ...ctx, field: 'weightsManifest.paths' });
+        }
+        buffers.push(fs.readFileSync(full));
+      } catch (err) {
+        if (err instanceof DacError) throw err;
+        throw new DacError('ENOENT', `cannot read weight shard ${p}: ${(err as Error).message}`, { ...ctx, field: 'weightsManifest.paths' });
+      }
+      files.push(full);
+    }
+    const data = Buffer.concat(buffers);
+    const specs = group.weights.map((s) => checkSpec(s, ctx));
+    const need = specs.reduce((a, s) => a + storedBytes(s, ctx), 0);
+    if (data.length < need) {
+      throw new DacError(
+        'EFORMAT',
+        `weight shards [${group.paths.join(', ')}] hold ${data.length} bytes, the manifest needs ${need} (truncated shard?)`,
+        { ...ctx, field: 'weightsManifest' },
+      );
+    }
+    let offset = 0;
+    for (const spec of specs) {
+      const size = storedBytes(spec, ctx);
+      weights.push({ spec, bytes: new Uint8Array(data.buffer, data.byteOffset + offset, size) });
+      offset += size;
+    }
+  }
+  const seen = new Set<string>();
+  for (const w of weights) {
+    if (seen.has(w.spec.name)) throw new DacError('EFORMAT', 'weight name appears twice in the manifest', { ...ctx, field: w.spec.name });
+    seen.add(w.spec.name);
+  }
+  return { json, weights, files };
+}
+
+/** Packs weights into shards of at most SHARD_BYTES, named as the TF.js converter names them. */
+export function packShards(weights: WeightEntry[]): { paths: string[]; shards: Uint8Array[] } {
+  const total = weights.reduce((a, w) => a + w.bytes.length, 0);
+  const all = new Uint8Array(total);
+  let offset = 0;
+  for (const w of weights) {
+    all.set(w.bytes, offset);
+    offset += w.bytes.length;
+  }
+  const count = Math.max(1, Math.ceil(total / SHARD_BYTES));
+  const paths: string[] = [];
+  const shards: Uint8Array[] = [];
+  for (let i = 0; i < count; i++) {
+    paths.push(`group1-shard${i + 1}of${count}.bin`);
+    shards.push(all.subarray(i * SHARD_BYTES, Math.min(total, (i + 1) * SHARD_BYTES)));
+  }
+  return { paths, shards };
+}
+
+/** model.json text and shard files for a model; keys of the input JSON other than the manifest are kept. */
+export function serializeArtifacts(json: ModelJson, weights: WeightEntry[]): Map<string, Uint8Array | string> {
+  const { paths, shards } = packShards(weights);
+  const out: ModelJson = { ...json, weightsManifest: [{ paths, weights: weights.map((w) => w.spec) }] };
+  if (out.format === undefined) out.format = 'layers-model';
+  const files = new Map<string, Uint8Array | string>([['model.json', JSON.stringify(out)]]);
+  paths.forEach((p, i) => files.set(p, shards[i]));
+  return files;
+}

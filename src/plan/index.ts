@@ -1,0 +1,413 @@
+// Rank planning: which method and rank each conv gets, from the weights alone.
+//
+// Policies (PlanOptions):
+//   rank        uniform DAC rank r; spatial/channel get the width matching r in cost
+//   ranks       explicit per-layer rank (DAC) or width (spatial/channel), as report.json lists them
+//   energy      per layer the smallest rank whose predicted relative error is <= 1 - E
+//   flopsSaved  the model (all MACs, convs and the rest) saves at least this fraction,
+//   paramsSaved   ... or of its parameters; ranks chosen to minimise the summed predicted
+//               error, each layer's weighted by how strongly the next layer passes errors on
+//   method auto per layer the best of dac / spatial / channel / keep under the same objective
+// The input model is in stats.ts, the error model in errors.ts, the budget solver in
+// budget.ts; docs/auto.md has the design and the measurements behind it.
+
+import { DacError, type ErrorContext } from '../errors.js';
+import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from '../model/types.js';
+import { convCost, matchingWidth, maxRank, modelCost, replacementCost } from '../cost.js';
+import type { DecomposeBackend } from './backend.js';
+import type { LayerErrorModel, ErrorModelOptions } from './errors.js';
+import { layerModel, modelSet, type ModelSet } from './models.js';
+import { FEATURE_CORRELATION } from './stats.js';
+import { solveBudget, type BudgetOption } from './budget.js';
+
+export type { DecomposeBackend } from './backend.js';
+export { buildReplacements, type BuildOptions } from './build.js';
+
+export type PlanMethod = Method | 'auto';
+
+export interface PlanOptions extends ErrorModelOptions {
+  method: PlanMethod;
+  rank?: number;
+  ranks?: Record<string, number>;
+  energy?: number;
+  flopsSaved?: number;
+  paramsSaved?: number;
+  skipFirst?: boolean;
+  layers?: string[];
+  /**
+   * Extra weight on early layers on top of the consumer gains: layer k of L
+   * decomposable layers is weighed (1 + depthPenalty * (L-1-k)/(L-1)) more. Default 0.
+   */
+  depthPenalty?: number;
+}
+
+export interface ModelPlan {
+  method: PlanMethod;
+  layers: LayerPlan[];
+  flops: { before: number; after: number };
+  params: { before: number; after: number };
+  /** Sum over layers of the weighted predicted errors (the quantity budget policies minimise). */
+  predictedLoss: number;
+  /** The error model the ranks were chosen under; buildReplacements builds under the same one. */
+  errorModel: Required<ErrorModelOptions>;
+}
+
+export const DEFAULT_DEPTH_PENALTY = 0;
+
+/** Relative error below which a rank counts as exact (float32 weights). */
+const EXACT_TOLERANCE = 1e-7;
+
+const METHODS: Method[] = ['dac', 'spatial', 'channel'];
+
+function fail(msg: string, context: ErrorContext = {}): never {
+  throw new DacError('EINVAL', msg, context);
+}
+
+function checkFraction(name: string, v: number | undefined, allowOne: boolean): void {
+  if (v === undefined) return;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1 || (!allowOne && v >= 1)) {
+    fail(`must be a number in (0, ${allowOne ? '1]' : '1)'}, got ${String(v)}`, { field: name });
+  }
+}
+
+function validate(convs: ConvLayerInfo[], options: PlanOptions): void {
+  if (!options || typeof options !== 'object') fail('options must be an object');
+  const { method } = options;
+  if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
+    fail(`must be dac, spatial, channel or auto, got '${String(method)}'`, { field: 'method' });
+  }
+  const names = new Set<string>();
+  for (const c of convs) {
+    if (names.has(c.name)) fail('two convs have this name', { layer: c.name });
+    names.add(c.name);
+  }
+  if (options.rank !== undefined && (!Number.isInteger(options.rank) || options.rank < 1)) {
+    fail(`must be a positive integer, got ${String(options.rank)}`, { field: 'rank' });
+  }
+  if (options.ranks !== undefined) {
+    if (method === 'auto') fail('needs a single method (dac, spatial or channel), not auto', { field: 'ranks' });
+    for (const [name, r] of Object.entries(options.ranks)) {
+      if (!names.has(name)) fail('not a conv of the model', { layer: name, field: 'ranks' });
+      if (!Number.isInteger(r) || r < 1) fail(`must be a positive integer, got ${String(r)}`, { layer: name, field: 'ranks' });
+    }
+  }
+  for (const name of options.layers ?? []) {
+    if (!names.has(name)) fail('not a conv of the model', { layer: name, field: 'layers' });
+  }
+  checkFraction('energy', options.energy, true);
+  checkFraction('flopsSaved', options.flopsSaved, false);
+  checkFraction('paramsSaved', options.paramsSaved, false);
+  if (options.depthPenalty !== undefined && !(options.depthPenalty >= 0 && Number.isFinite(options.depthPenalty))) {
+    fail(`must be a finite number >= 0, got ${String(options.depthPenalty)}`, { field: 'depthPenalty' });
+  }
+  const budget = options.flopsSaved !== undefined || options.paramsSaved !== undefined;
+  const explicit = options.rank !== undefined || options.ranks !== undefined;
+  const policies = [explicit, options.energy !== undefined, budget].filter(Boolean).length;
+  if (policies === 0) fail('give one policy: rank, ranks, energy, flopsSaved or paramsSaved');
+  if (policies > 1) fail('give only one policy: rank/ranks, energy, or flopsSaved/paramsSaved');
+  if (method === 'auto' && explicit) fail('auto chooses ranks itself: use flopsSaved, paramsSaved or energy', { field: 'method' });
+}
+
+/** Why a layer is not a candidate, or null when it is. */
+function exclusion(layer: ConvLayerInfo, options: PlanOptions): string | null {
+  if (layer.skipReason) return layer.skipReason;
+  if (layer.groups !== 1) return `grouped convolution (groups=${layer.groups})`;
+  if (options.skipFirst && layer.index === 0) return 'first conv (skipFirst)';
+  if (options.layers && !options.layers.includes(layer.name)) return 'not among the selected layers';
+  return null;
+}
+
+/**
+ * How strongly the layer that consumes a conv's output passes on an error
+ * relative to the signal: white noise (independent channels and taps) against
+ * the modelled input, both through the consumer's D-weighted weights. Errors
+ * are spread over all directions while the signal sits where the consumer's
+ * filters respond, so this is < 1, and smaller deeper in a network.
+ */
+function consumerGain(consumer: LayerErrorModel): number {
+  const { layer, input } = consumer;
+  const { n, c, kh, kw } = layer;
+  const K = kh * kw;
+  const w = layer.weights;
+  let noise = 0;
+  for (let j = 0; j < n; j++) {
+    const d2 = consumer.d[j] * consumer.d[j];
+    for (let i = 0; i < c; i++) {
+      const base = (j * c + i) * K;
+      let s = 0;
+      for (let y = 0; y < kh; y++)
+        for (let x = 0; x < kw; x++)
+          for (let y2 = 0; y2 < kh; y2++)
+            for (let x2 = 0; x2 < kw; x2++) {
+              s += w[base + y * kw + x] * w[base + y2 * kw + x2] * input.pairH[y * kh + y2] * input.pairW[x * kw + x2];
+            }
+      noise += d2 * s;
+    }
+  }
+  let trV = 0;
+  for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) trV += input.pairH[y * kh + y] * input.pairW[x * kw + x];
+  let signal = 0;
+  consumer.outputEnergy(w).forEach((e, j) => (signal += consumer.d[j] * consumer.d[j] * e));
+  let trA = 0;
+  for (let i = 0; i < c; i++) trA += input.A[i * c + i];
+  let trT = 0;
+  for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) trT += input.th[y * kh + y] * input.tw[x * kw + x];
+  const noiseGain = noise / (c * trV);
+  const signalGain = signal / (trA * trT);
+  return signalGain > 0 && noiseGain > 0 ? noiseGain / signalGain : 1;
+}
+
+/** Objective weight of each eligible layer: consumer gain (bn weighting) times the optional depth penalty. */
+function layerWeights(
+  eligible: ConvLayerInfo[],
+  convs: ConvLayerInfo[],
+  set: ModelSet,
+  errOpts: Required<ErrorModelOptions>,
+  depthPenalty: number,
+): number[] {
+  const plain = errOpts.weighting === 'plain';
+  const byName = new Map(convs.map((c) => [c.name, c]));
+  const gains: (number | null)[] = eligible.map((layer) => {
+    if (plain) return 1;
+    const consumer = set.consumerOf.get(layer.name);
+    return consumer ? consumerGain(layerModel(set, byName.get(consumer)!, plain)) : null;
+  });
+  const known = gains.filter((g): g is number => g !== null);
+  // The last conv (or one feeding something other than a conv) is weighed like the least sensitive known layer.
+  const fallback = known.length > 0 ? Math.min(...known) : 1;
+  const count = eligible.length;
+  return gains.map((g, k) => (g ?? fallback) * (1 + (count > 1 ? (depthPenalty * (count - 1 - k)) / (count - 1) : 0)));
+}
+
+/** Smallest rank whose predicted error is <= limit (limit 0 means exact). */
+function rankFor(curve: Float64Array, limit: number): number {
+  for (let r = 1; r < curve.length; r++) if (curve[r] <= limit + EXACT_TOLERANCE) return r;
+  return curve.length - 1;
+}
+
+function keepPlan(layer: ConvLayerInfo, reason: string): LayerPlan {
+  const cost = convCost(layer);
+  return {
+    name: layer.name,
+    method: 'keep',
+    rank: 0,
+    macsBefore: cost.macs,
+    macsAfter: cost.macs,
+    paramsBefore: cost.params,
+    paramsAfter: cost.params,
+    predictedError: 0,
+    reason,
+  };
+}
+
+function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, backend?: DecomposeBackend): LayerPlan {
+  const layer = model.layer;
+  const before = convCost(layer);
+  const after = replacementCost(layer, method, rank);
+  const lp: LayerPlan = {
+    name: layer.name,
+    method,
+    rank,
+    macsBefore: before.macs,
+    macsAfter: after.macs,
+    paramsBefore: before.params,
+    paramsAfter: after.params,
+    predictedError: model.curve(method, backend)[rank],
+  };
+  if (after.macs >= before.macs) lp.reason = 'asked for, though it does not save MACs';
+  return lp;
+}
+
+interface Candidate {
+  method: Method | 'keep';
+  rank: number;
+  macs: number;
+  params: number;
+  error: number;
+}
+
+/** Every way to treat a layer under an automatic policy; decompositions that do not save MACs are left out. */
+function candidates(model: LayerErrorModel, methods: Method[], backend?: DecomposeBackend): Candidate[] {
+  const layer = model.layer;
+  const full = convCost(layer);
+  const out: Candidate[] = [{ method: 'keep', rank: 0, macs: full.macs, params: full.params, error: 0 }];
+  for (const m of methods) {
+    const max = maxRank(layer, m);
+    for (let r = 1; r <= max; r++) {
+      const cost = replacementCost(layer, m, r);
+      if (cost.macs >= full.macs) break;
+      out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m, backend)[r] });
+    }
+  }
+  return out;
+}
+
+/**
+ * Plans method and rank for every conv of a model. `other` is the cost of
+ * everything that is not a conv (it counts in the budget's denominator).
+ * `backend` speeds up the spectra (native SVDs); without it they are computed
+ * in TypeScript.
+ */
+export function planModel(
+  convs: ConvLayerInfo[],
+  other: OtherCost,
+  options: PlanOptions,
+  backend?: DecomposeBackend,
+): ModelPlan {
+  validate(convs, options);
+  if (!other || !Number.isFinite(other.macs) || !Number.isFinite(other.params) || other.macs < 0 || other.params < 0) {
+    fail('must have finite, non-negative macs and params', { field: 'other' });
+  }
+  const errOpts: Required<ErrorModelOptions> = {
+    weighting: options.weighting ?? 'bn',
+    spatialCorrelation: options.spatialCorrelation ?? FEATURE_CORRELATION,
+  };
+  const plain = errOpts.weighting === 'plain';
+  const set = modelSet(convs, errOpts);
+  const models = new Map<string, LayerErrorModel>();
+  const plans = new Map<string, LayerPlan>();
+  const eligible: ConvLayerInfo[] = [];
+  for (const layer of convs) {
+    const why = exclusion(layer, options);
+    if (why) plans.set(layer.name, keepPlan(layer, why));
+    else {
+      eligible.push(layer);
+      models.set(layer.name, layerModel(set, layer, plain));
+    }
+  }
+  const method = options.method;
+  const methods = method === 'auto' ? METHODS : [method];
+  const weights = layerWeights(eligible, convs, set, errOpts, options.depthPenalty ?? DEFAULT_DEPTH_PENALTY);
+
+  if (options.rank !== undefined || options.ranks !== undefined) {
+    const m = method as Method;
+    for (const layer of eligible) {
+      const model = models.get(layer.name)!;
+      const explicit = options.ranks?.[layer.name];
+      if (explicit !== undefined) {
+        const max = maxRank(layer, m);
+        if (explicit > max) fail(`${explicit} is out of range 1..${max} for ${m}`, { layer: layer.name, field: 'ranks' });
+        plans.set(layer.name, decomposedPlan(model, m, explicit, backend));
+      } else if (options.rank !== undefined) {
+        const r = m === 'dac' ? Math.min(options.rank, maxRank(layer, m)) : matchingWidth(layer, m, options.rank);
+        plans.set(layer.name, decomposedPlan(model, m, r, backend));
+      } else {
+        plans.set(layer.name, keepPlan(layer, 'not named in ranks'));
+      }
+    }
+  } else if (options.energy !== undefined) {
+    const limit = 1 - options.energy;
+    for (const layer of eligible) {
+      const model = models.get(layer.name)!;
+      if (method !== 'auto') {
+        plans.set(layer.name, decomposedPlan(model, method, rankFor(model.curve(method, backend), limit), backend));
+        continue;
+      }
+      let best: Candidate | null = null;
+      for (const c of candidates(model, METHODS, backend)) {
+        if (c.method !== 'keep' && c.error <= limit + EXACT_TOLERANCE && (!best || c.macs < best.macs)) best = c;
+      }
+      plans.set(
+        layer.name,
+        best && best.method !== 'keep'
+          ? decomposedPlan(model, best.method, best.rank, backend)
+          : keepPlan(layer, 'no method keeps that energy and saves MACs'),
+      );
+    }
+  } else {
+    planBudget(convs, other, options, eligible, models, methods, weights, plans, backend);
+  }
+
+  const layers = convs.map((c) => plans.get(c.name)!);
+  const before = modelCost(convs, other);
+  const after = modelCost(convs, other, { layers });
+  let predictedLoss = 0;
+  eligible.forEach((layer, k) => (predictedLoss += weights[k] * plans.get(layer.name)!.predictedError));
+  return {
+    method,
+    layers,
+    flops: { before: before.total.macs, after: after.total.macs },
+    params: { before: before.total.params, after: after.total.params },
+    predictedLoss,
+    errorModel: errOpts,
+  };
+}
+
+function planBudget(
+  convs: ConvLayerInfo[],
+  other: OtherCost,
+  options: PlanOptions,
+  eligible: ConvLayerInfo[],
+  models: Map<string, LayerErrorModel>,
+  methods: Method[],
+  weights: number[],
+  plans: Map<string, LayerPlan>,
+  backend?: DecomposeBackend,
+): void {
+  const before = modelCost(convs, other).total;
+  const eligibleNames = new Set(eligible.map((l) => l.name));
+  const fixed = { macs: other.macs, params: other.params };
+  for (const layer of convs) {
+    if (eligibleNames.has(layer.name)) continue;
+    const c = convCost(layer);
+    fixed.macs += c.macs;
+    fixed.params += c.params;
+  }
+  const cands = eligible.map((layer) => candidates(models.get(layer.name)!, methods, backend));
+  const capFor = (resource: 'macs' | 'params', fraction: number) =>
+    before[resource] - Math.ceil(fraction * before[resource] - 1e-9) - fixed[resource];
+  const solve = (resource: 'macs' | 'params', fraction: number): number[] | null => {
+    const items: BudgetOption[][] = cands.map((cs, k) => cs.map((c) => ({ cost: c[resource], loss: weights[k] * c.error })));
+    return solveBudget(items, capFor(resource, fraction));
+  };
+  const maxSaved = (resource: 'macs' | 'params') => {
+    let least = fixed[resource];
+    for (const cs of cands) least += Math.min(...cs.map((c) => c[resource]));
+    return 1 - least / before[resource];
+  };
+  const describe = (resource: 'macs' | 'params', fraction: number) =>
+    `cannot save ${(fraction * 100).toFixed(1)}% of the model's ${resource === 'macs' ? 'MACs' : 'parameters'} ` +
+    `with method ${options.method}: at most ${(Math.max(0, maxSaved(resource)) * 100).toFixed(1)}% over ` +
+    `${eligible.length} decomposable layer(s)`;
+  const paramsOk = (pick: number[]) => {
+    if (options.paramsSaved === undefined) return true;
+    let total = fixed.params;
+    pick.forEach((idx, k) => (total += cands[k][idx].params));
+    return total <= capFor('params', options.paramsSaved) + fixed.params;
+  };
+
+  let pick: number[] | null;
+  if (options.flopsSaved === undefined) {
+    pick = solve('params', options.paramsSaved!);
+    if (!pick) fail(describe('params', options.paramsSaved!));
+  } else {
+    pick = solve('macs', options.flopsSaved);
+    if (!pick) fail(describe('macs', options.flopsSaved));
+    if (!paramsOk(pick)) {
+      // Both budgets: the smallest stricter MACs target whose plan also meets the params budget.
+      let lo = options.flopsSaved;
+      let hi = maxSaved('macs');
+      let best = solve('macs', hi);
+      if (!best || !paramsOk(best)) fail(describe('params', options.paramsSaved!) + ' together with the MACs budget');
+      for (let it = 0; it < 30 && hi - lo > 1e-6; it++) {
+        const mid = (lo + hi) / 2;
+        const p = solve('macs', mid);
+        if (p && paramsOk(p)) {
+          hi = mid;
+          best = p;
+        } else lo = mid;
+      }
+      pick = best;
+    }
+  }
+  eligible.forEach((layer, k) => {
+    const c = cands[k][pick![k]];
+    const model = models.get(layer.name)!;
+    plans.set(
+      layer.name,
+      c.method === 'keep'
+        ? keepPlan(layer, 'kept: decomposing it costs more accuracy than the budget needs')
+        : decomposedPlan(model, c.method, c.rank, backend),
+    );
+  });
+}

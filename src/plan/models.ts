@@ -1,0 +1,45 @@
+// Error models of a conv list, shared by planning and building so a plan is
+// built under exactly the model it was made with, and cached while the conv
+// list lives (benchmarks and `dac decompose` plan and build from one list).
+
+import type { ConvLayerInfo } from '../model/types.js';
+import { LayerErrorModel, type ErrorModelOptions } from './errors.js';
+import { estimateInputs, type InputModel } from './stats.js';
+
+export interface ModelSet {
+  models: Map<string, LayerErrorModel>;
+  /** Consumer of each conv's output through its BatchNorm, if any. */
+  consumerOf: Map<string, string>;
+  inputs: Map<string, InputModel>;
+}
+
+const cache = new WeakMap<ConvLayerInfo[], Map<string, ModelSet>>();
+
+export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOptions>): ModelSet {
+  const key = `${errOpts.weighting}:${errOpts.spatialCorrelation}`;
+  let byKey = cache.get(convs);
+  if (!byKey) {
+    byKey = new Map();
+    cache.set(convs, byKey);
+  }
+  let set = byKey.get(key);
+  if (!set) {
+    const { inputs, producerOf } = estimateInputs(convs, errOpts);
+    const consumerOf = new Map<string, string>();
+    for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer)) consumerOf.set(producer, consumer);
+    set = { models: new Map(), consumerOf, inputs };
+    byKey.set(key, set);
+  }
+  return set;
+}
+
+export function layerModel(set: ModelSet, layer: ConvLayerInfo, plain: boolean): LayerErrorModel {
+  let m = set.models.get(layer.name);
+  if (!m) {
+    const input = set.inputs.get(layer.name);
+    if (!input) throw new Error(`plan: internal error: no input model for layer '${layer.name}'`);
+    m = new LayerErrorModel(layer, input, plain);
+    set.models.set(layer.name, m);
+  }
+  return m;
+}

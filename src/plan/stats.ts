@@ -1,0 +1,347 @@
+// A data-free model of what each conv sees at its input, propagated through
+// the network from the weights and BatchNorm statistics alone.
+//
+// For every conv the input patch x (c channels x kh x kw taps) gets a
+// second-moment matrix of Kronecker form  E[x x^T] ~ A (x) Th (x) Tw:
+//   A   c x c: channel second moments, mean included (A = C + mu mu^T);
+//   Th  kh x kh, Tw kw x kw: tap matrices, = (fraction of output positions where
+//       both taps fall inside the input: zero padding) * rho^(tap distance).
+// Where the conv's input comes from another conv through BatchNorm (and, we
+// assume, a ReLU), C and mu are propagated:
+//   pre-BN covariance of the producer  Cz = Wp (Cp (x) Tp) Wp^T, taken as a
+//   correlation matrix R (the BN's running variance gives the true scale);
+//   BN output  y ~ N(beta, diag(|gamma|) R diag(|gamma|));
+//   after ReLU  mu_j = E[relu(y_j)], C_jk = E[relu(y_j) relu(y_k)] - mu_j mu_k
+//   (bivariate normal moments by Gauss-Hermite quadrature).
+// A conv whose input has a BatchNorm we cannot trace to a producer conv gets
+// independent channels with that BN's moments; with no BatchNorm at all the
+// input counts as standardised (A = I), the network's own input.
+// Pooling between layers is not modelled (its effect on relative errors is small).
+
+import { DacError } from '../errors.js';
+import type { BatchNormParams, ConvLayerInfo } from '../model/types.js';
+import { jacobiEigen } from './linalg.js';
+
+/** Correlation of neighbouring taps of hidden feature maps (prior, see docs/auto.md). */
+export const FEATURE_CORRELATION = 0.5;
+/** Correlation of neighbouring pixels of the network input (natural-image prior). */
+export const INPUT_CORRELATION = 0.9;
+
+export interface InputModel {
+  /** c x c channel second moments (row-major). */
+  A: Float64Array;
+  /** Channel means (length c). */
+  mean: Float64Array;
+  /** kh x kh and kw x kw tap matrices. */
+  th: Float64Array;
+  tw: Float64Array;
+  /** Fraction of output positions at which each tap reads inside the input (length kh, kw). */
+  validH: Float64Array;
+  validW: Float64Array;
+  /** Fraction of output positions at which both taps t and u read inside (kh x kh, kw x kw). */
+  pairH: Float64Array;
+  pairW: Float64Array;
+  /** How A was obtained, for reports. */
+  source: 'propagated' | 'batchnorm' | 'standardised';
+}
+
+export interface StatsOptions {
+  /** 'plain' gives every conv A = I and identity tap matrices (the unweighted Frobenius error). */
+  weighting?: 'bn' | 'plain';
+  /** Neighbouring-tap correlation of hidden feature maps (default FEATURE_CORRELATION). */
+  spatialCorrelation?: number;
+}
+
+const SQRT_2PI = Math.sqrt(2 * Math.PI);
+
+export function normalPdf(x: number): number {
+  return Math.exp(-0.5 * x * x) / SQRT_2PI;
+}
+
+/** Standard normal CDF (Abramowitz-Stegun 7.1.26 on erf, |error| < 1.5e-7). */
+export function normalCdf(x: number): number {
+  const z = Math.abs(x) / Math.SQRT2;
+  const t = 1 / (1 + 0.3275911 * z);
+  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  const erf = 1 - poly * Math.exp(-z * z);
+  return x >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
+}
+
+/** E[max(z,0)] and E[max(z,0)^2] for z ~ N(mu, sigma^2). */
+export function reluMoments(mu: number, sigma: number): { mean: number; second: number } {
+  if (!(sigma > 0)) {
+    const r = Math.max(mu, 0);
+    return { mean: r, second: r * r };
+  }
+  const a = mu / sigma;
+  const cdf = normalCdf(a);
+  const pdf = normalPdf(a);
+  return {
+    mean: Math.max(mu * cdf + sigma * pdf, 0),
+    second: Math.max((mu * mu + sigma * sigma) * cdf + mu * sigma * pdf, 0),
+  };
+}
+
+/** Gauss-Legendre rule on [-1, 1] (Golub-Welsch: eigen-decomposition of the Jacobi matrix). */
+function legendreRule(m: number): { nodes: Float64Array; weights: Float64Array } {
+  const J = new Float64Array(m * m);
+  for (let k = 1; k < m; k++) {
+    const b = k / Math.sqrt(4 * k * k - 1);
+    J[(k - 1) * m + k] = b;
+    J[k * m + k - 1] = b;
+  }
+  const { values, vectors } = jacobiEigen(J, m);
+  const weights = new Float64Array(m);
+  for (let k = 0; k < m; k++) weights[k] = 2 * vectors[k] * vectors[k];
+  return { nodes: values, weights };
+}
+
+let legendre: { nodes: Float64Array; weights: Float64Array } | null = null;
+
+/**
+ * Nodes z and weights w with sum w f(z) ~ E[f(z)], z ~ N(0,1), for f smooth
+ * except at `kink`: one Gauss-Legendre panel on each side, over [-8, 8].
+ */
+function normalRule(kink: number): { nodes: Float64Array; weights: Float64Array } {
+  legendre ??= legendreRule(16);
+  const g = legendre;
+  const k = Math.max(-8, Math.min(8, kink));
+  const panels: [number, number][] = [
+    [-8, k],
+    [k, 8],
+  ];
+  const nodes = new Float64Array(2 * g.nodes.length);
+  const weights = new Float64Array(2 * g.nodes.length);
+  panels.forEach(([a, b], p) => {
+    const half = (b - a) / 2;
+    for (let q = 0; q < g.nodes.length; q++) {
+      const z = a + half * (g.nodes[q] + 1);
+      nodes[p * g.nodes.length + q] = z;
+      weights[p * g.nodes.length + q] = half * g.weights[q] * normalPdf(z);
+    }
+  });
+  return { nodes, weights };
+}
+
+/**
+ * Mean and centred covariance of relu(y) for y ~ N(mu, diag(sd) R diag(sd)).
+ * Off-diagonals by quadrature over y_j of
+ * (relu(y_j) - mu_j) (E[relu(y_k) | y_j] - mu_k).
+ */
+export function reluCovariance(mu: Float64Array, sd: Float64Array, R: Float64Array): { mean: Float64Array; cov: Float64Array } {
+  const c = mu.length;
+  const mean = new Float64Array(c);
+  const second = new Float64Array(c);
+  for (let j = 0; j < c; j++) {
+    const m = reluMoments(mu[j], sd[j]);
+    mean[j] = m.mean;
+    second[j] = m.second;
+  }
+  const E = new Float64Array(c * c);
+  for (let j = 0; j < c; j++) {
+    // relu(y_j) has its kink where y_j = 0; the conditional means are smooth in z.
+    const { nodes, weights } = normalRule(sd[j] > 0 ? -mu[j] / sd[j] : 0);
+    for (let k = j + 1; k < c; k++) {
+      const rho = Math.max(-1, Math.min(1, R[j * c + k]));
+      const condSd = sd[k] * Math.sqrt(Math.max(1 - rho * rho, 0));
+      // Centred on both sides, so independent channels give exactly 0 despite the ReLU kink.
+      let s = 0;
+      for (let q = 0; q < nodes.length; q++) {
+        const yj = Math.max(mu[j] + sd[j] * nodes[q], 0);
+        s += weights[q] * (yj - mean[j]) * (reluMoments(mu[k] + rho * sd[k] * nodes[q], condSd).mean - mean[k]);
+      }
+      E[j * c + k] = s;
+      E[k * c + j] = s;
+    }
+    E[j * c + j] = second[j] - mean[j] * mean[j];
+  }
+  return { mean, cov: E };
+}
+
+/** Fraction of output positions where tap t (and tap u) read inside the input, along one axis. */
+export function tapValidity(
+  inSize: number,
+  outSize: number,
+  k: number,
+  stride: number,
+  dilation: number,
+  padBefore: number,
+): { pair: Float64Array; single: Float64Array } {
+  const pair = new Float64Array(k * k);
+  const single = new Float64Array(k);
+  const inside = new Uint8Array(k);
+  for (let o = 0; o < outSize; o++) {
+    for (let t = 0; t < k; t++) {
+      const p = o * stride - padBefore + t * dilation;
+      inside[t] = p >= 0 && p < inSize ? 1 : 0;
+    }
+    for (let t = 0; t < k; t++) {
+      single[t] += inside[t];
+      for (let u = 0; u < k; u++) pair[t * k + u] += inside[t] & inside[u];
+    }
+  }
+  for (let i = 0; i < pair.length; i++) pair[i] /= outSize;
+  for (let i = 0; i < k; i++) single[i] /= outSize;
+  return { pair, single };
+}
+
+function tapMatrix(pair: Float64Array, k: number, dilation: number, rho: number): Float64Array {
+  const T = new Float64Array(k * k);
+  for (let t = 0; t < k; t++) {
+    for (let u = 0; u < k; u++) T[t * k + u] = pair[t * k + u] * (t === u ? 1 : Math.pow(rho, Math.abs(t - u) * dilation));
+  }
+  return T;
+}
+
+function sameBn(a: BatchNormParams, b: BatchNormParams): boolean {
+  if (a === b) return true;
+  const arrays: (keyof BatchNormParams)[] = ['gamma', 'beta', 'mean', 'variance'];
+  for (const key of arrays) {
+    const x = a[key] as Float32Array;
+    const y = b[key] as Float32Array;
+    if (x.length !== y.length) return false;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  }
+  return true;
+}
+
+function identity(m: number): Float64Array {
+  const I = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) I[i * m + i] = 1;
+  return I;
+}
+
+/** Cz = W (C (x) T) W^T for an OIHW weight tensor [n][c][K], T = Th (x) Tw (K x K). */
+function propagateCovariance(w: Float32Array, n: number, c: number, K: number, C: Float64Array, T: Float64Array): Float64Array {
+  const X = new Float64Array(n * c * K);
+  const tmp = new Float64Array(c * K);
+  for (let j = 0; j < n; j++) {
+    const base = j * c * K;
+    // tmp = W_j T   (c x K)
+    for (let i = 0; i < c; i++) {
+      for (let u = 0; u < K; u++) {
+        let s = 0;
+        for (let t = 0; t < K; t++) s += w[base + i * K + t] * T[t * K + u];
+        tmp[i * K + u] = s;
+      }
+    }
+    // X_j = C tmp  (c x K)
+    for (let a = 0; a < c; a++) {
+      for (let u = 0; u < K; u++) {
+        let s = 0;
+        for (let i = 0; i < c; i++) s += C[a * c + i] * tmp[i * K + u];
+        X[base + a * K + u] = s;
+      }
+    }
+  }
+  const Cz = new Float64Array(n * n);
+  const len = c * K;
+  for (let j = 0; j < n; j++) {
+    for (let k = j; k < n; k++) {
+      let s = 0;
+      for (let q = 0; q < len; q++) s += X[j * len + q] * w[k * len + q];
+      Cz[j * n + k] = s;
+      Cz[k * n + j] = s;
+    }
+  }
+  return Cz;
+}
+
+/**
+ * The input model of every conv (by name), in topological order so each
+ * producer is modelled before its consumers, and for each conv the conv that
+ * produced its input through a BatchNorm, where there is one.
+ */
+export function estimateInputs(
+  convs: ConvLayerInfo[],
+  opts: StatsOptions = {},
+): { inputs: Map<string, InputModel>; producerOf: Map<string, string> } {
+  const plain = opts.weighting === 'plain';
+  if (opts.weighting !== undefined && opts.weighting !== 'bn' && !plain) {
+    throw new DacError('EINVAL', `must be 'bn' or 'plain', got '${String(opts.weighting)}'`, { field: 'weighting' });
+  }
+  const rho = opts.spatialCorrelation ?? FEATURE_CORRELATION;
+  if (typeof rho !== 'number' || !(rho >= 0 && rho < 1)) {
+    throw new DacError('EINVAL', `must be a number in [0, 1), got ${String(rho)}`, { field: 'spatialCorrelation' });
+  }
+  const out = new Map<string, InputModel>();
+  const producerOf = new Map<string, string>();
+  // Centred channel covariance and tap matrix of each conv's input, for its consumers.
+  const centred = new Map<string, { C: Float64Array; T: Float64Array }>();
+  for (const layer of convs) {
+    const { c, kh, kw } = layer;
+    const vh = tapValidity(layer.inH, layer.outH, kh, layer.strides[0], layer.dilations[0], layer.pads[0]);
+    const vw = tapValidity(layer.inW, layer.outW, kw, layer.strides[1], layer.dilations[1], layer.pads[1]);
+    if (plain) {
+      out.set(layer.name, {
+        A: identity(c),
+        mean: new Float64Array(c),
+        th: identity(kh),
+        tw: identity(kw),
+        validH: vh.single,
+        validW: vw.single,
+        pairH: vh.pair,
+        pairW: vw.pair,
+        source: 'standardised',
+      });
+      continue;
+    }
+    const bn = layer.bnBefore && layer.bnBefore.gamma.length === c ? layer.bnBefore : null;
+    const producer = bn
+      ? convs.find((p) => p !== layer && p.n === c && p.groups === 1 && p.bnAfter && centred.has(p.name) && sameBn(p.bnAfter, bn))
+      : undefined;
+    let C: Float64Array;
+    let mean: Float64Array;
+    let source: InputModel['source'];
+    const layerRho = bn ? rho : INPUT_CORRELATION;
+    if (bn && producer) {
+      const prev = centred.get(producer.name)!;
+      const K = producer.kh * producer.kw;
+      const Cz = propagateCovariance(producer.weights, producer.n, producer.c, K, prev.C, prev.T);
+      const R = new Float64Array(c * c);
+      const sd = new Float64Array(c);
+      for (let j = 0; j < c; j++) sd[j] = Math.sqrt(Math.max(Cz[j * c + j], 0));
+      for (let j = 0; j < c; j++) {
+        for (let k = 0; k < c; k++) R[j * c + k] = j === k ? 1 : sd[j] > 0 && sd[k] > 0 ? Cz[j * c + k] / (sd[j] * sd[k]) : 0;
+      }
+      const mu = Float64Array.from(bn.beta);
+      const gs = new Float64Array(c);
+      for (let j = 0; j < c; j++) gs[j] = Math.abs(bn.gamma[j]) * Math.sqrt(bn.variance[j] / (bn.variance[j] + bn.epsilon));
+      const r = reluCovariance(mu, gs, R);
+      C = r.cov;
+      mean = r.mean;
+      source = 'propagated';
+    } else if (bn) {
+      C = new Float64Array(c * c);
+      mean = new Float64Array(c);
+      for (let j = 0; j < c; j++) {
+        const m = reluMoments(bn.beta[j], Math.abs(bn.gamma[j]));
+        mean[j] = m.mean;
+        C[j * c + j] = Math.max(m.second - m.mean * m.mean, 0);
+      }
+      source = 'batchnorm';
+    } else {
+      C = identity(c);
+      mean = new Float64Array(c);
+      source = 'standardised';
+    }
+    const th = tapMatrix(vh.pair, kh, layer.dilations[0], layerRho);
+    const tw = tapMatrix(vw.pair, kw, layer.dilations[1], layerRho);
+    const A = new Float64Array(c * c);
+    for (let j = 0; j < c; j++) for (let k = 0; k < c; k++) A[j * c + k] = C[j * c + k] + mean[j] * mean[k];
+    centred.set(layer.name, { C, T: kron(th, kh, tw, kw) });
+    out.set(layer.name, { A, mean, th, tw, validH: vh.single, validW: vw.single, pairH: vh.pair, pairW: vw.pair, source });
+    if (producer) producerOf.set(layer.name, producer.name);
+  }
+  return { inputs: out, producerOf };
+}
+
+/** a (x) b for square a (p x p) and b (q x q). */
+export function kron(a: Float64Array, p: number, b: Float64Array, q: number): Float64Array {
+  const m = p * q;
+  const out = new Float64Array(m * m);
+  for (let i = 0; i < p; i++)
+    for (let j = 0; j < p; j++)
+      for (let k = 0; k < q; k++) for (let l = 0; l < q; l++) out[(i * q + k) * m + (j * q + l)] = a[i * p + j] * b[k * q + l];
+  return out;
+}

@@ -1,0 +1,204 @@
+// Running a model on real inputs: TF.js Layers models with @tensorflow/tfjs
+// (tfjs-node when installed, else the WASM backend when installed, else the
+// pure-JS CPU backend),
+// ONNX models with onnxruntime-node. Every runner takes NHWC float32 images and
+// returns the first output's values, [batch][classes] for a classifier.
+import { DacError } from '../errors.js';
+import { loadModel, type LoadedModel } from '../formats/index.js';
+import { OnnxModel } from '../formats/onnx/model.js';
+import { memoryHandler } from '../formats/tfjs/io.js';
+import type { TfjsModel } from '../formats/tfjs/model.js';
+
+export type TfjsBackendName = 'tensorflow' | 'cpu' | 'wasm';
+
+export interface RunnerOptions {
+  /**
+   * TF.js backend: 'tensorflow' (needs @tensorflow/tfjs-node), 'cpu' (pure JS)
+   * or 'wasm' (needs @tensorflow/tfjs-backend-wasm). Default: DAC_TFJS_BACKEND,
+   * else the first of tensorflow, wasm, cpu that is installed.
+   */
+  tfjsBackend?: TfjsBackendName;
+  /** onnxruntime intra-op threads (default: onnxruntime's own choice). */
+  threads?: number;
+  /** Images per call into the runtime (default 64), bounding memory. */
+  chunk?: number;
+}
+
+export interface Runner {
+  /** What runs the model, e.g. "tfjs-cpu" or "onnxruntime-node 1.20.0". */
+  readonly engine: string;
+  /** [H, W, C] of one image. */
+  readonly inputShape: number[];
+  /** input: NHWC float32 [batch][H][W][C]; returns the first output, [batch][...]. */
+  run(input: Float32Array, batch: number): Promise<Float32Array>;
+  dispose(): void;
+}
+
+type Tf = typeof import('@tensorflow/tfjs');
+
+function optionalRequire<T>(name: string): T | null {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(name) as T;
+  } catch {
+    return null;
+  }
+}
+
+let tfCache: { tf: Tf; backend: TfjsBackendName } | null = null;
+
+/** The TF.js namespace with a backend set (once per process: TF.js keeps one global engine). */
+export async function loadTf(requested?: TfjsBackendName): Promise<{ tf: Tf; backend: TfjsBackendName }> {
+  const env = process.env.DAC_TFJS_BACKEND as TfjsBackendName | undefined;
+  const want = requested ?? (env && env.length ? env : undefined);
+  if (want !== undefined && !['tensorflow', 'cpu', 'wasm'].includes(want)) {
+    throw new DacError('EINVAL', `TF.js backend must be tensorflow, cpu or wasm, got ${want}`, { field: 'tfjsBackend' });
+  }
+  if (tfCache && (want === undefined || want === tfCache.backend)) return tfCache;
+  let tf: Tf | null = null;
+  let backend: TfjsBackendName;
+  if (want === 'tensorflow' || want === undefined) {
+    tf = optionalRequire<Tf>('@tensorflow/tfjs-node');
+    if (!tf && want === 'tensorflow') {
+      throw new DacError('ENOTFOUND', 'TF.js backend tensorflow needs @tensorflow/tfjs-node, which is not installed', { field: 'tfjsBackend' });
+    }
+  }
+  if (tf) backend = 'tensorflow';
+  else {
+    tf = optionalRequire<Tf>('@tensorflow/tfjs');
+    if (!tf) throw new DacError('ENOTFOUND', 'running TF.js models needs @tensorflow/tfjs (npm install @tensorflow/tfjs)', {});
+    const hasWasm = optionalRequire('@tensorflow/tfjs-backend-wasm') !== null;
+    backend = want ?? (hasWasm ? 'wasm' : 'cpu');
+    if (backend === 'wasm' && !hasWasm) {
+      throw new DacError('ENOTFOUND', 'TF.js backend wasm needs @tensorflow/tfjs-backend-wasm, which is not installed', { field: 'tfjsBackend' });
+    }
+  }
+  // The CPU backend prints a "install tfjs-node" banner on first use; production mode keeps stdout clean.
+  tf.env().set('PROD', true);
+  if (!(await tf.setBackend(backend))) {
+    throw new DacError('ENOTFOUND', `TF.js backend ${backend} failed to initialize`, { field: 'tfjsBackend' });
+  }
+  await tf.ready();
+  tfCache = { tf, backend };
+  return tfCache;
+}
+
+function checkInput(input: Float32Array, batch: number, shape: number[], model: string): void {
+  if (!(input instanceof Float32Array)) throw new DacError('EINVAL', 'input must be a Float32Array', { model, field: 'input' });
+  if (!Number.isInteger(batch) || batch < 1) {
+    throw new DacError('ERANGE', `batch must be a positive integer, got ${batch}`, { model, field: 'batch' });
+  }
+  const per = shape[0] * shape[1] * shape[2];
+  if (input.length !== batch * per) {
+    throw new DacError('ESHAPE', `input has ${input.length} values, batch ${batch} of [${shape.join(', ')}] needs ${batch * per}`, {
+      model,
+      field: 'input',
+    });
+  }
+}
+
+async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Runner> {
+  const { tf, backend } = await loadTf(options.tfjsBackend);
+  let net: Awaited<ReturnType<Tf['loadLayersModel']>>;
+  try {
+    net = await tf.loadLayersModel(memoryHandler(model));
+  } catch (err) {
+    throw new DacError('EFORMAT', `TF.js cannot load the model: ${(err as Error).message}`, { model: model.path });
+  }
+  const [h, w, c] = model.inputShape;
+  const chunk = options.chunk ?? 64;
+  return {
+    engine: `tfjs-${backend}`,
+    inputShape: model.inputShape,
+    async run(input, batch) {
+      checkInput(input, batch, model.inputShape, model.path);
+      const parts: Float32Array[] = [];
+      for (let start = 0; start < batch; start += chunk) {
+        const n = Math.min(chunk, batch - start);
+        const x = tf.tensor4d(input.subarray(start * h * w * c, (start + n) * h * w * c), [n, h, w, c]);
+        const y = net.predict(x);
+        const out = Array.isArray(y) ? y[0] : y;
+        parts.push((await out.data()) as Float32Array);
+        x.dispose();
+        (Array.isArray(y) ? y : [y]).forEach((t) => t.dispose());
+      }
+      return concat(parts);
+    },
+    dispose() {
+      net.dispose();
+    },
+  };
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+type Ort = typeof import('onnxruntime-node');
+
+async function onnxRunner(model: OnnxModel, options: RunnerOptions): Promise<Runner> {
+  const ort = optionalRequire<Ort>('onnxruntime-node');
+  if (!ort) throw new DacError('ENOTFOUND', 'running ONNX models needs onnxruntime-node (npm install onnxruntime-node)', {});
+  const sessionOptions: import('onnxruntime-node').InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+  if (options.threads !== undefined) {
+    sessionOptions.intraOpNumThreads = options.threads;
+    sessionOptions.interOpNumThreads = 1;
+  }
+  let session: import('onnxruntime-node').InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(model.bytes(), sessionOptions);
+  } catch (err) {
+    throw new DacError('EFORMAT', `onnxruntime cannot load the model: ${(err as Error).message}`, { model: model.path });
+  }
+  const [h, w, c] = model.inputShape;
+  const per = h * w * c;
+  const chunk = model.fixedBatch ?? options.chunk ?? 64;
+  const version = (optionalRequire<{ version: string }>('onnxruntime-node/package.json') ?? { version: '' }).version;
+  return {
+    engine: `onnxruntime-node ${version}`.trim(),
+    inputShape: model.inputShape,
+    async run(input, batch) {
+      checkInput(input, batch, model.inputShape, model.path);
+      if (model.fixedBatch !== null && batch % model.fixedBatch !== 0) {
+        throw new DacError('ESHAPE', `the model takes batches of exactly ${model.fixedBatch}; got ${batch}`, { model: model.path, field: 'batch' });
+      }
+      const parts: Float32Array[] = [];
+      for (let start = 0; start < batch; start += chunk) {
+        const n = Math.min(chunk, batch - start);
+        const slice = input.subarray(start * per, (start + n) * per);
+        const nchw = c === 1 ? slice : nhwcToNchw(slice, n, h, w, c);
+        const feeds = { [model.inputName]: new ort.Tensor('float32', nchw, [n, c, h, w]) };
+        const result = await session.run(feeds, [model.outputName]);
+        parts.push(Float32Array.from(result[model.outputName].data as Float32Array));
+      }
+      return concat(parts);
+    },
+    dispose() {
+      void session.release();
+    },
+  };
+}
+
+export function nhwcToNchw(x: Float32Array, n: number, h: number, w: number, c: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < h; y++)
+      for (let xx = 0; xx < w; xx++)
+        for (let ch = 0; ch < c; ch++) out[((b * c + ch) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + ch];
+  return out;
+}
+
+/** A runner for a loaded model or a model path. */
+export async function createRunner(model: LoadedModel | string, options: RunnerOptions = {}): Promise<Runner> {
+  const m = typeof model === 'string' ? await loadModel(model) : model;
+  if (m instanceof OnnxModel) return onnxRunner(m, options);
+  if (m.format === 'tfjs') return tfjsRunner(m as TfjsModel, options);
+  throw new DacError('EINVAL', `no runtime for format ${String(m.format)}`, { model: m.path });
+}

@@ -1,0 +1,327 @@
+// TF.js Layers models end to end: reading (Sequential, Functional, quantized
+// weights), replacing convs by every method, BatchNorm folding, writing, and
+// loading the written files back into @tensorflow/tfjs unchanged.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileHandler, loadModel, TfjsModel, type LoadedModel } from '../src/formats/index.js';
+import { normalizeImages, readIdxImages } from '../src/data/idx.js';
+import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
+import type { DacReplacement, Method } from '../src/model/types.js';
+import { createRunner, loadTf } from '../src/runtime/index.js';
+import { svdReplacement } from './fixtures/decompose.js';
+import { exactReplacement } from './fixtures/exact.js';
+import { functionalModel, oneChannelModel, saveModel, sequentialModel } from './fixtures/tfjs-models.js';
+import { demoImages, demoModel, hashTree, relErr, seededValues, tempDir, vggReference } from './fixtures/util.js';
+
+const METHODS: Method[] = ['dac', 'spatial', 'channel'];
+const tmp = tempDir('tfjs');
+
+async function outputs(model: LoadedModel, x: Float32Array, batch: number): Promise<Float32Array> {
+  const r = await createRunner(model);
+  try {
+    return await r.run(x, batch);
+  } finally {
+    r.dispose();
+  }
+}
+
+/** Runs a saved folder through plain tf.loadLayersModel, bypassing the package's model class. */
+async function tfjsOutputs(dir: string, x: Float32Array, shape: number[], batch: number): Promise<Float32Array> {
+  const { tf } = await loadTf();
+  const net = await tf.loadLayersModel(fileHandler(dir));
+  const input = tf.tensor(x, [batch, ...shape]);
+  const y = net.predict(input) as import('@tensorflow/tfjs').Tensor;
+  const out = (await y.data()) as Float32Array;
+  tf.dispose([input, y]);
+  net.dispose();
+  return out;
+}
+
+async function fixtureDir(name: string, build: () => import('@tensorflow/tfjs').LayersModel): Promise<string> {
+  await loadTf();
+  const dir = path.join(tmp, name);
+  if (!fs.existsSync(dir)) await saveModel(build(), dir);
+  return dir;
+}
+
+t.test('fashion-vgg (demo copy): layers, exact costs, reference logits', async (t) => {
+  const m = await loadModel(demoModel);
+  const ref = JSON.parse(fs.readFileSync(vggReference, 'utf8'));
+  t.equal(m.format, 'tfjs');
+  t.same(m.inputShape, [28, 28, 1]);
+  t.equal(m.convs.length, 13);
+  t.same(m.convs.map((c) => c.n), [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]);
+  t.ok(m.convs.every((c) => c.kh === 3 && c.kw === 3 && c.bnAfter && !c.skipReason && c.pads.join() === '1,1,1,1'));
+  t.ok(m.convs.slice(1).every((c) => c.bnBefore), 'every conv but the first reads a BatchNorm output');
+  let macs = m.other.macs;
+  let params = m.other.params;
+  for (const c of m.convs) {
+    macs += c.n * c.c * c.kh * c.kw * c.outH * c.outW;
+    params += c.weights.length + (c.bias?.length ?? 0);
+  }
+  t.equal(macs, ref.macs_per_image, 'MACs match the reference');
+  t.equal(params, ref.params, 'parameters match the reference');
+  const x = normalizeImages(readIdxImages(demoImages), 0.286, 0.353, 8);
+  const y = await outputs(m, x, 8);
+  const expected = Float32Array.from(ref.first8_test_logits.flat() as number[]);
+  t.ok(relErr(expected, y) < 1e-4, `logits of the first 8 test images match reference.json (rel ${relErr(expected, y).toExponential(2)})`);
+});
+
+t.test('fashion-vgg at full rank through every method equals the original', async (t) => {
+  const m = await loadModel(demoModel);
+  const x = normalizeImages(readIdxImages(demoImages), 0.286, 0.353, 8);
+  const y0 = await outputs(m, x, 8);
+  const sourceHash = hashTree(demoModel);
+  for (const method of METHODS) {
+    const reps = m.convs.map((c) => svdReplacement(c, method));
+    for (const [i, rep] of reps.entries()) {
+      const e = relativeError(m.convs[i].weights, reconstructWeights(rep, m.convs[i]));
+      if (e > 1e-5) t.fail(`${method} ${rep.name}: weight error ${e}`);
+    }
+    const out = path.join(tmp, `vgg-${method}`);
+    await m.apply(reps).save(out);
+    const y1 = await tfjsOutputs(out, x, m.inputShape, 8);
+    t.ok(relErr(y0, y1) < 1e-4, `${method}: written model loaded by tf.loadLayersModel matches (rel ${relErr(y0, y1).toExponential(2)})`);
+    const again = await loadModel(out);
+    t.equal(again.convs.length, 26, `${method}: 13 convs became 26`);
+    const y2 = await outputs(again, x, 8);
+    t.ok(relErr(y0, y2) < 1e-4, `${method}: reloaded model matches`);
+  }
+  t.equal(hashTree(demoModel), sourceHash, 'the source model is unchanged');
+});
+
+t.test('Sequential and Functional models: every method, odd shapes, strides, BN, residuals', async (t) => {
+  const cases = [
+    { name: 'sequential', build: sequentialModel, convs: ['c1', 'c2', 'c3', 'dw4', 'c5', 'c6'], decomposable: ['c1', 'c2', 'c5'] },
+    { name: 'functional', build: functionalModel, convs: ['fa', 'fb', 'fd', 'fe', 'fout'], decomposable: ['fa', 'fb', 'fd', 'fe', 'fout'] },
+    { name: 'one-channel', build: oneChannelModel, convs: ['k1', 'k2'], decomposable: ['k1', 'k2'] },
+  ];
+  for (const cs of cases) {
+    const dir = await fixtureDir(cs.name, cs.build);
+    const m = await loadModel(dir);
+    t.same(m.convs.map((c) => c.name), cs.convs, `${cs.name}: every conv is listed`);
+    t.same(m.convs.filter((c) => !c.skipReason).map((c) => c.name), cs.decomposable, `${cs.name}: decomposable ones`);
+    const per = m.inputShape.reduce((a, b) => a * b, 1);
+    const x = seededValues(3 * per, 99);
+    const y0 = await tfjsOutputs(dir, x, m.inputShape, 3);
+    t.ok(relErr(y0, await outputs(m, x, 3)) < 1e-6, `${cs.name}: the runner agrees with tf.loadLayersModel`);
+    for (const method of METHODS) {
+      for (const [kind, make] of [
+        ['exact', exactReplacement],
+        ['svd', svdReplacement],
+      ] as const) {
+        const decomposable = m.convs.filter((c) => !c.skipReason);
+        const out = path.join(tmp, `${cs.name}-${method}-${kind}`);
+        await m.apply(decomposable.map((c) => make(c, method))).save(out);
+        const y = await tfjsOutputs(out, x, m.inputShape, 3);
+        t.ok(relErr(y0, y) < 1e-4, `${cs.name} ${method} ${kind}: outputs equal (rel ${relErr(y0, y).toExponential(2)})`);
+      }
+    }
+  }
+});
+
+t.test('the written topology: layer classes, names, rewired inbound nodes', async (t) => {
+  const dir = await fixtureDir('functional', functionalModel);
+  const m = await loadModel(dir);
+  const fb = m.convs.find((c) => c.name === 'fb')!;
+  const fout = m.convs.find((c) => c.name === 'fout')!;
+  const out = path.join(tmp, 'functional-topology');
+  await m.apply([svdReplacement(fb, 'dac', 3), svdReplacement(fout, 'spatial', 4)]).save(out);
+  const json = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+  const layers = json.modelTopology.config.layers as { class_name: string; name: string; config: Record<string, unknown>; inbound_nodes: unknown[] }[];
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  const dw = byName.get('fb_dw')!;
+  t.equal(dw.class_name, 'DepthwiseConv2D');
+  t.equal(dw.config.depth_multiplier, 3);
+  t.equal(dw.config.use_bias, false);
+  t.equal(dw.config.activation, 'linear');
+  t.same(dw.inbound_nodes, [[['fa', 0, 0, {}]]], 'the depthwise layer takes the original input');
+  t.same(byName.get('fb_pw')!.inbound_nodes, [[['fb_dw', 0, 0, {}]]]);
+  t.same(byName.get('fb_pw')!.config.kernel_size, [1, 1]);
+  t.same(byName.get('fbn')!.inbound_nodes, [[['fb_pw', 0, 0, {}]]], 'the consumer reads the pointwise layer');
+  t.notOk(byName.has('fb'), 'the original layer is gone');
+  t.same(json.modelTopology.config.output_layers, [['fout_h', 0, 0]], 'the model output is rewired');
+  t.same(byName.get('fout_v')!.config.kernel_size, [3, 1]);
+  t.same(byName.get('fout_h')!.config.kernel_size, [1, 3]);
+  const names = json.weightsManifest[0].weights.map((w: { name: string }) => w.name);
+  t.ok(names.includes('fb_dw/depthwise_kernel') && names.includes('fb_pw/kernel') && names.includes('fb_pw/bias'));
+  t.notOk(names.includes('fb/kernel'), 'old weights are dropped');
+  t.equal(new Set(names).size, names.length, 'weight names are unique');
+  const again = await loadModel(out);
+  t.equal(again.convs.find((c) => c.name === 'fb_dw')!.skipReason, 'depthwise convolution');
+  t.equal(again.convs.find((c) => c.name === 'fb_pw')!.skipReason, '1x1 convolution (nothing to decompose)');
+});
+
+t.test('BatchNorm folding (Sequential and Functional) keeps the outputs', async (t) => {
+  for (const [name, build, bn] of [
+    ['sequential', sequentialModel, 'bn2'],
+    ['functional', functionalModel, 'fbn'],
+  ] as const) {
+    const dir = await fixtureDir(name, build);
+    const m = await loadModel(dir);
+    const folded = m.foldBatchNorm();
+    t.equal(folded.convs.filter((c) => c.bnAfter).length, 0, `${name}: no BatchNorm left after a conv`);
+    t.equal(folded.convs.length, m.convs.length);
+    const out = path.join(tmp, `${name}-folded`);
+    await folded.save(out);
+    const json = fs.readFileSync(path.join(out, 'model.json'), 'utf8');
+    t.notOk(json.includes(`"${bn}"`), `${name}: the BatchNormalization layer is removed`);
+    const x = seededValues(2 * m.inputShape.reduce((a, b) => a * b, 1), 7);
+    const y0 = await tfjsOutputs(dir, x, m.inputShape, 2);
+    const y1 = await tfjsOutputs(out, x, m.inputShape, 2);
+    t.ok(relErr(y0, y1) < 1e-5, `${name}: outputs equal after folding (rel ${relErr(y0, y1).toExponential(2)})`);
+    const decomposed = folded.apply(folded.convs.filter((c) => !c.skipReason).map((c) => svdReplacement(c, 'dac')));
+    t.ok(relErr(y0, await outputs(decomposed, x, 2)) < 1e-4, `${name}: fold then decompose at full rank`);
+  }
+  const vgg = await loadModel(demoModel);
+  const folded = vgg.foldBatchNorm();
+  t.equal(folded.other.params, 1290, 'fashion-vgg: only the dense layer is left outside the convs');
+  const x = normalizeImages(readIdxImages(demoImages), 0.286, 0.353, 8);
+  t.ok(relErr(await outputs(vgg, x, 8), await outputs(folded, x, 8)) < 1e-5, 'fashion-vgg: folding keeps the logits');
+});
+
+function toHalf(v: number): number {
+  const f = new Float32Array([v]);
+  const u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = ((u >>> 23) & 0xff) - 127 + 15;
+  const mant = u & 0x7fffff;
+  if (exp <= 0) return sign | Math.round((mant | 0x800000) / 2 ** (14 - exp));
+  return sign | (exp << 10) | Math.round(mant / 8192);
+}
+
+t.test('quantized weights (uint8, uint16, float16) are read, and kept as they are when untouched', async (t) => {
+  const dir = await fixtureDir('one-channel', oneChannelModel);
+  const qdir = path.join(tmp, 'quantized');
+  fs.mkdirSync(qdir, { recursive: true });
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const orig = await loadModel(dir);
+  const raw = (orig as TfjsModel).artifacts();
+  const data = new Float32Array(raw.weightData);
+  const parts: Buffer[] = [];
+  let offset = 0;
+  const specs = raw.weightSpecs.map((spec) => {
+    const count = spec.shape.reduce((a, b) => a * b, 1);
+    const v = data.subarray(offset, offset + count);
+    offset += count;
+    const s = { ...spec };
+    const min = Math.min(...v);
+    const max = Math.max(...v);
+    if (spec.name === 'k1/kernel' || spec.name === 'k2/kernel') {
+      const bits = spec.name === 'k1/kernel' ? 8 : 16;
+      const scale = (max - min) / (2 ** bits - 1);
+      const buf = Buffer.alloc(count * (bits / 8));
+      v.forEach((x, i) => (bits === 8 ? buf.writeUInt8(Math.round((x - min) / scale), i) : buf.writeUInt16LE(Math.round((x - min) / scale), 2 * i)));
+      s.quantization = { dtype: bits === 8 ? 'uint8' : 'uint16', scale, min };
+      parts.push(buf);
+    } else {
+      const buf = Buffer.alloc(count * 2);
+      v.forEach((x, i) => buf.writeUInt16LE(toHalf(x), 2 * i));
+      s.quantization = { dtype: 'float16' };
+      parts.push(buf);
+    }
+    return s;
+  });
+  json.weightsManifest = [{ paths: ['q.bin'], weights: specs }];
+  fs.writeFileSync(path.join(qdir, 'model.json'), JSON.stringify(json));
+  fs.writeFileSync(path.join(qdir, 'q.bin'), Buffer.concat(parts));
+
+  const q = await loadModel(qdir);
+  for (const [i, c] of q.convs.entries()) {
+    const e = relativeError(orig.convs[i].weights, c.weights);
+    t.ok(e > 0 && e < (c.name === 'k1' ? 1e-2 : 1e-3), `${c.name}: dequantized weights are close to the float ones (rel ${e.toExponential(2)})`);
+    t.ok(relativeError(orig.convs[i].bias!, c.bias!) < 1e-3, `${c.name}: float16 bias decoded`);
+  }
+  const x = seededValues(2 * 13 * 13, 4);
+  const yTf = await tfjsOutputs(qdir, x, q.inputShape, 2);
+  t.ok(relErr(yTf, await outputs(q, x, 2)) < 1e-5, 'the runner matches TF.js decoding the same quantized file');
+
+  const out = path.join(tmp, 'quantized-k2');
+  await q.apply([exactReplacement(q.convs[1], 'channel')]).save(out);
+  const written = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+  const k1 = written.weightsManifest[0].weights.find((w: { name: string }) => w.name === 'k1/kernel');
+  t.same(k1.quantization, specs[0].quantization, 'the untouched kernel keeps its quantization');
+  t.equal(written.weightsManifest[0].weights.find((w: { name: string }) => w.name === 'k2_c1/kernel').dtype, 'float32');
+  t.ok(relErr(yTf, await tfjsOutputs(out, x, q.inputShape, 2)) < 1e-4, 'the decomposed quantized model runs in TF.js and matches');
+});
+
+t.test('bad input gives clear errors', async (t) => {
+  const good = await fixtureDir('one-channel', oneChannelModel);
+  const variant = (name: string, edit: (dir: string) => void) => {
+    const dir = path.join(tmp, `bad-${name}`);
+    fs.cpSync(good, dir, { recursive: true });
+    edit(dir);
+    return dir;
+  };
+  const jsonOf = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const writeJson = (dir: string, j: unknown) => fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(j));
+  const shard = (dir: string) => path.join(dir, jsonOf(dir).weightsManifest[0].paths[0]);
+  const cases: [string, (dir: string) => void, RegExp][] = [
+    ['truncated-json', (d) => fs.writeFileSync(path.join(d, 'model.json'), fs.readFileSync(path.join(d, 'model.json')).subarray(0, 100)), /not valid JSON/],
+    ['short-shard', (d) => fs.writeFileSync(shard(d), fs.readFileSync(shard(d)).subarray(0, 50)), /hold 50 bytes, the manifest needs \d+/],
+    ['missing-shard', (d) => fs.rmSync(shard(d)), /cannot read weight shard/],
+    ['escaping-path', (d) => { const j = jsonOf(d); j.weightsManifest[0].paths = ['../../etc/passwd']; writeJson(d, j); }, /escapes the model folder/],
+    ['absolute-path', (d) => { const j = jsonOf(d); j.weightsManifest[0].paths = ['/etc/passwd']; writeJson(d, j); }, /must be relative/],
+    ['nan-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(NaN, 8); fs.writeFileSync(shard(d), b); }, /layer k1, field k1\/kernel: value \[2\] is NaN/],
+    ['inf-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(-Infinity, 0); fs.writeFileSync(shard(d), b); }, /is -Infinity/],
+    ['graph-model', (d) => { const j = jsonOf(d); j.format = 'graph-model'; writeJson(d, j); }, /only TF.js Layers models/],
+    ['no-topology', (d) => { const j = jsonOf(d); delete j.modelTopology; writeJson(d, j); }, /no modelTopology/],
+    ['unknown-layer', (d) => { const j = jsonOf(d); j.modelTopology.config.layers[2].class_name = 'MysteryLayer'; writeJson(d, j); }, /layer k2: cannot infer shapes through layer class MysteryLayer/],
+    ['bad-shape', (d) => { const j = jsonOf(d); j.weightsManifest[0].weights[0].shape = [3, 3, 'x']; writeJson(d, j); }, /shape must be an array of non-negative integers/],
+  ];
+  for (const [name, edit, re] of cases) {
+    const dir = variant(name, edit);
+    await t.rejects(loadModel(dir), re, name);
+  }
+  await t.rejects(loadModel(path.join(tmp, 'does-not-exist')), /no such file/);
+  await t.rejects(loadModel(path.join(tmp, 'bad-truncated-json', 'group1-shard1of1.bin')), /unknown model format/);
+});
+
+t.test('apply and save: inputs untouched, bad replacements and outputs refused', async (t) => {
+  const dir = await fixtureDir('one-channel', oneChannelModel);
+  const m = await loadModel(dir);
+  const before = Float32Array.from(m.convs[0].weights);
+  const rep = svdReplacement(m.convs[0], 'dac', 2) as DacReplacement;
+  const m2 = m.apply([rep]);
+  t.same(m.convs[0].weights, before, 'the input model object is unchanged');
+  t.equal(m.convs.length, 2);
+  t.equal(m2.convs.length, 3);
+  t.throws(() => m.apply([{ ...rep, name: 'nope' }]), /no conv named 'nope'/);
+  t.throws(() => m.apply([rep, rep]), /replaced twice/);
+  t.throws(() => m.apply([{ ...rep, depthwise: rep.depthwise.subarray(1) } as typeof rep]), /depthwise has \d+ values, expected \d+/);
+  const nan = Float32Array.from(rep.pointwise);
+  nan[3] = NaN;
+  t.throws(() => m.apply([{ ...rep, pointwise: nan } as typeof rep]), /field pointwise: value \[3\] is NaN/);
+  const hash = hashTree(dir);
+  await t.rejects(m2.save(dir), /refusing/, 'saving over the input folder is refused');
+  await t.rejects(m2.save(path.dirname(dir)), /refusing/, 'saving over a folder containing the input is refused');
+  await t.rejects(m2.save(path.join(dir, 'model.json')), /written to a folder/);
+  t.equal(hashTree(dir), hash, 'the input files are unchanged');
+  const foreign = path.join(tmp, 'foreign');
+  fs.mkdirSync(foreign, { recursive: true });
+  fs.writeFileSync(path.join(foreign, 'notes.txt'), 'keep me');
+  await t.rejects(m2.save(foreign), /non-empty folder without model.json/);
+  t.equal(fs.readFileSync(path.join(foreign, 'notes.txt'), 'utf8'), 'keep me');
+  const out = path.join(tmp, 'replace-me');
+  await m2.save(out);
+  await m.save(out);
+  t.equal((await loadModel(out)).convs.length, 2, 'an earlier output folder is replaced as a whole');
+  t.same(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-') || f.includes('.old-')), [], 'no temp folders are left');
+});
+
+t.test('the pure-JS CPU backend gives the same outputs as the default one', async (t) => {
+  const dir = await fixtureDir('functional', functionalModel);
+  const m = await loadModel(dir);
+  const x = seededValues(2 * m.inputShape.reduce((a, b) => a * b, 1), 12);
+  const dflt = await createRunner(m);
+  const y0 = await dflt.run(x, 2);
+  dflt.dispose();
+  const cpu = await createRunner(m, { tfjsBackend: 'cpu' });
+  t.equal(cpu.engine, 'tfjs-cpu');
+  const y1 = await cpu.run(x, 2);
+  cpu.dispose();
+  t.ok(relErr(y0, y1) < 1e-5);
+  await loadTf(dflt.engine.replace('tfjs-', '') as 'wasm' | 'cpu' | 'tensorflow');
+  await t.rejects(createRunner(m, { tfjsBackend: 'bogus' as 'cpu' }), /must be tensorflow, cpu or wasm/);
+});

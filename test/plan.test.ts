@@ -1,0 +1,501 @@
+// Rank planning on random conv chains (odd shapes, stride 2, dilation 2,
+// same/valid padding, 1x1 and 1xK kernels, BatchNorms between): a budget is
+// always met and never undershot, ranks stay in range, automatic policies
+// never add MACs, skipFirst/layers are honoured, energy 1 finds exact ranks;
+// the budget solver against brute force; the error model against its
+// definition; replacements built under it (every backend that loads).
+import t, { type Test } from 'tap';
+import { availableBackends } from '../src/index.js';
+import { DacError } from '../src/errors.js';
+import { convCost, convOutputSize, maxRank, modelCost, replacementCost } from '../src/cost.js';
+import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
+import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
+import { squaredSingularValues } from '../src/plan/linalg.js';
+import { layerModel, modelSet } from '../src/plan/models.js';
+import { reluCovariance, reluMoments, tapValidity } from '../src/plan/stats.js';
+import { reconstructWeights } from '../src/model/reconstruct.js';
+import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomBn(n: number, rand: () => number): BatchNormParams {
+  const f = (lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
+  return { gamma: f(0.2, 1.5), beta: f(-0.5, 0.8), mean: f(-1, 1), variance: f(0.1, 3), epsilon: 1e-5 };
+}
+
+/** A random chain of convs, each followed by a BatchNorm that the next conv reads (sometimes after a 2x2 pool). */
+function randomChain(seed: number, count: number): { convs: ConvLayerInfo[]; other: OtherCost } {
+  const rand = rng(seed);
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+  let c = 1 + Math.floor(rand() * 4);
+  let h = 9 + Math.floor(rand() * 12);
+  let w = 9 + Math.floor(rand() * 12);
+  let bnBefore: BatchNormParams | null = null;
+  const convs: ConvLayerInfo[] = [];
+  for (let index = 0; index < count; index++) {
+    const n = 1 + Math.floor(rand() * 17);
+    const [kh, kw] = pick([
+      [3, 3],
+      [3, 3],
+      [5, 5],
+      [1, 3],
+      [3, 1],
+      [1, 1],
+    ]);
+    const stride = h > 10 && rand() < 0.25 ? 2 : 1;
+    const dilation = kh === 3 && kw === 3 && h > 8 && rand() < 0.2 ? 2 : 1;
+    const same = rand() < 0.7;
+    const padH = same ? (dilation * (kh - 1)) >> 1 : 0;
+    const padW = same ? (dilation * (kw - 1)) >> 1 : 0;
+    const outH = convOutputSize(h, kh, stride, dilation, padH, padH);
+    const outW = convOutputSize(w, kw, stride, dilation, padW, padW);
+    if (outH < 1 || outW < 1) break;
+    const bnAfter = randomBn(n, rand);
+    convs.push({
+      name: `conv${index}`,
+      index,
+      n,
+      c,
+      kh,
+      kw,
+      groups: 1,
+      strides: [stride, stride],
+      dilations: [dilation, dilation],
+      pads: [padH, padW, padH, padW],
+      inH: h,
+      inW: w,
+      outH,
+      outW,
+      weights: Float32Array.from({ length: n * c * kh * kw }, () => rand() * 2 - 1),
+      bias: Float32Array.from({ length: n }, () => rand() - 0.5),
+      activation: 'linear',
+      bnAfter,
+      bnBefore,
+      skipReason: kh === 1 && kw === 1 ? '1x1 convolution' : null,
+    });
+    bnBefore = bnAfter;
+    c = n;
+    h = outH;
+    w = outW;
+    if (h >= 6 && w >= 6 && rand() < 0.3) {
+      h >>= 1;
+      w >>= 1;
+    }
+  }
+  return { convs, other: { macs: Math.floor(rand() * 2000), params: Math.floor(rand() * 500) } };
+}
+
+function checkPlanShape(t: Test, convs: ConvLayerInfo[], other: OtherCost, plan: ModelPlan, label: string): void {
+  const recomputed = modelCost(convs, other, plan);
+  t.equal(plan.flops.after, recomputed.total.macs, `${label}: MACs after match the accounting`);
+  t.equal(plan.params.after, recomputed.total.params, `${label}: params after match the accounting`);
+  t.equal(plan.layers.length, convs.length, `${label}: one entry per conv`);
+  for (const [k, lp] of plan.layers.entries()) {
+    const layer = convs[k];
+    t.equal(lp.name, layer.name);
+    if (lp.method === 'keep') {
+      t.equal(lp.macsAfter, lp.macsBefore);
+      continue;
+    }
+    t.ok(lp.rank >= 1 && lp.rank <= maxRank(layer, lp.method), `${label}: ${lp.name} ${lp.method} rank ${lp.rank} in range`);
+    t.equal(lp.macsAfter, replacementCost(layer, lp.method, lp.rank).macs);
+    t.ok(lp.predictedError >= 0 && lp.predictedError <= 1, `${label}: ${lp.name} predicted error in [0, 1]`);
+  }
+}
+
+/** The most any automatic plan can save: every layer at its cheapest option that saves MACs. */
+function maxSavable(convs: ConvLayerInfo[], other: OtherCost, methods: Method[], resource: 'macs' | 'params'): number {
+  let total = other[resource];
+  let least = other[resource];
+  for (const l of convs) {
+    const full = convCost(l);
+    total += full[resource];
+    let best = full[resource];
+    if (!l.skipReason) {
+      for (const m of methods) {
+        for (let r = 1; r <= maxRank(l, m); r++) {
+          const cost = replacementCost(l, m, r);
+          if (cost.macs < full.macs) best = Math.min(best, cost[resource]);
+        }
+      }
+    }
+    least += best;
+  }
+  return 1 - least / total;
+}
+
+const METHODS: (Method | 'auto')[] = ['dac', 'spatial', 'channel', 'auto'];
+
+t.test('a FLOPs budget is always met, ranks stay in range, no automatic layer adds MACs', async (t) => {
+  let met = 0;
+  let infeasible = 0;
+  for (let seed = 1; seed <= 10; seed++) {
+    const { convs, other } = randomChain(seed, 3 + (seed % 4));
+    for (const method of METHODS) {
+      for (const F of [0.1, 0.3, 0.5, 0.7]) {
+        const label = `seed ${seed} ${method} F=${F}`;
+        const possible = maxSavable(convs, other, method === 'auto' ? ['dac', 'spatial', 'channel'] : [method], 'macs');
+        let plan: ModelPlan;
+        try {
+          plan = planModel(convs, other, { method, flopsSaved: F });
+        } catch (err) {
+          t.type(err, DacError, label);
+          t.match((err as Error).message, /cannot save/, label);
+          t.ok(possible < F + 1e-9, `${label}: refused only when at most ${possible.toFixed(3)} can be saved`);
+          infeasible++;
+          continue;
+        }
+        const saved = 1 - plan.flops.after / plan.flops.before;
+        t.ok(saved >= F - 1e-12, `${label}: saved ${saved.toFixed(4)} >= ${F}`);
+        checkPlanShape(t, convs, other, plan, label);
+        for (const lp of plan.layers) {
+          if (lp.method !== 'keep') t.ok(lp.macsAfter < lp.macsBefore, `${label}: ${lp.name} saves MACs`);
+        }
+        met++;
+      }
+    }
+  }
+  t.ok(met > 40, `${met} budgets met`);
+  t.ok(infeasible > 0, `${infeasible} infeasible budgets refused`);
+});
+
+t.test('a parameter budget, and both budgets together', async (t) => {
+  for (let seed = 11; seed <= 16; seed++) {
+    const { convs, other } = randomChain(seed, 4);
+    for (const method of METHODS) {
+      for (const opts of [{ paramsSaved: 0.3 }, { flopsSaved: 0.2, paramsSaved: 0.4 }] as Partial<PlanOptions>[]) {
+        const label = `seed ${seed} ${method} ${JSON.stringify(opts)}`;
+        let plan: ModelPlan;
+        try {
+          plan = planModel(convs, other, { method, ...opts });
+        } catch (err) {
+          t.match((err as Error).message, /cannot save/, label);
+          continue;
+        }
+        checkPlanShape(t, convs, other, plan, label);
+        t.ok(1 - plan.params.after / plan.params.before >= opts.paramsSaved! - 1e-12, `${label}: params budget met`);
+        if (opts.flopsSaved) t.ok(1 - plan.flops.after / plan.flops.before >= opts.flopsSaved - 1e-12, `${label}: MACs budget met`);
+      }
+    }
+  }
+});
+
+t.test('skipFirst and layers are honoured by every policy', async (t) => {
+  const { convs, other } = randomChain(21, 6);
+  const eligible = convs.filter((c) => !c.skipReason);
+  const chosen = eligible.slice(1, 3).map((c) => c.name);
+  const policies: PlanOptions[] = [
+    { method: 'dac', rank: 2 },
+    { method: 'spatial', energy: 0.9 },
+    { method: 'channel', flopsSaved: 0.05 },
+    { method: 'auto', flopsSaved: 0.05 },
+  ];
+  for (const p of policies) {
+    const label = JSON.stringify(p);
+    const skip = planModel(convs, other, { ...p, skipFirst: true });
+    t.equal(skip.layers[0].method, 'keep', `${label}: first conv kept`);
+    t.match(skip.layers[0].reason, /skipFirst|1x1/, `${label}: with the reason`);
+    let only: ModelPlan;
+    try {
+      only = planModel(convs, other, { ...p, layers: chosen });
+    } catch (err) {
+      t.match((err as Error).message, /cannot save/, label);
+      continue;
+    }
+    for (const lp of only.layers) {
+      if (!chosen.includes(lp.name)) {
+        t.equal(lp.method, 'keep', `${label}: ${lp.name} not selected, kept`);
+      }
+    }
+    t.ok(only.layers.some((lp) => lp.method !== 'keep'), `${label}: a selected layer is decomposed`);
+  }
+});
+
+function exactLayer(method: Method, rank: number, seed: number): ConvLayerInfo {
+  const rand = rng(seed);
+  const n = 6;
+  const c = 5;
+  const kh = 3;
+  const kw = 3;
+  const K = kh * kw;
+  const w = new Float32Array(n * c * K);
+  const r = () => rand() * 2 - 1;
+  if (method === 'dac') {
+    // each input channel's n x K slice has rank `rank`
+    for (let i = 0; i < c; i++) {
+      const f = Array.from({ length: rank }, () => Array.from({ length: K }, r));
+      for (let j = 0; j < n; j++) {
+        const a = Array.from({ length: rank }, r);
+        for (let t = 0; t < K; t++) w[(j * c + i) * K + t] = a.reduce((s, av, k) => s + av * f[k][t], 0);
+      }
+    }
+  } else if (method === 'spatial') {
+    const v = Array.from({ length: rank * c * kh }, r);
+    const hz = Array.from({ length: n * rank * kw }, r);
+    for (let j = 0; j < n; j++)
+      for (let i = 0; i < c; i++)
+        for (let y = 0; y < kh; y++)
+          for (let x = 0; x < kw; x++) {
+            let s = 0;
+            for (let m = 0; m < rank; m++) s += v[(m * c + i) * kh + y] * hz[(j * rank + m) * kw + x];
+            w[((j * c + i) * kh + y) * kw + x] = s;
+          }
+  } else {
+    const f = Array.from({ length: rank * c * K }, r);
+    const s2 = Array.from({ length: n * rank }, r);
+    for (let j = 0; j < n; j++)
+      for (let q = 0; q < c * K; q++) {
+        let s = 0;
+        for (let m = 0; m < rank; m++) s += s2[j * rank + m] * f[m * c * K + q];
+        w[j * c * K + q] = s;
+      }
+  }
+  const chain = randomChain(seed, 1).convs[0];
+  return {
+    ...chain,
+    name: `exact-${method}`,
+    n,
+    c,
+    kh,
+    kw,
+    strides: [1, 1],
+    dilations: [1, 1],
+    pads: [1, 1, 1, 1],
+    inH: 7,
+    inW: 9,
+    outH: 7,
+    outW: 9,
+    weights: w,
+    bias: new Float32Array(n),
+    bnAfter: randomBn(n, rand),
+    bnBefore: randomBn(c, rand),
+    skipReason: null,
+  };
+}
+
+t.test('energy 1 finds the exact rank of exactly low-rank weights, for each method and weighting', async (t) => {
+  for (const method of ['dac', 'spatial', 'channel'] as Method[]) {
+    for (const rank of [1, 2, 3]) {
+      const layer = exactLayer(method, rank, 100 + rank);
+      for (const weighting of ['bn', 'plain'] as const) {
+        const plan = planModel([layer], { macs: 0, params: 0 }, { method, energy: 1, weighting });
+        t.equal(plan.layers[0].method, method);
+        t.equal(plan.layers[0].rank, rank, `${method} ${weighting}: exact rank ${rank}`);
+        t.ok(plan.layers[0].predictedError < 1e-6, `${method} ${weighting}: predicted error ${plan.layers[0].predictedError}`);
+        const lower = planModel([layer], { macs: 0, params: 0 }, { method, ranks: { [layer.name]: Math.max(1, rank - 1) }, weighting });
+        if (rank > 1) t.ok(lower.layers[0].predictedError > 1e-4, `${method} ${weighting}: one rank less is not exact`);
+      }
+    }
+  }
+});
+
+t.test('auto never decomposes a layer where that adds MACs', async (t) => {
+  // n=2 outputs: DAC at any rank costs more than the conv (r/2 + r/9 >= 1 for r >= 2; r = 1 saves)
+  const rand = rng(7);
+  const layer: ConvLayerInfo = { ...exactLayer('dac', 1, 7), name: 'narrow', n: 2, c: 3 };
+  layer.weights = Float32Array.from({ length: 2 * 3 * 9 }, () => rand() - 0.5);
+  layer.bias = new Float32Array(2);
+  layer.bnAfter = randomBn(2, rand);
+  layer.bnBefore = randomBn(3, rand);
+  for (const energy of [0.5, 0.99, 1]) {
+    const plan = planModel([layer], { macs: 0, params: 0 }, { method: 'auto', energy });
+    const lp = plan.layers[0];
+    t.ok(lp.method === 'keep' || lp.macsAfter < lp.macsBefore, `energy ${energy}: ${lp.method} ${lp.rank}`);
+  }
+  // explicit ranks are applied as asked, with a note
+  const asked = planModel([layer], { macs: 0, params: 0 }, { method: 'dac', rank: 2 });
+  t.ok(asked.layers[0].macsAfter >= asked.layers[0].macsBefore);
+  t.match(asked.layers[0].reason, /does not save MACs/);
+});
+
+t.test('uniform rank: DAC rank as given (clamped), spatial/channel at the matching width', async (t) => {
+  const { convs, other } = randomChain(31, 5);
+  const dac = planModel(convs, other, { method: 'dac', rank: 3 });
+  const sp = planModel(convs, other, { method: 'spatial', rank: 3 });
+  for (const [k, l] of convs.entries()) {
+    if (l.skipReason) continue;
+    t.equal(dac.layers[k].rank, Math.min(3, maxRank(l, 'dac')));
+    const want = Math.min(maxRank(l, 'spatial'), Math.max(1, Math.round((3 * l.c * (l.kh * l.kw + l.n)) / (l.c * l.kh + l.n * l.kw))));
+    t.equal(sp.layers[k].rank, want);
+  }
+});
+
+t.test('predicted errors under plain weighting are the truncated-SVD tail energies', async (t) => {
+  const { convs, other } = randomChain(41, 4);
+  for (const l of convs.filter((c) => !c.skipReason)) {
+    const { n, c, kh, kw } = l;
+    const K = kh * kw;
+    const w = l.weights;
+    const total = w.reduce((s, v) => s + v * v, 0);
+    // DAC: per input channel n x K slices; spatial: (c*kh) x (n*kw); channel: n x (c*K)
+    const dacS = Array.from({ length: c }, (_, i) => squaredSingularValues(n, K, (j, q) => w[(j * c + i) * K + q]));
+    const spS = squaredSingularValues(c * kh, n * kw, (row, col) => w[((Math.floor(col / kw) * c + Math.floor(row / kh)) * kh + (row % kh)) * kw + (col % kw)]);
+    const chS = squaredSingularValues(n, c * K, (j, q) => w[j * c * K + q]);
+    const tail = (s: Float64Array, r: number) => s.slice(r).reduce((a, b) => a + b, 0);
+    for (const method of ['dac', 'spatial', 'channel'] as Method[]) {
+      const r = Math.max(1, Math.floor(maxRank(l, method) / 2));
+      const plan = planModel(convs, other, { method, ranks: { [l.name]: r }, weighting: 'plain' });
+      const lp = plan.layers.find((x) => x.name === l.name)!;
+      const want =
+        method === 'dac' ? dacS.reduce((s, v) => s + tail(v, r), 0) / total : tail(method === 'spatial' ? spS : chS, r) / total;
+      t.ok(Math.abs(lp.predictedError - want) < 1e-6, `${l.name} ${method} r=${r}: ${lp.predictedError} vs ${want}`);
+    }
+  }
+});
+
+t.test('budget solver: feasible, and at least as good as the best choice under the grid-tightened cap', async (t) => {
+  const rand = rng(5);
+  for (let trial = 0; trial < 40; trial++) {
+    const items: BudgetOption[][] = Array.from({ length: 2 + Math.floor(rand() * 3) }, () => {
+      const full = 50 + Math.floor(rand() * 200);
+      const opts: BudgetOption[] = [{ cost: full, loss: 0 }];
+      for (let k = 0; k < 1 + Math.floor(rand() * 5); k++) opts.push({ cost: Math.floor(rand() * full), loss: rand() });
+      return opts;
+    });
+    const maxTotal = items.reduce((s, o) => s + Math.max(...o.map((x) => x.cost)), 0);
+    const minTotal = items.reduce((s, o) => s + Math.min(...o.map((x) => x.cost)), 0);
+    const cap = minTotal + rand() * (maxTotal - minTotal) * 1.1 - 5;
+    const pick = solveBudget(items, cap);
+    // brute force over all combinations
+    let best = Infinity;
+    let bestTight = Infinity;
+    const unit = maxTotal / 6000;
+    const rec = (l: number, cost: number, loss: number) => {
+      if (l === items.length) {
+        if (cost <= cap) best = Math.min(best, loss);
+        if (cost <= cap - items.length * unit) bestTight = Math.min(bestTight, loss);
+        return;
+      }
+      for (const o of items[l]) rec(l + 1, cost + o.cost, loss + o.loss);
+    };
+    rec(0, 0, 0);
+    if (best === Infinity) {
+      t.equal(pick, null, `trial ${trial}: infeasible`);
+      continue;
+    }
+    t.ok(pick, `trial ${trial}: feasible`);
+    const cost = pick!.reduce((s, idx, l) => s + items[l][idx].cost, 0);
+    const loss = pick!.reduce((s, idx, l) => s + items[l][idx].loss, 0);
+    t.ok(cost <= cap, `trial ${trial}: within cap`);
+    t.ok(loss >= best - 1e-12, `trial ${trial}: not better than the optimum`);
+    t.ok(loss <= bestTight + 1e-12, `trial ${trial}: ${loss} <= ${bestTight}`);
+  }
+});
+
+t.test('bad options are rejected with the field named', async (t) => {
+  const { convs, other } = randomChain(51, 3);
+  const name = convs[0].name;
+  const cases: [PlanOptions, RegExp][] = [
+    [{ method: 'dac' }, /give one policy/],
+    [{ method: 'dac', rank: 2, energy: 0.9 }, /only one policy/],
+    [{ method: 'auto', rank: 2 }, /auto chooses ranks/],
+    [{ method: 'dac', flopsSaved: 1.2 }, /flopsSaved/],
+    [{ method: 'dac', flopsSaved: 0 }, /flopsSaved/],
+    [{ method: 'dac', energy: 0 }, /energy/],
+    [{ method: 'dac', rank: 0 }, /rank/],
+    [{ method: 'dac', ranks: { nope: 2 } }, /nope.*ranks|ranks.*nope|layer nope/],
+    [{ method: 'dac', ranks: { [name]: 99 } }, /out of range/],
+    [{ method: 'dac', rank: 1, layers: ['nope'] }, /nope/],
+    [{ method: 'svd' as 'dac', rank: 1 }, /method/],
+    [{ method: 'dac', rank: 1, spatialCorrelation: 1 }, /spatialCorrelation/],
+    [{ method: 'dac', rank: 1, weighting: 'x' as 'bn' }, /weighting/],
+  ];
+  for (const [opts, re] of cases) t.throws(() => planModel(convs, other, opts), re, JSON.stringify(opts));
+  t.throws(() => planModel(convs, { macs: -1, params: 0 }, { method: 'dac', rank: 1 }), /other/);
+});
+
+t.test('ReLU moments and tap validity of the input model', async (t) => {
+  // E[relu(z)] and E[relu(z)^2] against a fine Riemann sum
+  for (const [mu, sd] of [
+    [0, 1],
+    [0.7, 0.4],
+    [-1.2, 0.9],
+  ]) {
+    let m1 = 0;
+    let m2 = 0;
+    const h = 1e-3;
+    for (let z = -10; z <= 10; z += h) {
+      const p = Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI);
+      const y = Math.max(mu + sd * z, 0);
+      m1 += y * p * h;
+      m2 += y * y * p * h;
+    }
+    const got = reluMoments(mu, sd);
+    t.ok(Math.abs(got.mean - m1) < 1e-5 && Math.abs(got.second - m2) < 1e-5, `mu ${mu} sd ${sd}`);
+  }
+  // correlation 1 gives the variance; correlation 0 gives no covariance
+  const mu = Float64Array.from([0.3, 0.3]);
+  const sd = Float64Array.from([1, 1]);
+  const full = reluCovariance(mu, sd, Float64Array.from([1, 1, 1, 1]));
+  const v = reluMoments(0.3, 1);
+  t.ok(Math.abs(full.cov[1] - (v.second - v.mean * v.mean)) < 1e-3, 'perfectly correlated channels');
+  const none = reluCovariance(mu, sd, Float64Array.from([1, 0, 0, 1]));
+  t.ok(Math.abs(none.cov[1]) < 1e-6, 'independent channels');
+  // a 3x3 map with padding 1: the outer taps read inside at 2 of 3 positions
+  const v3 = tapValidity(3, 3, 3, 1, 1, 1);
+  t.same(Array.from(v3.single, (x) => +x.toFixed(6)), [0.666667, 1, 0.666667]);
+  t.equal(+v3.pair[2].toFixed(6), 0.333333, 'taps 0 and 2 together only at the middle position');
+});
+
+const backends = availableBackends();
+
+t.test('replacements are built under the plan\'s error model (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  const { convs, other } = randomChain(61, 5);
+  const eligible = convs.filter((c) => !c.skipReason);
+  for (const backend of backends) {
+    for (const method of ['dac', 'spatial', 'channel'] as Method[]) {
+      const ranks: Record<string, number> = {};
+      for (const l of eligible) ranks[l.name] = Math.max(1, Math.floor(maxRank(l, method) / 2));
+      const plan = planModel(convs, other, { method, ranks });
+      const reps = buildReplacements(convs, plan, backend, { biasCorrection: false, varianceCorrection: false });
+      t.equal(reps.length, eligible.length, `${backend.name} ${method}: one replacement per decomposed layer`);
+      const set = modelSet(convs, plan.errorModel);
+      for (const rep of reps) {
+        const layer = convs.find((c) => c.name === rep.name)!;
+        const lp = plan.layers.find((x) => x.name === rep.name)!;
+        const model = layerModel(set, layer, false);
+        const approx = reconstructWeights(rep, layer);
+        const delta = Float32Array.from(layer.weights, (v, q) => v - approx[q]);
+        const dd = (e: Float64Array) => e.reduce((s, x, j) => s + model.d[j] * model.d[j] * x, 0);
+        const err = dd(model.outputEnergy(delta)) / dd(model.outputEnergy(layer.weights));
+        // DAC takes its filters from the backend's float32 SVD and refits; spatial/channel match to rounding.
+        const tol = (method === 'dac' ? 2e-2 : 1e-3) * Math.max(lp.predictedError, 1e-2);
+        t.ok(Math.abs(err - lp.predictedError) <= tol, `${backend.name} ${method} ${rep.name}: modelled error ${err.toFixed(5)} = predicted ${lp.predictedError.toFixed(5)}`);
+        t.equal(rep.bias![0], layer.bias![0], 'bias untouched without bias correction');
+      }
+      // with the corrections: exact ranks still reconstruct the layer, and biases move by the modelled mean shift only
+      const exact = planModel(convs, other, { method, energy: 1 });
+      for (const rep of buildReplacements(convs, exact, backend)) {
+        const layer = convs.find((c) => c.name === rep.name)!;
+        const approx = reconstructWeights(rep, layer);
+        let maxDiff = 0;
+        let maxW = 0;
+        layer.weights.forEach((v, q) => {
+          maxDiff = Math.max(maxDiff, Math.abs(v - approx[q]));
+          maxW = Math.max(maxW, Math.abs(v));
+        });
+        t.ok(maxDiff <= 1e-3 * maxW, `${backend.name} ${method} ${rep.name}: exact rank reconstructs (${maxDiff})`);
+        const db = rep.bias!.reduce((m, b, j) => Math.max(m, Math.abs(b - layer.bias![j])), 0);
+        t.ok(db <= 1e-3, `${backend.name} ${method} ${rep.name}: bias nearly unchanged at exact rank (${db})`);
+      }
+    }
+  }
+});
+
+t.test('buildReplacements rejects plans that do not fit the model', async (t) => {
+  const { convs } = randomChain(71, 3);
+  const name = convs.find((c) => !c.skipReason)!.name;
+  t.throws(() => buildReplacements(convs, { layers: [{ name: 'nope', method: 'dac', rank: 1 }] }), /not a conv/);
+  t.throws(() => buildReplacements(convs, { layers: [{ name, method: 'svd', rank: 1 }] }), /unknown method/);
+  t.throws(() => buildReplacements(convs, { layers: [{ name, method: 'dac', rank: 999 }] }), /out of range/);
+  t.same(buildReplacements(convs, { layers: [{ name, method: 'keep', rank: 0 }] }), []);
+});

@@ -1,0 +1,252 @@
+// The DacConv2D TF.js layer: same output as stock TF.js ops / SeparableConv2D
+// with the same weights, on every backend; save and load round trips, also
+// in a fresh Node process that only imports our module; weight updates are
+// picked up; bad configs are rejected.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import * as tf from '@tensorflow/tfjs';
+import { availableBackends, DacError } from '../src/index.js';
+import { DacConv2D, dacConv2d, fromSeparableKernels, toSeparableKernels } from '../src/tfjs/dac-conv2d-layer.js';
+
+const root = path.resolve(__dirname, '..');
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) / 2 ** 32) * 2 - 1;
+  };
+}
+
+function randomArray(n: number, next: () => number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = next();
+  return a;
+}
+
+function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let scale = 1e-20;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]) / scale);
+  return got.length === want.length ? worst : Infinity;
+}
+
+interface Spec {
+  h: number;
+  w: number;
+  c: number;
+  n: number;
+  k: [number, number];
+  r: number;
+  strides: [number, number];
+  dilation: [number, number];
+  padding: 'same' | 'valid';
+  activation: 'linear' | 'relu' | 'relu6';
+}
+
+const specs: Spec[] = [
+  { h: 9, w: 8, c: 5, n: 6, k: [3, 3], r: 2, strides: [2, 2], dilation: [1, 1], padding: 'same', activation: 'relu' },
+  { h: 7, w: 13, c: 3, n: 17, k: [5, 5], r: 4, strides: [1, 1], dilation: [2, 2], padding: 'same', activation: 'linear' },
+  { h: 13, w: 7, c: 16, n: 9, k: [1, 3], r: 1, strides: [1, 1], dilation: [1, 1], padding: 'valid', activation: 'relu6' },
+];
+
+/** depthwise then pointwise with stock TF.js ops on its CPU backend. */
+function stock(x: tf.Tensor4D, dk: tf.Tensor4D, pk: tf.Tensor4D, bias: tf.Tensor1D, s: Spec): tf.Tensor4D {
+  return tf.tidy(() => {
+    const mid = tf.depthwiseConv2d(x, dk, s.strides, s.padding, 'NHWC', s.dilation);
+    let y = tf.add(tf.conv2d(mid, pk, 1, 'valid'), bias) as tf.Tensor4D;
+    if (s.activation === 'relu') y = tf.relu(y);
+    if (s.activation === 'relu6') y = tf.relu6(y);
+    return y;
+  });
+}
+
+t.before(async () => {
+  await tf.setBackend('cpu');
+});
+
+t.test('kernel layout conversions are inverse', async (t) => {
+  const next = rng(3);
+  const shape = { n: 7, c: 4, kh: 3, kw: 2 };
+  const depthwiseKernel = randomArray(3 * 2 * 4 * 3, next);
+  const pointwiseKernel = randomArray(4 * 3 * 7, next);
+  const canon = fromSeparableKernels(depthwiseKernel, pointwiseKernel, shape, 3);
+  // Channel i, multiplier j, tap (dh, dw): Keras [dh][dw][i][j] -> [i*r + j][dh*kw + dw].
+  t.equal(canon.depthwise[(2 * 3 + 1) * 6 + (1 * 2 + 1)], depthwiseKernel[((1 * 2 + 1) * 4 + 2) * 3 + 1]);
+  t.equal(canon.pointwise[5 * 12 + 7], pointwiseKernel[7 * 7 + 5]);
+  const back = toSeparableKernels(canon, shape);
+  t.same(Array.from(back.depthwiseKernel), Array.from(depthwiseKernel));
+  t.same(Array.from(back.pointwiseKernel), Array.from(pointwiseKernel));
+});
+
+for (const backend of availableBackends()) {
+  t.test(`${backend.name}: DacConv2D matches stock TF.js ops and SeparableConv2D`, async (t) => {
+    let seed = 10;
+    for (const s of specs) {
+      const next = rng(seed++);
+      const x = tf.tensor4d(randomArray(2 * s.h * s.w * s.c, next), [2, s.h, s.w, s.c]);
+      const dk = tf.tensor4d(randomArray(s.k[0] * s.k[1] * s.c * s.r, next), [s.k[0], s.k[1], s.c, s.r]);
+      const pk = tf.tensor4d(randomArray(s.c * s.r * s.n, next), [1, 1, s.c * s.r, s.n]);
+      const bias = tf.tensor1d(randomArray(s.n, next));
+      const layer = dacConv2d({
+        filters: s.n,
+        kernelSize: s.k,
+        depthMultiplier: s.r,
+        strides: s.strides,
+        dilationRate: s.dilation,
+        padding: s.padding,
+        activation: s.activation,
+        backend: backend.name,
+        threads: 2,
+      });
+      layer.build([null, s.h, s.w, s.c]);
+      layer.setWeights([dk, pk, bias]);
+      const y = layer.apply(x) as tf.Tensor4D;
+      const want = stock(x, dk, pk, bias, s);
+      const label = `${s.h}x${s.w}x${s.c}->${s.n} k${s.k.join('x')} r${s.r} ${s.padding} s${s.strides.join(',')} d${s.dilation.join(',')}`;
+      t.same(y.shape, want.shape, `shape ${label}`);
+      t.same(layer.computeOutputShape([null, s.h, s.w, s.c]), [null, ...want.shape.slice(1)], `computeOutputShape ${label}`);
+      t.ok(maxRelError(y.dataSync(), want.dataSync()) < 1e-4, `values vs stock ops ${label}`);
+      if (s.strides[0] === 1 || s.dilation[0] === 1) {
+        const sep = tf.layers.separableConv2d({
+          filters: s.n,
+          kernelSize: s.k,
+          depthMultiplier: s.r,
+          strides: s.strides,
+          dilationRate: s.dilation,
+          padding: s.padding,
+          activation: s.activation,
+        });
+        sep.build([null, s.h, s.w, s.c]);
+        sep.setWeights([dk, pk, bias]);
+        const ySep = sep.apply(x) as tf.Tensor4D;
+        t.ok(maxRelError(y.dataSync(), ySep.dataSync()) < 1e-4, `values vs SeparableConv2D ${label}`);
+      }
+      tf.dispose([x, dk, pk, bias, y, want]);
+    }
+  });
+
+  t.test(`${backend.name}: setWeights is picked up by the next call`, async (t) => {
+    const next = rng(42);
+    const s = specs[0];
+    const layer = new DacConv2D({ filters: s.n, kernelSize: 3, depthMultiplier: 2, padding: 'same', backend: backend.name });
+    const x = tf.tensor4d(randomArray(s.h * s.w * s.c, next), [1, s.h, s.w, s.c]);
+    layer.apply(x);
+    const weights = [
+      tf.tensor4d(randomArray(9 * s.c * 2, next), [3, 3, s.c, 2]),
+      tf.tensor4d(randomArray(s.c * 2 * s.n, next), [1, 1, s.c * 2, s.n]),
+      tf.tensor1d(randomArray(s.n, next)),
+    ];
+    layer.setWeights(weights);
+    const y = layer.apply(x) as tf.Tensor4D;
+    const want = stock(x, weights[0] as tf.Tensor4D, weights[1] as tf.Tensor4D, weights[2] as tf.Tensor1D, {
+      ...s,
+      strides: [1, 1],
+      activation: 'linear',
+    });
+    t.ok(maxRelError(y.dataSync(), want.dataSync()) < 1e-4);
+  });
+}
+
+/** A small model: conv -> DacConv2D -> global pooling. */
+function model(seed: number): tf.LayersModel {
+  const next = rng(seed);
+  const input = tf.input({ shape: [10, 9, 3] });
+  const conv = tf.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' });
+  const dac = dacConv2d({ filters: 12, kernelSize: 3, depthMultiplier: 3, padding: 'same', strides: 2, activation: 'relu', name: 'dac_block2' });
+  const out = tf.layers.globalAveragePooling2d({}).apply(dac.apply(conv.apply(input))) as tf.SymbolicTensor;
+  const m = tf.model({ inputs: input, outputs: out });
+  m.setWeights(m.getWeights().map((w) => tf.tensor(randomArray(w.size, next), w.shape)));
+  return m;
+}
+
+async function artifactsOf(m: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
+  let saved: tf.io.ModelArtifacts | null = null;
+  await m.save(
+    tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+    }),
+  );
+  return saved!;
+}
+
+t.test('a model with DacConv2D saves and loads back', async (t) => {
+  const m = model(7);
+  const x = tf.tensor4d(randomArray(2 * 10 * 9 * 3, rng(8)), [2, 10, 9, 3]);
+  const y = (m.predict(x) as tf.Tensor).dataSync();
+  const art = await artifactsOf(m);
+  const topology = JSON.stringify(art.modelTopology);
+  t.match(topology, /"class_name":"DacConv2D"/, 'saved under its registered class name');
+  t.match(topology, /"depth_multiplier":3/, 'config serialized');
+  t.same(
+    art.weightSpecs!.filter((w) => w.name.startsWith('dac_block2')).map((w) => [w.name, w.shape]),
+    [
+      ['dac_block2/depthwise_kernel', [3, 3, 8, 3]],
+      ['dac_block2/pointwise_kernel', [1, 1, 24, 12]],
+      ['dac_block2/bias', [12]],
+    ],
+    'SeparableConv2D weight names and layouts',
+  );
+  const loaded = await tf.loadLayersModel(tf.io.fromMemory(art));
+  t.ok(loaded.layers.some((l) => l instanceof DacConv2D), 'loads as DacConv2D');
+  t.ok(maxRelError((loaded.predict(x) as tf.Tensor).dataSync(), y) < 1e-6, 'same predictions after the round trip');
+});
+
+t.test('a fresh Node program that imports us loads the saved model', async (t) => {
+  const m = model(11);
+  const xData = randomArray(1 * 10 * 9 * 3, rng(12));
+  const y = (m.predict(tf.tensor4d(xData, [1, 10, 9, 3])) as tf.Tensor).dataSync();
+  const art = await artifactsOf(m);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ modelTopology: art.modelTopology, weightSpecs: art.weightSpecs }));
+  fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.from(art.weightData as ArrayBuffer));
+  fs.writeFileSync(path.join(dir, 'x.json'), JSON.stringify(Array.from(xData)));
+  const program = (importUs: boolean) => `
+    const fs = require('node:fs'); const path = require('node:path');
+    const tf = require('@tensorflow/tfjs');
+    ${importUs ? "require('./src/tfjs/dac-conv2d-layer.ts');" : ''}
+    (async () => {
+      const dir = ${JSON.stringify(dir)};
+      const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+      const b = fs.readFileSync(path.join(dir, 'weights.bin'));
+      const w = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+      const m = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: j.modelTopology, weightSpecs: j.weightSpecs, weightData: w }));
+      const x = tf.tensor4d(JSON.parse(fs.readFileSync(path.join(dir, 'x.json'), 'utf8')), [1, 10, 9, 3]);
+      process.stdout.write(JSON.stringify(Array.from(m.predict(x).dataSync())));
+    })().catch((e) => { process.stderr.write(String(e && e.message)); process.exit(3); });`;
+  const run = (importUs: boolean) =>
+    spawnSync(process.execPath, ['--import', 'tsx', '-e', program(importUs)], { cwd: root, encoding: 'utf8' });
+  const ok = run(true);
+  t.equal(ok.status, 0, ok.stderr);
+  if (ok.status === 0) t.ok(maxRelError(JSON.parse(ok.stdout) as number[], y) < 1e-6, 'same predictions in the new process');
+  const without = run(false);
+  t.not(without.status, 0, 'without importing us, TF.js does not know the layer');
+  t.match(without.stderr, /DacConv2D/);
+});
+
+t.test('bad configs and inputs are rejected', async (t) => {
+  const bad = (args: object, re: RegExp, what: string) => {
+    try {
+      new DacConv2D({ filters: 4, kernelSize: 3, depthMultiplier: 2, ...args });
+      t.fail(`${what}: accepted`);
+    } catch (e) {
+      t.ok(e instanceof DacError && re.test((e as Error).message), `${what}: ${(e as Error).message}`);
+    }
+  };
+  bad({ filters: 0 }, /filters/, 'filters 0');
+  bad({ depthMultiplier: 1.5 }, /depthMultiplier/, 'fractional rank');
+  bad({ padding: 'causal' }, /padding must be/, 'unknown padding');
+  bad({ kernelSize: [3] }, /kernelSize/, 'one-element kernel size');
+  bad({ activation: 'tanh' }, /activation must be/, 'unsupported activation');
+  const layer = new DacConv2D({ filters: 4, kernelSize: 3, depthMultiplier: 2, padding: 'same' });
+  layer.apply(tf.zeros([1, 5, 5, 3]));
+  t.throws(() => layer.call(tf.zeros([1, 5, 5, 6])), /input has 6 channels/, 'channel count different from the built one');
+});

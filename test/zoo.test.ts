@@ -1,0 +1,395 @@
+// `dac zoo` over a generated zoo of 50+ models in both formats (small
+// synthetic nets, copies of the repo's demo model when present, nested and
+// symlinked entries) plus deliberately broken files: every good model is
+// decomposed and loads again, every broken one is reported with its reason,
+// a second run does no work, and a run killed halfway resumes to the same
+// summary.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import t from 'tap';
+import { loadModel } from '../src/formats/index.js';
+import { availableBackends } from '../src/index.js';
+import { createRunner } from '../src/runtime/index.js';
+import type { InspectResult } from '../src/zoo/job.js';
+import { WorkerPool } from '../src/zoo/pool.js';
+import { discoverModels } from '../src/zoo/discover.js';
+import { formatDuration, Progress } from '../src/zoo/progress.js';
+import { readDone, settingsHash, STATE_DIR } from '../src/zoo/resume.js';
+import { packageVersion, runZoo, UP_TO_DATE } from '../src/zoo/run.js';
+import type { ZooSummary } from '../src/zoo/summary.js';
+import { decodeModel, encodeModel } from '../src/formats/onnx/schema.js';
+import { onnxNet, randomSpec, rng, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
+
+const repoRoot = path.resolve(__dirname, '..');
+// Energy picks a valid rank for every layer of every random net (a fixed rank may exceed a small layer's).
+const settings = { method: 'dac' as const, energy: 0.9 };
+
+t.test('the worker pool survives throwing, hanging, exiting and out-of-memory jobs', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-pool-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // A worker speaking the pool's protocol, with one request kind per way to fail.
+  const script = path.join(dir, 'worker.js');
+  fs.writeFileSync(
+    script,
+    `const { parentPort } = require('node:worker_threads');
+parentPort.on('message', ({ id, kind, payload }) => {
+  if (kind === 'echo') parentPort.postMessage({ id, ok: true, result: payload });
+  else if (kind === 'throw') parentPort.postMessage({ id, ok: false, error: { name: 'DacError', code: 'EFORMAT', message: 'bad', context: { model: 'm' } } });
+  else if (kind === 'hang') for (;;);
+  else if (kind === 'exit') process.exit(3);
+  else if (kind === 'oom') { const keep = []; for (;;) keep.push(new Array(1e6).fill(keep.length)); }
+});
+`,
+  );
+  const pool = new WorkerPool({ size: 2, timeoutMs: 3000, resourceLimits: { maxOldGenerationSizeMb: 64 } }, script);
+  try {
+    const settle = (kind: string, payload: unknown = null) =>
+      pool.run(kind, payload).then(
+        (v) => ({ ok: true, v }),
+        (e: Error & { code?: string; context?: object }) => ({ ok: false, name: e.name, code: e.code, context: e.context }),
+      );
+    const results = await Promise.all([
+      settle('echo', 1),
+      settle('hang'),
+      settle('exit'),
+      settle('oom'),
+      settle('throw'),
+      ...Array.from({ length: 6 }, (_, i) => settle('echo', i + 10)),
+    ]);
+    tt.same(results[0], { ok: true, v: 1 });
+    tt.match(results[1], { ok: false, name: 'DacError', code: 'ETIMEOUT' }, 'a hang is stopped by the timeout');
+    tt.match(results[2], { ok: false, name: 'DacError', code: 'EWORKER' }, 'an exiting worker fails its job');
+    tt.match(results[3], { ok: false, name: 'DacError', code: 'EWORKER' }, 'running out of heap fails the job, not the process');
+    tt.match(results[4], { ok: false, name: 'DacError', code: 'EFORMAT', context: { model: 'm' } }, 'a thrown DacError keeps code and context');
+    tt.same(results.slice(5), Array.from({ length: 6 }, (_, i) => ({ ok: true, v: i + 10 })), 'later jobs run on replacement workers');
+    tt.ok(pool.started >= 4, `${pool.started} workers started: the two first and replacements for lost ones`);
+  } finally {
+    await pool.close();
+  }
+});
+
+t.test('progress: a bar with rate and ETA on a terminal, one line per model otherwise', async (tt) => {
+  let now = 0;
+  const clock = () => now;
+  const plain: string[] = [];
+  const p = new Progress(4, 3, { write: (x: string) => plain.push(x), isTTY: false }, clock);
+  now = 2000;
+  p.update({ model: 'a/model.json', format: 'tfjs', status: 'ok', flopsSaved: 0.5, seconds: 1.5 });
+  p.update({ model: 'b.onnx', format: 'onnx', status: 'failed', reason: 'cannot parse' });
+  p.update({ model: 'c.onnx', format: 'onnx', status: 'skipped', cached: true, reason: UP_TO_DATE });
+  p.finish();
+  tt.same(plain, ['[1/4] ok a/model.json 50.0% FLOPs saved (1.50 s)\n', '[2/4] failed b.onnx: cannot parse\n']);
+  tt.same(p.rate(), { perSecond: 1, etaSeconds: 1 }, 'rate over worked models only; ETA for the one left');
+  const tty: string[] = [];
+  const q = new Progress(10, 10, { write: (x: string) => tty.push(x), isTTY: true, columns: 100 }, clock);
+  q.start();
+  now = 4000;
+  q.update({ model: 'x.onnx', format: 'onnx', status: 'ok', seconds: 2 });
+  tt.match(tty.join(''), /\r\[#{2,}\.+\] 1\/10 +10% 0\.50 models\/s ETA 18s ok 1 fail 0 skip 0/, 'bar, counts, rate, ETA');
+  tt.equal(formatDuration(3725), '1h02m');
+  tt.equal(formatDuration(NaN), '--');
+});
+
+if (availableBackends().length === 0) {
+  t.test('zoo runs', { skip: 'no dac-conv backend is built' }, async () => undefined);
+} else {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-zoo-'));
+  t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
+  const zoo = path.join(work, 'zoo');
+  const put = (rel: string): string => {
+    const p = path.join(zoo, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    return p;
+  };
+
+  // ---- the good models
+  const good: string[] = [];
+  for (let i = 0; i < 24; i++) {
+    const depth = ['a', 'a/b', 'c', 'c/d/e'][i % 4];
+    writeTfjsNet(put(`${depth}/tf${i}/x`).replace(/x$/, ''), randomSpec(`tf${i}`, 1000 + i), i);
+    good.push(`${depth}/tf${i}/model.json`);
+    writeOnnxNet(put(`${depth}/on${i}.onnx`), randomSpec(`on${i}`, 2000 + i), i);
+    good.push(`${depth}/on${i}.onnx`);
+  }
+  // A model at the zoo's root, one nested below another, and an ONNX file beside a TF.js model:
+  // each output must land in the mirrored place without replacing the others.
+  const bn: NetSpec = { name: 'root', input: [11, 9, 2], convs: [{ filters: 6, kernel: [3, 3], bn: true }, { filters: 4, kernel: [3, 3], strides: [2, 2] }], classes: 3 };
+  writeTfjsNet(zoo, bn, 1);
+  good.push('model.json');
+  writeTfjsNet(path.join(zoo, 'a'), { ...bn, name: 'a' }, 2);
+  good.push('a/model.json');
+  writeOnnxNet(put('a/beside.onnx'), { ...bn, name: 'beside' }, 3);
+  good.push('a/beside.onnx');
+  // Copies of the repo's demo model (real fashion-vgg weights), when it is in the repo.
+  const demoTfjs = [path.join(repoRoot, 'demo/fashion-vgg/model.json')].find((p) => fs.existsSync(p));
+  const demoOnnx = [path.join(repoRoot, 'test/fixtures/fashion-vgg.onnx')].find((p) => fs.existsSync(p));
+  // One copy of each (planning the real model is the slowest part of the test).
+  if (demoTfjs) {
+    const dir = path.dirname(put('demo/vgg/model.json'));
+    for (const f of fs.readdirSync(path.dirname(demoTfjs))) fs.copyFileSync(path.join(path.dirname(demoTfjs), f), path.join(dir, f));
+    good.push('demo/vgg/model.json');
+  }
+  if (demoOnnx) {
+    fs.copyFileSync(demoOnnx, put('demo/vgg.onnx'));
+    good.push('demo/vgg.onnx');
+  }
+  // A symlink to a model inside the zoo is a model of its own.
+  fs.mkdirSync(path.join(zoo, 'links'));
+  fs.symlinkSync(path.join(zoo, 'a/on0.onnx'), path.join(zoo, 'links/alias.onnx'));
+  good.push('links/alias.onnx');
+
+  // ---- the broken ones, with the error code each must fail with
+  const broken = new Map<string, string[]>();
+  const r = rng(7);
+  // Symlinked folders are never entered (one back to the root would loop).
+  fs.symlinkSync(path.join(zoo, 'c'), path.join(zoo, 'links/cdir'));
+  fs.symlinkSync(zoo, path.join(zoo, 'links/loop'));
+  fs.writeFileSync(put('broken/garbage.onnx'), Buffer.from(Array.from({ length: 2048 }, () => Math.floor(r() * 256))));
+  broken.set('broken/garbage.onnx', ['EFORMAT']);
+  const okOnnx = fs.readFileSync(path.join(zoo, 'a/on0.onnx'));
+  fs.writeFileSync(put('broken/truncated.onnx'), okOnnx.subarray(0, okOnnx.length >> 1));
+  broken.set('broken/truncated.onnx', ['EFORMAT']);
+  fs.writeFileSync(put('broken/empty.onnx'), '');
+  broken.set('broken/empty.onnx', ['EFORMAT']);
+  writeTfjsNet(path.dirname(put('broken/truncated-json/x')), bn, 4);
+  const tj = path.join(zoo, 'broken/truncated-json/model.json');
+  fs.writeFileSync(tj, fs.readFileSync(tj, 'utf8').slice(0, 300));
+  broken.set('broken/truncated-json/model.json', ['EPARSE', 'EFORMAT']);
+  writeTfjsNet(path.dirname(put('broken/missing-shard/x')), bn, 5);
+  fs.rmSync(path.join(zoo, 'broken/missing-shard/group1-shard1of1.bin'));
+  broken.set('broken/missing-shard/model.json', ['ENOENT']);
+  writeTfjsNet(path.dirname(put('broken/escaping-shard/x')), bn, 6);
+  const ej = path.join(zoo, 'broken/escaping-shard/model.json');
+  fs.writeFileSync(ej, fs.readFileSync(ej, 'utf8').replace('"group1-shard1of1.bin"', '"../../../outside.bin"'));
+  broken.set('broken/escaping-shard/model.json', ['EPATH', 'EFORMAT']);
+  // A 3 GB shard (sparse: no disk used) is refused by size before anything is read.
+  writeTfjsNet(path.dirname(put('broken/huge/x')), bn, 7);
+  fs.truncateSync(path.join(zoo, 'broken/huge/group1-shard1of1.bin'), 3 * 1024 ** 3);
+  broken.set('broken/huge/model.json', ['ETOOBIG']);
+  // Declared sizes nothing real has: refused before planning would walk 10^9 x 10^9 positions.
+  writeTfjsNet(path.dirname(put('broken/huge-input/x')), bn, 11);
+  const hj = path.join(zoo, 'broken/huge-input/model.json');
+  fs.writeFileSync(hj, fs.readFileSync(hj, 'utf8').replace('"batch_input_shape":[null,11,9,2]', '"batch_input_shape":[null,1000000000,1000000000,2]'));
+  broken.set('broken/huge-input/model.json', ['ESHAPE']);
+  fs.writeFileSync(put('broken/graph-model/model.json'), JSON.stringify({ format: 'graph-model', modelTopology: { node: [] } }));
+  broken.set('broken/graph-model/model.json', ['EFORMAT']);
+  const nanSpec: NetSpec = { name: 'nan', input: [7, 7, 1], convs: [{ filters: 2, kernel: [3, 3] }] };
+  const nanModel = decodeModel(encodeModel(onnxNet(nanSpec, 8)));
+  const nanWeight = nanModel.graph!.initializer[0];
+  const nanRaw = Buffer.from(nanWeight.raw_data!);
+  nanRaw.writeFloatLE(NaN, 4);
+  nanWeight.raw_data = nanRaw;
+  fs.writeFileSync(put('broken/nan.onnx'), encodeModel(nanModel));
+  broken.set('broken/nan.onnx', ['ENONFINITE']);
+  writeTfjsNet(path.dirname(put('broken/cycle/x')), bn, 9);
+  const cj = path.join(zoo, 'broken/cycle/model.json');
+  const cycle = JSON.parse(fs.readFileSync(cj, 'utf8'));
+  const layers = cycle.modelTopology.config.layers;
+  layers.forEach((l: { name?: string; config: { name: string }; inbound_nodes?: unknown[] }, i: number) => {
+    l.name = l.config.name;
+    l.inbound_nodes = i === 0 ? [] : [[[layers[i === 1 ? layers.length - 1 : i - 1].config.name, 0, 0, {}]]];
+  });
+  cycle.modelTopology.class_name = 'Functional';
+  cycle.modelTopology.config.input_layers = [[layers[0].config.name, 0, 0]];
+  cycle.modelTopology.config.output_layers = [[layers[layers.length - 1].config.name, 0, 0]];
+  fs.writeFileSync(cj, JSON.stringify(cycle));
+  broken.set('broken/cycle/model.json', ['EFORMAT', 'EGRAPH']);
+
+  // A link out of the zoo is not followed, and a model with only 1x1 convs has nothing to decompose: both skipped.
+  const outside = path.join(work, 'outside.onnx');
+  fs.copyFileSync(path.join(zoo, 'a/on0.onnx'), outside);
+  fs.symlinkSync(outside, path.join(zoo, 'links/outside.onnx'));
+  writeTfjsNet(path.join(zoo, 'pointwise'), { name: 'pw', input: [5, 5, 3], convs: [{ filters: 4, kernel: [1, 1] }, { filters: 2, kernel: [1, 1] }] }, 10);
+  const skipped = new Map([
+    ['links/outside.onnx', /outside the zoo/],
+    ['pointwise/model.json', /no conv to decompose/],
+  ]);
+
+  // The first run's output folder is inside the zoo: it must not be scanned.
+  const out1 = path.join(zoo, '_out');
+  const total = good.length + broken.size + skipped.size;
+
+  const byModel = (s: ZooSummary) => new Map(s.models.map((m) => [m.model, m]));
+  // What a run ended with per model, whether now or remembered from an earlier run.
+  const outcome = (s: ZooSummary) =>
+    s.models.map((m) => ({
+      model: m.model,
+      status: m.reason === UP_TO_DATE ? 'ok' : m.status,
+      reason: m.reason === UP_TO_DATE ? undefined : m.reason,
+      flops: m.flopsBefore === undefined ? undefined : [m.flopsBefore, m.flopsAfter],
+    }));
+
+  let first: ZooSummary;
+
+  t.test(`a zoo of ${good.length} good and ${broken.size} broken models`, async (tt) => {
+    tt.ok(good.length >= 50, `${good.length} good models`);
+    first = await runZoo({ root: zoo, out: out1, settings, jobs: 2, progress: null });
+    const m = byModel(first);
+    tt.equal(first.models.length, total, 'every model is in the summary, the output folder is not scanned');
+    tt.notOk(first.models.some((r) => r.model.startsWith('links/cdir/') || r.model.startsWith('links/loop/')), 'symlinked folders not entered');
+    tt.same(first.counts, { total, ok: good.length, failed: broken.size, skipped: skipped.size, cached: 0 });
+    for (const rel of good) {
+      const r = m.get(rel);
+      tt.equal(r?.status, 'ok', `${rel}: ok${r?.reason ? ` (${r.reason})` : ''}`);
+      tt.ok(r && r.flopsBefore! > 0 && r.flopsAfter! > 0, `${rel}: FLOPs before and after`);
+      tt.ok(fs.existsSync(path.join(out1, r!.output!)) && fs.existsSync(path.join(out1, r!.report!)), `${rel}: output and report`);
+    }
+    for (const [rel, codes] of broken) {
+      const r = m.get(rel);
+      tt.equal(r?.status, 'failed', `${rel}: failed`);
+      tt.ok(r && codes.includes(r.code!), `${rel}: code ${r?.code} is one of ${codes.join('/')}: ${r?.reason}`);
+      tt.ok(r?.reason && r.reason.length > 10, `${rel}: has a reason`);
+    }
+    for (const [rel, why] of skipped) tt.match(m.get(rel), { status: 'skipped', reason: why }, `${rel}: skipped`);
+    // The summary files exist and name every model.
+    const md = fs.readFileSync(path.join(out1, 'summary.md'), 'utf8');
+    for (const rel of [...good, ...broken.keys()]) tt.ok(md.includes(`| ${rel} |`), `summary.md lists ${rel}`);
+    tt.same(JSON.parse(fs.readFileSync(path.join(out1, 'summary.json'), 'utf8')).counts, first.counts);
+    // Nested outputs did not replace each other.
+    for (const f of ['model.json', 'report.json', 'a/model.json', 'a/report.json', 'a/beside.onnx', 'a/beside.report.json', 'a/b/tf1/model.json']) {
+      tt.ok(fs.existsSync(path.join(out1, f)), `output ${f}`);
+    }
+    tt.same(fs.readdirSync(path.join(out1, STATE_DIR, 'tmp')), [], 'no scratch left');
+  });
+
+  t.test('every decomposed model loads again (in workers), and two run in a runtime', async (tt) => {
+    const pool = new WorkerPool({ size: 2 });
+    try {
+      const results = await Promise.all(
+        good.map(async (rel) => {
+          const r = byModel(first).get(rel)!;
+          const file = path.join(out1, r.output!);
+          try {
+            return { rel, info: await pool.run<InspectResult>('inspect', { path: file, format: r.format, maxModelBytes: 2 ** 31 }) };
+          } catch (err) {
+            return { rel, error: (err as Error).message };
+          }
+        }),
+      );
+      for (const x of results) {
+        tt.notOk('error' in x && x.error, `${x.rel} loads: ${'error' in x ? x.error : ''}`);
+        const r = byModel(first).get(x.rel)!;
+        if ('info' in x && x.info) tt.ok(x.info.convs >= r.layersTotal!, `${x.rel}: ${x.info.convs} convs after, ${r.layersTotal} before`);
+      }
+    } finally {
+      await pool.close();
+    }
+    for (const rel of ['a/tf0/model.json', 'a/on0.onnx']) {
+      const before = await loadModel(path.join(zoo, rel));
+      const after = await loadModel(path.join(out1, byModel(first).get(rel)!.output!));
+      const [h, w, c] = before.inputShape;
+      const x = Float32Array.from({ length: 2 * h * w * c }, (_, i) => Math.sin(i));
+      const ra = await createRunner(before);
+      const rb = await createRunner(after);
+      try {
+        const ya = await ra.run(x, 2);
+        const yb = await rb.run(x, 2);
+        tt.equal(yb.length, ya.length, `${rel}: same output size`);
+        tt.ok(yb.every(Number.isFinite), `${rel}: finite outputs`);
+      } finally {
+        ra.dispose();
+        rb.dispose();
+      }
+    }
+  });
+
+  t.test('a second run does no work', async (tt) => {
+    const files = (dir: string): Map<string, number> => {
+      const m = new Map<string, number>();
+      const walk = (d: string) => {
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+          const p = path.join(d, e.name);
+          if (e.isDirectory()) walk(p);
+          else if (!/^summary\.(json|md)$/.test(e.name)) m.set(p, fs.statSync(p).mtimeMs);
+        }
+      };
+      walk(dir);
+      return m;
+    };
+    const before = files(out1);
+    const second = await runZoo({ root: zoo, out: out1, settings, jobs: 2, progress: null });
+    const m = byModel(second);
+    for (const rel of good) tt.match(m.get(rel), { status: 'skipped', cached: true }, `${rel}: up to date`);
+    for (const rel of broken.keys()) {
+      const r = m.get(rel)!;
+      tt.equal(r.status, 'failed', `${rel}: still failed`);
+      tt.equal(r.reason, byModel(first).get(rel)!.reason, `${rel}: same reason`);
+      // Only the size refusal is checked again (a stat, nothing read); content failures are remembered.
+      tt.equal(r.cached === true, r.code !== 'ETOOBIG', `${rel}: remembered unless refused by size`);
+    }
+    tt.same(files(out1), before, 'no output, report or marker was rewritten');
+    tt.same(outcome(second), outcome(first), 'same outcome per model');
+    // Other options, or an edited input, make a model not done; other thread counts do not.
+    const { models } = await discoverModels(zoo, out1);
+    const version = packageVersion();
+    const goodEntries = models.filter((e) => good.includes(e.rel));
+    tt.equal(goodEntries.length, good.length);
+    tt.ok(goodEntries.every((e) => readDone(e, out1, settingsHash({ ...settings, threads: 3 }), version)), 'done whatever the threads');
+    tt.ok(goodEntries.every((e) => !readDone(e, out1, settingsHash({ method: 'dac', energy: 0.8 }), version)), 'other options: to redo');
+    const edited = goodEntries.find((e) => e.rel === 'a/tf0/model.json')!;
+    const shard = path.join(zoo, 'a/tf0/group1-shard1of1.bin');
+    const st = fs.statSync(shard);
+    fs.utimesSync(shard, st.atime, new Date(st.mtimeMs + 5000));
+    tt.equal(readDone(edited, out1, settingsHash(settings), version), null, 'a touched shard: to redo');
+    fs.utimesSync(shard, st.atime, st.mtime);
+  });
+
+  t.test('a run killed halfway resumes to the same summary', async (tt) => {
+    // The first run's output (inside the zoo) would be scanned by a run writing elsewhere.
+    fs.rmSync(out1, { recursive: true, force: true });
+    const out2 = path.join(work, 'out-killed');
+    // The real command line, `dac zoo`, run from source.
+    const tsx = pathToFileURL(require.resolve('tsx')).href;
+    const cli = path.join(repoRoot, 'src/cli/main.ts');
+    const args = ['zoo', zoo, '-o', out2, '--energy', '0.9', '--jobs', '1', '--quiet'];
+    const child = spawn(process.execPath, ['--import', tsx, cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const doneDir = path.join(out2, STATE_DIR, 'done');
+    const countDone = (): number => {
+      let n = 0;
+      const walk = (d: string) => {
+        if (!fs.existsSync(d)) return;
+        // Complete markers only: a killed write leaves a temporary sibling, which is not one.
+        for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+          if (e.isDirectory()) walk(path.join(d, e.name));
+          else if (e.name.endsWith('.done') && !e.name.startsWith('.')) n++;
+        }
+      };
+      walk(doneDir);
+      return n;
+    };
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    let killedAt = -1;
+    while (child.exitCode === null) {
+      const n = countDone();
+      if (n >= 15) {
+        child.kill('SIGKILL');
+        killedAt = n;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await exited;
+    tt.ok(killedAt >= 15 && killedAt < total - 1, `killed after ${killedAt} of ${total} models (stderr: ${stderr.slice(0, 200)})`);
+    tt.notOk(fs.existsSync(path.join(out2, 'summary.json')), 'the killed run wrote no summary');
+
+    const resumed = await runZoo({ root: zoo, out: out2, settings, jobs: 2, progress: null });
+    tt.ok(resumed.counts.cached >= killedAt, `${resumed.counts.cached} outcomes taken from the killed run (>= ${killedAt})`);
+    tt.same(outcome(resumed), outcome(first), 'same outcome per model as an uninterrupted run');
+    tt.same(fs.readdirSync(path.join(out2, STATE_DIR, 'tmp')), [], 'scratch of the killed run cleaned');
+    const stray: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory() && e.name !== STATE_DIR) walk(p);
+        else if (/\.(tmp|old)-\d+-/.test(e.name)) stray.push(p);
+      }
+    };
+    walk(out2);
+    tt.same(stray, [], 'no half-written files among the outputs');
+  });
+}
