@@ -72,3 +72,11 @@ export function decomposeChannel(
 ): ChannelResult {
   return getBackend(opts.backend).decomposeChannel(weights, shape, width, opts);
 }
+export {
+  conv2d,
+  fusedDepthwisePointwise,
+  kernelVariants,
+  resolvePadding,
+  samePadding,
+  convOutputSize,
+} from './kernels.js';

@@ -1,6 +1,7 @@
 // Format-neutral entry: loadModel() picks the reader from the path.
 //   a folder, or a *.json file   -> TF.js Layers (model.json + shards)
 //   a *.onnx file                -> ONNX
+import { checkConvSizes } from '../zoo/limits.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from '../errors.js';
@@ -31,5 +32,8 @@ export async function loadModel(file: string): Promise<LoadedModel> {
   if (typeof file !== 'string' || file.length === 0) {
     throw new DacError('EINVAL', 'model path must be a non-empty string', { field: 'path' });
   }
-  return detectFormat(file) === 'onnx' ? loadOnnx(file) : loadTfjs(file);
+  const model = await (detectFormat(file) === 'onnx' ? loadOnnx(file) : loadTfjs(file));
+  // Absurd declared sizes would make cost accounting and planning walk them.
+  checkConvSizes(model.convs, path.basename(file));
+  return model;
 }
