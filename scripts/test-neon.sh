@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Cross-compiles the kernel tests (native/tests/kernels_test.cc) for aarch64
-# with the NEON variants and runs them under qemu-aarch64, so the NEON code
-# is checked against the reference loops on an x86 machine.
+# Cross-compiles the kernel tests (native/tests/kernels_test.cc, with the NEON
+# variants) and the decomposition tests (native/tests/decompose_test.cc) for
+# aarch64 and runs them under qemu-aarch64, so the ARM code is checked on an
+# x86 machine.
 # Needs g++-aarch64-linux-gnu and qemu-user-static. Exits non-zero on failure.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,15 +16,24 @@ done
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cd "$root"
-# The kernels and what they use; no Eigen (decompose) and no x86/WASM variants.
-mapfile -t sources < <(ls native/common/*.cc native/dwpw/*.cc native/conv/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd)\.cc$')
-"$cxx" -std=c++17 -O2 -DDAC_HAVE_NEON_VARIANTS=1 -pthread "${sources[@]}" native/tests/kernels_test.cc -o "$out/kernels_test"
+# The kernels and what they use (no x86/WASM variants), and the decomposition
+# core, whose portable kernels take their NEON form from vector extensions.
+mapfile -t kernels < <(ls native/common/*.cc native/dwpw/*.cc native/conv/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd)\.cc$')
+mapfile -t core < <(ls native/common/*.cc native/decompose/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd|neon)\.cc$')
+eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)
+"$cxx" -std=c++17 -O2 -DDAC_HAVE_NEON_VARIANTS=1 -pthread "${kernels[@]}" native/tests/kernels_test.cc -o "$out/kernels_test"
+# shellcheck disable=SC2086
+"$cxx" -std=c++17 -O2 -pthread $eigen -DEIGEN_MPL2_ONLY "${core[@]}" native/tests/decompose_test.cc -o "$out/decompose_test"
 
-if "$qemu" -L "$sysroot" "$out/kernels_test" >"$out/log" 2>&1; then
-  grep -E 'variants|passed' "$out/log"
-  echo "PASS: NEON kernel tests under qemu-aarch64"
-else
-  cat "$out/log"
-  echo "FAIL: NEON kernel tests under qemu-aarch64"
-  exit 1
-fi
+status=0
+for t in kernels_test decompose_test; do
+  if "$qemu" -L "$sysroot" "$out/$t" >"$out/log" 2>&1; then
+    grep -E 'variants|passed' "$out/log"
+    echo "PASS: $t under qemu-aarch64"
+  else
+    cat "$out/log"
+    echo "FAIL: $t under qemu-aarch64"
+    status=1
+  fi
+done
+exit $status

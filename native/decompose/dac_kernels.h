@@ -19,7 +19,26 @@ struct DacKernels {
   // summed in double and rounded once.
   void (*project)(const float* X, int64_t ld, int64_t k, int64_t n, const double* v, int64_t r,
                   float* proj, int64_t pitch);
+  // dst[q * dst_ld + o] = src[o * src_ld + q] for o < rows, q < cols.
+  void (*transpose)(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
+                    int64_t dst_ld);
+  // Matrices jacobi_eigen takes at once.
+  int lanes;
+  // Eigenvalues (descending, equal ones in index order) and eigenvectors
+  // (column j of vectors[l], k x k column-major) of count <= lanes symmetric
+  // k x k matrices G[l] (column-major, both triangles), k <= kJacobiMaxK.
+  // Returns a bitmask of the matrices that converged; the rest must be
+  // solved another way.
+  unsigned (*jacobi_eigen)(const double* const* G, int count, int64_t k, double* const* values,
+                           double* const* vectors);
 };
+
+// Largest k the batched Jacobi solver takes (a 4 x 4 kernel); larger Gram
+// matrices go to the QR solver, one at a time.
+constexpr int64_t kJacobiMaxK = 16;
+// Cyclic Jacobi converges quadratically; 9 x 9 Gram matrices take 5 to 7
+// sweeps. A lane still coupled after this many goes to the QR solver.
+constexpr int kJacobiMaxSweeps = 30;
 
 extern const DacKernels kDacKernelsRef;
 #if defined(DAC_HAVE_X86_VARIANTS)

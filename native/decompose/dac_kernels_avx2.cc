@@ -1,9 +1,46 @@
-// DAC kernels for AVX2 + FMA: four doubles per vector.
+// DAC kernels for AVX2 + FMA: four doubles per vector, and an 8 x 8
+// register transpose for gathering OIHW channels.
 #define DAC_VEC_DOUBLES 4
 #include "dac_kernels_impl.h"
 
 namespace dac {
 namespace detail {
-const DacKernels kDacKernelsAvx2 = {"avx2", &gram, &project};
+namespace {
+
+// Rows [o0, o0+8) x columns [q0, q0+8) through registers: unpack pairs,
+// then quads, then swap 128-bit halves.
+inline void transpose8x8(const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_ld);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+
+void transpose_avx2(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
+                    int64_t dst_ld) {
+  const int64_t rv = rows - rows % 8, cv = cols - cols % 8;
+  for (int64_t o0 = 0; o0 < rv; o0 += 8)
+    for (int64_t q0 = 0; q0 < cv; q0 += 8)
+      transpose8x8(src + o0 * src_ld + q0, src_ld, dst + q0 * dst_ld + o0, dst_ld);
+  // Ragged edges: the right columns of every row, then the bottom rows.
+  if (cv < cols) transpose_tiles(src + cv, src_ld, rows, cols - cv, dst + cv * dst_ld, dst_ld);
+  if (rv < rows) transpose_tiles(src + rv * src_ld, src_ld, rows - rv, cv, dst + rv, dst_ld);
+}
+
+}  // namespace
+
+const DacKernels kDacKernelsAvx2 = {"avx2", &gram, &project, &transpose_avx2, kJ, &jacobi_eigen};
 }  // namespace detail
 }  // namespace dac

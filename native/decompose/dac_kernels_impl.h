@@ -2,6 +2,7 @@
 // included by one .cc per ISA. Everything here has internal linkage and calls
 // no inline library templates, so no copy compiled with wider ISA flags can
 // be merged by the linker into the portable path.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -11,6 +12,8 @@
 #include <immintrin.h>
 #elif defined(__aarch64__)
 #include <arm_neon.h>
+#elif defined(__wasm_simd128__)
+#include <wasm_simd128.h>
 #endif
 
 #ifndef DAC_VEC_DOUBLES
@@ -54,6 +57,31 @@ inline vd splat(double x) {
   for (int i = 0; i < kW; ++i) v[i] = x;
   return v;
 }
+#if DAC_VEC_DOUBLES == 4 && defined(__AVX__)
+inline vd vsqrt(vd x) { return (vd)_mm256_sqrt_pd((__m256d)x); }
+#elif DAC_VEC_DOUBLES == 2 && defined(__SSE2__)
+inline vd vsqrt(vd x) { return (vd)_mm_sqrt_pd((__m128d)x); }
+#elif DAC_VEC_DOUBLES == 2 && defined(__aarch64__)
+inline vd vsqrt(vd x) { return (vd)vsqrtq_f64((float64x2_t)x); }
+#elif DAC_VEC_DOUBLES == 2 && defined(__wasm_simd128__)
+inline vd vsqrt(vd x) { return (vd)wasm_f64x2_sqrt((v128_t)x); }
+#else
+inline vd vsqrt(vd x) {
+  for (int i = 0; i < kW; ++i) x[i] = __builtin_sqrt(x[i]);
+  return x;
+}
+#endif
+inline vd vabs(vd x) { return x < 0 ? -x : x; }
+// a where x == 0, else b.
+inline vd where_zero(vd x, vd a, vd b) { return x == 0 ? a : b; }
+// x, zeroed in lanes where it no longer changes |a| or |b| at a hundredth of
+// double precision (the Jacobi rule for an already-negligible coupling).
+inline vd drop_negligible(vd x, vd a, vd b) {
+  const vd g = 100.0 * vabs(x), fa = vabs(a), fb = vabs(b);
+  return ((fa + g == fa) & (fb + g == fb)) ? splat(0.0) : x;
+}
+// sign(h) * g, with sign(0) = 1.
+inline vd sign_times(vd h, vd g) { return h < 0 ? -g : g; }
 #else
 struct vd {
   double l[kW];
@@ -62,12 +90,71 @@ struct vd {
     for (int i = 0; i < kW; ++i) l[i] += o.l[i];
     return *this;
   }
+  double& operator[](int i) { return l[i]; }
   friend vd operator*(const vd& a, const vd& b) {
     vd r;
     for (int i = 0; i < kW; ++i) r.l[i] = a.l[i] * b.l[i];
     return r;
   }
+  friend vd operator+(const vd& a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a.l[i] + b.l[i];
+    return r;
+  }
+  friend vd operator-(const vd& a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a.l[i] - b.l[i];
+    return r;
+  }
+  friend vd operator/(const vd& a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a.l[i] / b.l[i];
+    return r;
+  }
+  friend vd operator*(double a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a * b.l[i];
+    return r;
+  }
+  friend vd operator+(const vd& a, double b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a.l[i] + b;
+    return r;
+  }
+  friend vd operator+(double a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a + b.l[i];
+    return r;
+  }
+  friend vd operator/(double a, const vd& b) {
+    vd r;
+    for (int i = 0; i < kW; ++i) r.l[i] = a / b.l[i];
+    return r;
+  }
 };
+inline vd vsqrt(vd x) {
+  for (int i = 0; i < kW; ++i) x.l[i] = std::sqrt(x.l[i]);
+  return x;
+}
+inline vd vabs(vd x) {
+  for (int i = 0; i < kW; ++i) x.l[i] = std::fabs(x.l[i]);
+  return x;
+}
+inline vd where_zero(vd x, vd a, vd b) {
+  for (int i = 0; i < kW; ++i) a.l[i] = x.l[i] == 0 ? a.l[i] : b.l[i];
+  return a;
+}
+inline vd drop_negligible(vd x, vd a, vd b) {
+  for (int i = 0; i < kW; ++i) {
+    const double g = 100.0 * std::fabs(x.l[i]), fa = std::fabs(a.l[i]), fb = std::fabs(b.l[i]);
+    if (fa + g == fa && fb + g == fb) x.l[i] = 0;
+  }
+  return x;
+}
+inline vd sign_times(vd h, vd g) {
+  for (int i = 0; i < kW; ++i) g.l[i] = h.l[i] < 0 ? -g.l[i] : g.l[i];
+  return g;
+}
 inline vd load(const float* p) {
   vd r;
   for (int i = 0; i < kW; ++i) r.l[i] = p[i];
@@ -164,6 +251,157 @@ void project(const float* X, int64_t ld, int64_t k, int64_t n, const double* v, 
         proj[o * pitch + j0 + jj] = float(sum);
       }
   }
+}
+
+// 16 x 16 tiles through a local buffer: each source row segment and each
+// destination line is touched once, whatever the source's (often
+// power-of-two) row stride does to cache sets.
+void transpose_tiles(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
+                     int64_t dst_ld) {
+  float tile[16][16];
+  for (int64_t o0 = 0; o0 < rows; o0 += 16) {
+    const int64_t no = imin(16, rows - o0);
+    for (int64_t q0 = 0; q0 < cols; q0 += 16) {
+      const int64_t nq = imin(16, cols - q0);
+      for (int64_t oo = 0; oo < no; ++oo) {
+        const float* s = src + (o0 + oo) * src_ld + q0;
+        for (int64_t qq = 0; qq < nq; ++qq) tile[qq][oo] = s[qq];
+      }
+      for (int64_t qq = 0; qq < nq; ++qq) {
+        float* d = dst + (q0 + qq) * dst_ld + o0;
+        if (no == 16) {
+          for (int z = 0; z < 16; ++z) d[z] = tile[qq][z];  // fixed size: plain vector moves
+        } else {
+          for (int64_t z = 0; z < no; ++z) d[z] = tile[qq][z];
+        }
+      }
+    }
+  }
+}
+
+// Matrices per Jacobi call: two vectors' worth, i.e. two independent chains
+// through each rotation's divides and square roots for the core to overlap.
+constexpr int kJacobiGroups = 2;
+constexpr int kJ = kJacobiGroups * kW;
+constexpr double kJacobiTolerance = 1.2e-32;  // (eps / 2)^2
+
+// A Jacobi rotation in the (p, q) plane of kW matrices (one per lane).
+struct Rotation {
+  vd c, s, t, apq;
+};
+
+// The rotation that zeroes A[p][q]: t = tan of the angle, the smaller root
+// (Rutishauser), from h = aqq - app, g = 2 apq and r = sqrt(h^2 + g^2),
+// u = |h| + r as t = sign(h) g / u, c = sqrt(u / 2r), s = t c, one square
+// root and one divide shorter than through t. Gram entries are sums of
+// squared floats, so the squares cannot overflow. Lanes with apq == 0 get
+// the identity.
+inline Rotation angle(const vd* A, int64_t k, int64_t p, int64_t q) {
+  const vd app = A[p * k + p], aqq = A[q * k + q];
+  const vd apq = drop_negligible(A[p * k + q], app, aqq);
+  const vd h = aqq - app, g = 2.0 * apq;
+  const vd r = vsqrt(h * h + g * g), u = vabs(h) + r;
+  const vd inv = 1.0 / vsqrt(2.0 * r * u);
+  const vd zero = splat(0.0), one = splat(1.0);
+  const vd c = where_zero(apq, one, u * inv);
+  const vd s = where_zero(apq, zero, sign_times(h, g) * inv);
+  const vd t = where_zero(apq, zero, sign_times(h, g) / u);
+  return {c, s, t, apq};
+}
+
+// Applies rotation `z` to A (zeroing A[p][q]) and accumulates it into V
+// (columns = eigenvectors).
+inline void apply(const Rotation& z, vd* A, vd* V, int64_t k, int64_t p, int64_t q) {
+  const vd c = z.c, s = z.s;
+  for (int64_t r = 0; r < k; ++r) {
+    if (r == p || r == q) continue;
+    const vd arp = A[r * k + p], arq = A[r * k + q];
+    const vd np = c * arp - s * arq, nq = s * arp + c * arq;
+    A[r * k + p] = np;
+    A[p * k + r] = np;
+    A[r * k + q] = nq;
+    A[q * k + r] = nq;
+  }
+  A[p * k + p] = A[p * k + p] - z.t * z.apq;
+  A[q * k + q] = A[q * k + q] + z.t * z.apq;
+  A[p * k + q] = splat(0.0);
+  A[q * k + p] = splat(0.0);
+  for (int64_t r = 0; r < k; ++r) {
+    const vd vp = V[p * k + r], vq = V[q * k + r];
+    V[p * k + r] = c * vp - s * vq;
+    V[q * k + r] = s * vp + c * vq;
+  }
+}
+
+// Cyclic Jacobi on `count` <= kJ matrices at once, one per lane: the same
+// arithmetic for every matrix, so the only branch is the shared stopping
+// test, and the tiny k x k problems (thousands per model) run kJ at a time
+// instead of one by one through a branchy QR iteration.
+unsigned jacobi_eigen(const double* const* G, int count, int64_t k, double* const* values,
+                      double* const* vectors) {
+  constexpr int64_t kk = kJacobiMaxK * kJacobiMaxK;
+  vd A[kJacobiGroups][kk], V[kJacobiGroups][kk];
+  for (int h = 0; h < kJacobiGroups; ++h) {
+    for (int64_t i = 0; i < k * k; ++i) {
+      vd a = splat(0.0);  // unused lanes hold a zero matrix: already diagonal
+      for (int l = 0; l < kW && h * kW + l < count; ++l) a[l] = G[h * kW + l][i];
+      A[h][i] = a;
+      V[h][i] = splat(0.0);
+    }
+    for (int64_t i = 0; i < k; ++i) V[h][i * k + i] = splat(1.0);
+  }
+  auto lane = [&](const vd (*M)[kk], int l, int64_t i) { return M[l / kW][i][l % kW]; };
+
+  const unsigned all = (1u << count) - 1;
+  unsigned converged = 0;
+  for (int sweep = 0; sweep <= kJacobiMaxSweeps; ++sweep) {
+    // Done when the couplings are below double precision next to the
+    // diagonal: (sum of squared off-diagonal entries) <= eps^2/4 * (sum of
+    // squared diagonal entries), the accuracy of a QR eigensolver.
+    converged = 0;
+    for (int h = 0; h < kJacobiGroups; ++h) {
+      vd off = splat(0.0), diag = splat(0.0);
+      for (int64_t q = 0; q < k; ++q) {
+        diag += A[h][q * k + q] * A[h][q * k + q];
+        for (int64_t p = 0; p < q; ++p) off += A[h][q * k + p] * A[h][q * k + p];
+      }
+      for (int l = 0; l < kW; ++l)
+        if (off[l] <= kJacobiTolerance * diag[l]) converged |= 1u << (h * kW + l);
+    }
+    converged &= all;
+    if (converged == all || sweep == kJacobiMaxSweeps) break;
+    // The groups' rotation angles first: their divides and square roots are
+    // independent chains the core overlaps, then the updates.
+    for (int64_t p = 0; p + 1 < k; ++p) {
+      for (int64_t q = p + 1; q < k; ++q) {
+        Rotation z[kJacobiGroups];
+        bool idle = true;  // late sweeps: most pairs are already decoupled in every lane
+        for (int h = 0; h < kJacobiGroups; ++h) {
+          z[h] = angle(A[h], k, p, q);
+          for (int l = 0; l < kW; ++l) idle = idle && z[h].apq[l] == 0;
+        }
+        if (idle) continue;
+        for (int h = 0; h < kJacobiGroups; ++h) apply(z[h], A[h], V[h], k, p, q);
+      }
+    }
+  }
+
+  for (int l = 0; l < count; ++l) {
+    int64_t order[kJacobiMaxK];
+    for (int64_t j = 0; j < k; ++j) order[j] = j;
+    // Descending; equal values keep index order (insertion sort is stable).
+    for (int64_t j = 1; j < k; ++j) {
+      const int64_t x = order[j];
+      int64_t i = j;
+      for (; i > 0 && lane(A, l, order[i - 1] * (k + 1)) < lane(A, l, x * (k + 1)); --i) order[i] = order[i - 1];
+      order[i] = x;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      values[l][j] = lane(A, l, order[j] * (k + 1));
+      for (int64_t r = 0; r < k; ++r) vectors[l][j * k + r] = lane(V, l, order[j] * k + r);
+    }
+  }
+  return converged;
 }
 
 }  // namespace

@@ -4,6 +4,6 @@
 
 namespace dac {
 namespace detail {
-const DacKernels kDacKernelsRef = {"ref", &gram, &project};
+const DacKernels kDacKernelsRef = {"ref", &gram, &project, &transpose_tiles, kJ, &jacobi_eigen};
 }  // namespace detail
 }  // namespace dac

@@ -64,12 +64,17 @@ Status check_dac(const char* fn, const DacParams& p) {
   return detail::check_output(fn, "singular", p.singular, p.singular_length, c * m, true);
 }
 
+// What the Gram pass found for one channel of a block.
+enum class Route { Gram, Zero, Exact };
+
 // Per-worker scratch, reused across channels (and layers in a batch).
 struct DacScratch {
   std::vector<float> xt;    // a block of OIHW channels, each transposed to k rows of n
   std::vector<float> proj;  // the block's pointwise rows, [o][channel][j]
-  std::vector<double> vr, values, vectors, work;
-  MatrixXd gram, slice;
+  std::vector<double> grams;  // the block's k x k Gram matrices
+  std::vector<double> vr, values, vectors, copy, work;
+  std::vector<Route> routes;
+  MatrixXd slice;
   TruncatedSvd svd;
   const detail::DacKernels* kernels = &detail::dac_kernels();
 };
@@ -96,30 +101,7 @@ int64_t scratch_pitch(int64_t n) {
 void gather_block(const DacParams& p, int64_t b, int64_t count, int64_t ld, DacScratch& ws) {
   const int64_t n = p.w.n, c = p.w.c, k = int64_t(p.w.kh) * p.w.kw;
   ws.xt.resize(size_t(count * k * ld));
-  float* xt = ws.xt.data();
-  const int64_t width = count * k;
-  // 16 x 16 tiles through a local buffer: each source row segment and each
-  // destination line is touched once, whatever the tensor's (often
-  // power-of-two) row stride does to cache sets.
-  float tile[16][16];
-  for (int64_t o0 = 0; o0 < n; o0 += 16) {
-    const int64_t no = std::min<int64_t>(16, n - o0);
-    for (int64_t q0 = 0; q0 < width; q0 += 16) {
-      const int64_t nq = std::min<int64_t>(16, width - q0);
-      for (int64_t oo = 0; oo < no; ++oo) {
-        const float* src = p.w.data + ((o0 + oo) * c + b) * k + q0;
-        for (int64_t qq = 0; qq < nq; ++qq) tile[qq][oo] = src[qq];
-      }
-      for (int64_t qq = 0; qq < nq; ++qq) {
-        float* dst = xt + (q0 + qq) * ld + o0;
-        if (no == 16) {
-          for (int z = 0; z < 16; ++z) dst[z] = tile[qq][z];  // fixed size: plain vector moves
-        } else {
-          for (int64_t z = 0; z < no; ++z) dst[z] = tile[qq][z];
-        }
-      }
-    }
-  }
+  ws.kernels->transpose(p.w.data + b * k, c * k, n, count * k, ws.xt.data(), ld);
 }
 
 void write_singular(const DacParams& p, int64_t i, const double* sigma, int64_t m) {
@@ -145,58 +127,116 @@ Status channel_exact(const DacParams& p, int64_t i, const float* X, int64_t ld,
   return Status::Ok();
 }
 
-// One channel, its slice given as k rows of n floats `ld` apart. With k <= n
-// the k x k Gram's eigenvectors are the depthwise filters and each pointwise
-// column is M v_j = sigma_j u_j, computed directly into proj ([o][j], rows
-// `pitch` apart).
-Status channel(const DacParams& p, int64_t i, const float* X, int64_t ld, float* proj,
-               int64_t pitch, DacScratch& ws) {
-  const int64_t n = p.w.n, k = int64_t(p.w.kh) * p.w.kw, r = p.rank;
-  if (k > n) return channel_exact(p, i, X, ld, proj, pitch, ws);
-  ws.gram.resize(k, k);
-  ws.kernels->gram(X, ld, k, n, ws.gram.data());
-  const double trace = ws.gram.diagonal().sum();
+// A channel's slice: k rows of n floats `ld` apart.
+struct Slice {
+  const float* X;
+  int64_t ld;
+};
+
+Slice slice_of(const DacParams& p, int64_t i, int64_t t, int64_t pitch, bool oihw, const DacScratch& ws) {
+  const int64_t n = p.w.n, k = int64_t(p.w.kh) * p.w.kw;
+  // HWIO already stores a channel as k rows of n (tap-major, output-minor).
+  if (oihw) return {ws.xt.data() + t * k * pitch, pitch};
+  return {p.w.data + i * n, int64_t(p.w.c) * n};
+}
+
+// The k x k Gram matrix of slice t (both triangles) into ws.grams; with
+// k <= n its eigenvectors are the depthwise filters. Zero channels and k > n
+// need no eigenproblem.
+Status gram_of(const DacParams& p, Slice x, int64_t t, DacScratch& ws, Route* route) {
+  const int64_t n = p.w.n, k = int64_t(p.w.kh) * p.w.kw;
+  if (k > n) {
+    *route = Route::Exact;
+    return Status::Ok();
+  }
+  double* g = ws.grams.data() + t * k * k;
+  ws.kernels->gram(x.X, x.ld, k, n, g);
+  double trace = 0;
+  for (int64_t a = 0; a < k; ++a) trace += g[a * k + a];
   if (!std::isfinite(trace)) return Status::Error("weights contain NaN or infinity");
+  // The kernel fills the lower triangle; the solvers want both.
+  for (int64_t col = 0; col < k; ++col)
+    for (int64_t row = col + 1; row < k; ++row) g[row * k + col] = g[col * k + row];
+  *route = trace == 0 ? Route::Zero : Route::Gram;
+  return Status::Ok();
+}
+
+// Eigen-decomposes the Gram matrices of the block's Route::Gram channels,
+// `lanes` at a time; a matrix neither solver settles goes the exact way.
+void solve_grams(int64_t k, int64_t count, DacScratch& ws) {
+  ws.values.resize(size_t(count * k));
+  ws.vectors.resize(size_t(count * k * k));
+  const int lanes = ws.kernels->lanes;
+  const double* G[8];
+  double* values[8];
+  double* vectors[8];
+  int64_t which[8];
+  int used = 0;
+  auto flush = [&]() {
+    const unsigned ok = k <= detail::kJacobiMaxK ? ws.kernels->jacobi_eigen(G, used, k, values, vectors) : 0u;
+    for (int l = 0; l < used; ++l) {
+      if (ok & (1u << l)) continue;
+      ws.copy.assign(G[l], G[l] + k * k);
+      ws.work.resize(size_t(3 * k));
+      if (!detail::small_symmetric_eigen(ws.copy.data(), k, values[l], vectors[l], ws.work.data()))
+        ws.routes[size_t(which[l])] = Route::Exact;
+    }
+    used = 0;
+  };
+  for (int64_t t = 0; t < count; ++t) {
+    if (ws.routes[size_t(t)] != Route::Gram) continue;
+    G[used] = ws.grams.data() + t * k * k;
+    values[used] = ws.values.data() + t * k;
+    vectors[used] = ws.vectors.data() + t * k * k;
+    which[used] = t;
+    if (++used == lanes) flush();
+  }
+  if (used > 0) flush();
+}
+
+// Channel i (slice t of its block) from its eigen-decomposition: the top r
+// eigenvectors are the depthwise filters, and each pointwise column is
+// M v_j = sigma_j u_j, projected directly into proj ([o][j], rows `pitch`
+// apart). Falls to the exact SVD where the Gram route would lose precision.
+Status finish_channel(const DacParams& p, int64_t i, int64_t t, Slice x, float* proj, int64_t pitch,
+                      DacScratch& ws) {
+  const int64_t n = p.w.n, k = int64_t(p.w.kh) * p.w.kw, r = p.rank;
   float* dw = p.depthwise + i * r * k;
-  if (trace == 0) {
+  Route route = ws.routes[size_t(t)];
+  if (route == Route::Zero) {
     std::fill(dw, dw + r * k, 0.0f);
     for (int64_t o = 0; o < n; ++o) std::fill(proj + o * pitch, proj + o * pitch + r, 0.0f);
     if (p.singular != nullptr) std::fill(p.singular + i * k, p.singular + (i + 1) * k, 0.0f);
     return Status::Ok();
   }
-  // The kernel fills the lower triangle; the solver wants both.
-  double* g = ws.gram.data();
-  for (int64_t col = 0; col < k; ++col)
-    for (int64_t row = col + 1; row < k; ++row) g[row * k + col] = g[col * k + row];
-  ws.values.resize(size_t(k));
-  ws.vectors.resize(size_t(k * k));
-  ws.work.resize(size_t(3 * k));
-  double* ev = ws.values.data();  // descending
-  if (!detail::small_symmetric_eigen(g, k, ev, ws.vectors.data(), ws.work.data()))
-    return channel_exact(p, i, X, ld, proj, pitch, ws);
-  const double lmax = ev[0];
-  for (int64_t j = 0; j < r; ++j) {
-    if (ev[j] < detail::kGramSmallRatio * lmax ||
-        (j + 1 < k && ev[j] - ev[j + 1] < detail::kGramGapRatio * lmax))
-      return channel_exact(p, i, X, ld, proj, pitch, ws);
+  const double* ev = ws.values.data() + t * k;  // descending
+  if (route == Route::Gram) {
+    const double lmax = ev[0];
+    for (int64_t j = 0; j < r; ++j)
+      if (ev[j] < detail::kGramSmallRatio * lmax ||
+          (j + 1 < k && ev[j] - ev[j + 1] < detail::kGramGapRatio * lmax))
+        route = Route::Exact;
   }
+  if (route == Route::Exact) return channel_exact(p, i, x.X, x.ld, proj, pitch, ws);
   ws.vr.resize(size_t(r * k));
   double* vr = ws.vr.data();  // [j][a], sign-fixed
   for (int64_t j = 0; j < r; ++j) {
-    const double* col = ws.vectors.data() + j * k;
+    const double* col = ws.vectors.data() + t * k * k + j * k;
     const double sign = col[detail::sign_pivot(col, k)] < 0 ? -1.0 : 1.0;
     for (int64_t a = 0; a < k; ++a) {
       vr[j * k + a] = sign * col[a];
       dw[j * k + a] = float(vr[j * k + a]);
     }
   }
-  ws.kernels->project(X, ld, k, n, vr, r, proj, pitch);
+  ws.kernels->project(x.X, x.ld, k, n, vr, r, proj, pitch);
   if (p.singular != nullptr)
     for (int64_t j = 0; j < k; ++j) p.singular[i * k + j] = float(std::sqrt(std::max(ev[j], 0.0)));
   return Status::Ok();
 }
 
-// Channels [begin, end) of one layer. Returns false after recording an error.
+// Channels [begin, end) of one layer, a block at a time: Gram matrices, then
+// their eigenproblems together, then the projections. Returns false after
+// recording an error.
 bool dac_channels(const DacParams& p, int64_t layer, int64_t begin, int64_t end,
                   DacScratch& ws, FirstError& err, const std::string& prefix) {
   const int64_t n = p.w.n, c = p.w.c, k = int64_t(p.w.kh) * p.w.kw, r = p.rank;
@@ -210,14 +250,21 @@ bool dac_channels(const DacParams& p, int64_t layer, int64_t begin, int64_t end,
       failed_at = b;
       if (oihw) gather_block(p, b, count, pitch, ws);
       ws.proj.resize(size_t(n * ppitch));
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t i = b + t;
-        // HWIO already stores a channel as k rows of n (tap-major, output-minor).
-        const float* X = oihw ? ws.xt.data() + t * k * pitch : p.w.data + i * n;
-        const int64_t ld = oihw ? pitch : c * n;
+      ws.grams.resize(size_t(count * k * k));
+      ws.routes.resize(size_t(count));
+      auto fail = [&](int64_t i, const Status& s) {
         failed_at = i;
-        Status s = channel(p, i, X, ld, ws.proj.data() + t * r, ppitch, ws);
-        if (!s.ok) return Status::Error(prefix + "input channel " + std::to_string(i) + ": " + s.message);
+        return Status::Error(prefix + "input channel " + std::to_string(i) + ": " + s.message);
+      };
+      for (int64_t t = 0; t < count; ++t) {
+        Status s = gram_of(p, slice_of(p, b + t, t, pitch, oihw, ws), t, ws, &ws.routes[size_t(t)]);
+        if (!s.ok) return fail(b + t, s);
+      }
+      solve_grams(k, count, ws);
+      for (int64_t t = 0; t < count; ++t) {
+        Status s = finish_channel(p, b + t, t, slice_of(p, b + t, t, pitch, oihw, ws),
+                                  ws.proj.data() + t * r, ppitch, ws);
+        if (!s.ok) return fail(b + t, s);
       }
       for (int64_t o = 0; o < n; ++o) {
         float* dst = p.pointwise + o * c * r + b * r;

@@ -196,40 +196,107 @@ void test_kernel_variants() {
   std::printf(" (using %s)\n", dac::detail::dac_kernels().name);
 }
 
-// The DAC path's symmetric eigensolver against Eigen's, on Gram matrices of
-// every size DAC meets and on awkward ones: zero, diagonal, repeated and
-// rank-deficient spectra.
+// Gram matrices of every size DAC meets and awkward ones: zero, diagonal,
+// repeated and rank-deficient spectra (kind 0..5).
+MatrixXd test_gram(Rng& rng, int k, int kind) {
+  MatrixXd M(3 * k + 2, k);
+  for (Eigen::Index q = 0; q < M.size(); ++q) M.data()[q] = rng.next();
+  if (kind == 1) M.col(k - 1) = M.col(0);                 // rank deficient
+  if (kind == 2) M = M.topRows(std::max(1, k / 3)).eval();  // rank k/3
+  MatrixXd G = M.transpose() * M;
+  if (kind == 3) G.setZero();
+  if (kind == 4) G = VectorXd::LinSpaced(k, 1, k).asDiagonal();
+  if (kind == 5) G = MatrixXd::Identity(k, k) * 2.5;  // all repeated
+  return G;
+}
+
+// Worst errors of an eigen-decomposition (values descending, vectors as
+// columns) against Eigen's, relative to the largest eigenvalue.
+struct EigenErrors {
+  double values = 0, residual = 0, orthogonality = 0;
+  bool descending = true;
+  void add(const MatrixXd& G, const double* val, const double* vec) {
+    const int k = int(G.rows());
+    const Eigen::SelfAdjointEigenSolver<MatrixXd> ref(G);
+    const Eigen::Map<const MatrixXd> V(vec, k, k);
+    const double scale = std::max(ref.eigenvalues().cwiseAbs().maxCoeff(), 1e-300);
+    for (int j = 0; j < k; ++j)
+      values = std::max(values, std::fabs(val[j] - ref.eigenvalues()(k - 1 - j)) / scale);
+    for (int j = 0; j + 1 < k; ++j) descending = descending && val[j] >= val[j + 1];
+    residual = std::max(residual, (G * V - V * Eigen::Map<const VectorXd>(val, k).asDiagonal()).norm() / scale);
+    orthogonality = std::max(orthogonality, (V.transpose() * V - MatrixXd::Identity(k, k)).norm());
+  }
+  bool ok() const { return descending && values < 1e-13 && residual < 1e-13 && orthogonality < 1e-13; }
+  std::string text() const {
+    return "values " + std::to_string(values) + " residual " + std::to_string(residual) + " orthogonality " +
+           std::to_string(orthogonality);
+  }
+};
+
+// The QR eigensolver (Gram matrices above the Jacobi size, and lanes Jacobi
+// leaves) against Eigen's.
 void test_small_eigen() {
   Rng rng(77);
-  double worst_val = 0, worst_res = 0, worst_orth = 0;
+  EigenErrors err;
   bool converged = true;
   for (int k : {1, 2, 3, 4, 9, 15, 25, 49}) {
     for (int kind = 0; kind < 6; ++kind) {
-      MatrixXd M(3 * k + 2, k);
-      for (Eigen::Index q = 0; q < M.size(); ++q) M.data()[q] = rng.next();
-      if (kind == 1) M.col(k - 1) = M.col(0);                 // rank deficient
-      if (kind == 2) M = M.topRows(std::max(1, k / 3)).eval();  // rank k/3
-      MatrixXd G = M.transpose() * M;
-      if (kind == 3) G.setZero();
-      if (kind == 4) G = VectorXd::LinSpaced(k, 1, k).asDiagonal();
-      if (kind == 5) G = MatrixXd::Identity(k, k) * 2.5;  // all repeated
-      const Eigen::SelfAdjointEigenSolver<MatrixXd> ref(G);
+      const MatrixXd G = test_gram(rng, k, kind);
       std::vector<double> A(G.data(), G.data() + G.size());
       std::vector<double> val(static_cast<size_t>(k)), vec(static_cast<size_t>(k * k)), work(static_cast<size_t>(3 * k));
       converged = converged && dac::detail::small_symmetric_eigen(A.data(), k, val.data(), vec.data(), work.data());
-      const Eigen::Map<MatrixXd> V(vec.data(), k, k);
-      const double scale = std::max(ref.eigenvalues().cwiseAbs().maxCoeff(), 1e-300);
-      for (int j = 0; j < k; ++j)
-        worst_val = std::max(worst_val, std::fabs(val[size_t(j)] - ref.eigenvalues()(k - 1 - j)) / scale);
-      for (int j = 0; j + 1 < k; ++j) converged = converged && val[size_t(j)] >= val[size_t(j + 1)];
-      worst_res = std::max(worst_res, (G * V - V * Eigen::Map<VectorXd>(val.data(), k).asDiagonal()).norm() / scale);
-      worst_orth = std::max(worst_orth, (V.transpose() * V - MatrixXd::Identity(k, k)).norm());
+      err.add(G, val.data(), vec.data());
     }
   }
-  const std::string d = "values " + std::to_string(worst_val) + " residual " + std::to_string(worst_res) +
-                        " orthogonality " + std::to_string(worst_orth);
-  report(converged, "small eigensolver converges, values descending");
-  report(worst_val < 1e-13 && worst_res < 1e-13 && worst_orth < 1e-13, "small eigensolver matches Eigen", d);
+  report(converged, "small eigensolver converges");
+  report(err.ok(), "small eigensolver matches Eigen", err.text());
+}
+
+// Every variant's batched Jacobi solver against Eigen's, with 1..lanes
+// matrices of mixed kinds per call (the unused lanes must not disturb the
+// used ones), and its transpose against a plain loop on ragged sizes.
+void test_kernel_jacobi_transpose() {
+  const dac::detail::DacKernels* all[8];
+  const int count = dac::detail::dac_kernel_variants(all, 8);
+  Rng rng(91);
+  for (int v = 0; v < count; ++v) {
+    const dac::detail::DacKernels& kr = *all[v];
+    EigenErrors err;
+    bool converged = true;
+    for (int k : {1, 2, 3, 4, 5, 7, 9, 12, 16}) {
+      for (int used = 1; used <= kr.lanes; ++used) {
+        std::vector<MatrixXd> G(static_cast<size_t>(used));
+        std::vector<std::vector<double>> val(G.size()), vec(G.size());
+        const double* gp[16];
+        double* vp[16];
+        double* ep[16];
+        for (int l = 0; l < used; ++l) {
+          G[size_t(l)] = test_gram(rng, k, (l + used + k) % 6);
+          val[size_t(l)].assign(size_t(k), kNaN);
+          vec[size_t(l)].assign(size_t(k * k), kNaN);
+          gp[l] = G[size_t(l)].data();
+          vp[l] = val[size_t(l)].data();
+          ep[l] = vec[size_t(l)].data();
+        }
+        const unsigned ok = kr.jacobi_eigen(gp, used, k, vp, ep);
+        converged = converged && ok == (1u << used) - 1;
+        for (int l = 0; l < used; ++l) err.add(G[size_t(l)], vp[l], ep[l]);
+      }
+    }
+    report(converged && err.ok(), std::string("kernel ") + kr.name + " jacobi_eigen matches Eigen", err.text());
+
+    bool same = true;
+    for (int64_t rows : {1, 3, 8, 9, 17, 64, 70})
+      for (int64_t cols : {1, 7, 8, 9, 16, 33, 45}) {
+        const int64_t src_ld = cols + 3, dst_ld = rows + 5;
+        const std::vector<float> src = rng.vec(rows * src_ld);
+        std::vector<float> dst(size_t(cols * dst_ld), kNaN);
+        kr.transpose(src.data(), src_ld, rows, cols, dst.data(), dst_ld);
+        for (int64_t o = 0; o < rows; ++o)
+          for (int64_t q = 0; q < cols; ++q) same = same && dst[size_t(q * dst_ld + o)] == src[size_t(o * src_ld + q)];
+      }
+    report(same, std::string("kernel ") + kr.name + " transpose");
+  }
 }
 
 // --- DAC ----------------------------------------------------------------------
@@ -867,6 +934,7 @@ void test_baselines_bad_args() {
 
 int main() {
   test_kernel_variants();
+  test_kernel_jacobi_transpose();
   test_small_eigen();
   test_dac_shapes();
   test_dac_full_rank();
