@@ -23,22 +23,8 @@ constexpr int kBlockK = 512;
 
 const gemm::Variants<ConvIsa>& variants() {
   static const gemm::Variants<ConvIsa> v = gemm::detect_variants<ConvIsa>(
-#if defined(DAC_HAVE_X86_VARIANTS)
-      &gemm::kConvSse41, &gemm::kConvAvx2, &gemm::kConvAvx512,
-#else
-      nullptr, nullptr, nullptr,
-#endif
-#if defined(DAC_HAVE_NEON_VARIANTS)
-      &gemm::kConvNeon,
-#else
-      nullptr,
-#endif
-#if defined(__wasm_simd128__)
-      &gemm::kConvWasmSimd
-#else
-      nullptr
-#endif
-  );
+      DAC_IF_X86(&gemm::kConvSse41), DAC_IF_X86(&gemm::kConvAvx2), DAC_IF_X86(&gemm::kConvAvx512),
+      DAC_IF_NEON(&gemm::kConvNeon), DAC_IF_WASM_SIMD(&gemm::kConvWasmSimd));
   return v;
 }
 
@@ -64,16 +50,6 @@ Status check(const Conv2DParams& p) {
     return Status::Error(std::string(kOp) + ": field output: must not share memory with the input, weights or bias");
   }
   return gemm::check_activation_threads(kOp, p.activation, p.threads);
-}
-
-struct Job {
-  const ConvIsa* isa;
-  const gemm::TilePlan* plan;
-};
-
-void run_job(const void* job, int64_t m0, int64_t m1, void* scratch) {
-  const Job* j = static_cast<const Job*>(job);
-  j->isa->run(*j->plan, m0, m1, scratch);
 }
 
 Status out_of_memory(const char* what) { return Status::Error(std::string(kOp) + ": out of memory for " + what); }
@@ -147,43 +123,22 @@ Status run_tiled(const Conv2DParams& p, const ConvIsa& isa) {
   t.nblocks = nblocks;
   t.lda = std::min<int64_t>(kBlockK, K);
   t.mc = gemm::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, t.lda, T, p.threads);
-  const Job job{&isa, &t};
-  s = gemm::run_tiles(t, p.threads, &run_job, &job);
+  const gemm::IsaJob<ConvIsa, gemm::TilePlan> job{&isa, &t};
+  s = gemm::run_tiles(t, p.threads, &job.run, &job);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
   return s;
 }
 
-Status run_variant(const Conv2DParams& p, int index) {
-  const ConvIsa* isa = variants().isas[index];
-  if (!isa) {
-    conv2d_reference(p);
-    return Status::Ok();
-  }
-  return run_tiled(p, *isa);
-}
+const gemm::Dispatch<Conv2DParams, ConvIsa> kDispatch{kOp, &variants, &check, &conv2d_reference, &run_tiled};
 
 }  // namespace
 
-Status conv2d_forward(const Conv2DParams& p) {
-  Status s = check(p);
-  if (!s.ok) return s;
-  return run_variant(p, variants().count - 1);
-}
+Status conv2d_forward(const Conv2DParams& p) { return kDispatch.forward(p); }
 
-Status conv2d_forward_variant(const Conv2DParams& p, const char* variant) {
-  if (!variant) return conv2d_forward(p);
-  const int index = variants().find(variant);
-  if (index < 0) {
-    return Status::Error(std::string(kOp) + ": variant '" + variant + "' is not available in this build on this CPU (available: " +
-                         variants().joined + ")");
-  }
-  Status s = check(p);
-  if (!s.ok) return s;
-  return run_variant(p, index);
-}
+Status conv2d_forward_variant(const Conv2DParams& p, const char* variant) { return kDispatch.forward_variant(p, variant); }
 
-const char* conv2d_best_variant() { return variants().names[variants().count - 1]; }
+const char* conv2d_best_variant() { return kDispatch.best(); }
 
-const char* conv2d_available_variants() { return variants().joined.c_str(); }
+const char* conv2d_available_variants() { return kDispatch.available(); }
 
 }  // namespace dac

@@ -40,10 +40,11 @@ constexpr int64_t kJacobiMaxK = 16;
 // sweeps. A lane still coupled after this many goes to the QR solver.
 constexpr int kJacobiMaxSweeps = 30;
 
+// Declared for every build, so the definitions have external linkage in
+// whichever target compiles them (gyp builds the ISA files as separate
+// libraries without the dispatcher's defines).
 extern const DacKernels kDacKernelsRef;
-#if defined(DAC_HAVE_X86_VARIANTS)
 extern const DacKernels kDacKernelsAvx2;
-#endif
 
 // Every variant this build has and this CPU runs, best last.
 int dac_kernel_variants(const DacKernels** out, int max);

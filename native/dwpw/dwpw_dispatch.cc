@@ -26,22 +26,8 @@ constexpr int kMaxRank = 1 << 16;
 
 const gemm::Variants<DwPwIsa>& variants() {
   static const gemm::Variants<DwPwIsa> v = gemm::detect_variants<DwPwIsa>(
-#if defined(DAC_HAVE_X86_VARIANTS)
-      &gemm::kDwPwSse41, &gemm::kDwPwAvx2, &gemm::kDwPwAvx512,
-#else
-      nullptr, nullptr, nullptr,
-#endif
-#if defined(DAC_HAVE_NEON_VARIANTS)
-      &gemm::kDwPwNeon,
-#else
-      nullptr,
-#endif
-#if defined(__wasm_simd128__)
-      &gemm::kDwPwWasmSimd
-#else
-      nullptr
-#endif
-  );
+      DAC_IF_X86(&gemm::kDwPwSse41), DAC_IF_X86(&gemm::kDwPwAvx2), DAC_IF_X86(&gemm::kDwPwAvx512),
+      DAC_IF_NEON(&gemm::kDwPwNeon), DAC_IF_WASM_SIMD(&gemm::kDwPwWasmSimd));
   return v;
 }
 
@@ -74,16 +60,6 @@ Status check(const DwPwParams& p) {
     return Status::Error(std::string(kOp) + ": field output: must not share memory with the input, weights or bias");
   }
   return gemm::check_activation_threads(kOp, p.activation, p.threads);
-}
-
-struct Job {
-  const DwPwIsa* isa;
-  const gemm::DwPwPlan* plan;
-};
-
-void run_job(const void* job, int64_t m0, int64_t m1, void* scratch) {
-  const Job* j = static_cast<const Job*>(job);
-  j->isa->run(*j->plan, m0, m1, scratch);
 }
 
 Status out_of_memory(const char* what) { return Status::Error(std::string(kOp) + ": out of memory for " + what); }
@@ -179,43 +155,22 @@ Status run_tiled(const DwPwParams& p, const DwPwIsa& isa) {
   plan.rank = r;
   plan.dw_packed = dw_packed.data();
   plan.dw = p.depthwise;
-  const Job job{&isa, &plan};
-  s = gemm::run_tiles(t, p.threads, &run_job, &job);
+  const gemm::IsaJob<DwPwIsa, gemm::DwPwPlan> job{&isa, &plan};
+  s = gemm::run_tiles(t, p.threads, &job.run, &job);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
   return s;
 }
 
-Status run_variant(const DwPwParams& p, int index) {
-  const DwPwIsa* isa = variants().isas[index];
-  if (!isa) {
-    dwpw_reference(p);
-    return Status::Ok();
-  }
-  return run_tiled(p, *isa);
-}
+const gemm::Dispatch<DwPwParams, DwPwIsa> kDispatch{kOp, &variants, &check, &dwpw_reference, &run_tiled};
 
 }  // namespace
 
-Status dwpw_forward(const DwPwParams& p) {
-  Status s = check(p);
-  if (!s.ok) return s;
-  return run_variant(p, variants().count - 1);
-}
+Status dwpw_forward(const DwPwParams& p) { return kDispatch.forward(p); }
 
-Status dwpw_forward_variant(const DwPwParams& p, const char* variant) {
-  if (!variant) return dwpw_forward(p);
-  const int index = variants().find(variant);
-  if (index < 0) {
-    return Status::Error(std::string(kOp) + ": variant '" + variant + "' is not available in this build on this CPU (available: " +
-                         variants().joined + ")");
-  }
-  Status s = check(p);
-  if (!s.ok) return s;
-  return run_variant(p, index);
-}
+Status dwpw_forward_variant(const DwPwParams& p, const char* variant) { return kDispatch.forward_variant(p, variant); }
 
-const char* dwpw_best_variant() { return variants().names[variants().count - 1]; }
+const char* dwpw_best_variant() { return kDispatch.best(); }
 
-const char* dwpw_available_variants() { return variants().joined.c_str(); }
+const char* dwpw_available_variants() { return kDispatch.available(); }
 
 }  // namespace dac

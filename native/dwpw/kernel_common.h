@@ -149,5 +149,73 @@ Variants<Isa> detect_variants(const Isa* sse41, const Isa* avx2, const Isa* avx5
   return v;
 }
 
+// A variant table entry where this build compiled that ISA, else null.
+#if defined(DAC_HAVE_X86_VARIANTS)
+#define DAC_IF_X86(table) (table)
+#else
+#define DAC_IF_X86(table) nullptr
+#endif
+#if defined(DAC_HAVE_NEON_VARIANTS)
+#define DAC_IF_NEON(table) (table)
+#else
+#define DAC_IF_NEON(table) nullptr
+#endif
+#if defined(__wasm_simd128__)
+#define DAC_IF_WASM_SIMD(table) (table)
+#else
+#define DAC_IF_WASM_SIMD(table) nullptr
+#endif
+
+// run_tiles' callback for a family whose ISA table has run(plan, m0, m1, scratch).
+template <class Isa, class Plan>
+struct IsaJob {
+  const Isa* isa;
+  const Plan* plan;
+  static void run(const void* job, int64_t m0, int64_t m1, void* scratch) {
+    const IsaJob* j = static_cast<const IsaJob*>(job);
+    j->isa->run(*j->plan, m0, m1, scratch);
+  }
+};
+
+// The entry points every kernel family has over its variant table: check the
+// arguments, then run the best variant or a named one ("ref" = the
+// reference loops).
+template <class Params, class Isa>
+struct Dispatch {
+  const char* op;
+  const Variants<Isa>& (*variants)();
+  Status (*check)(const Params&);
+  void (*reference)(const Params&);
+  Status (*tiled)(const Params&, const Isa&);
+
+  Status forward(const Params& p) const {
+    Status s = check(p);
+    if (!s.ok) return s;
+    return run(p, variants().count - 1);
+  }
+  Status forward_variant(const Params& p, const char* variant) const {
+    if (!variant) return forward(p);
+    const int index = variants().find(variant);
+    if (index < 0)
+      return Status::Error(std::string(op) + ": variant '" + variant +
+                           "' is not available in this build on this CPU (available: " + variants().joined + ")");
+    Status s = check(p);
+    if (!s.ok) return s;
+    return run(p, index);
+  }
+  const char* best() const { return variants().names[variants().count - 1]; }
+  const char* available() const { return variants().joined.c_str(); }
+
+ private:
+  Status run(const Params& p, int index) const {
+    const Isa* isa = variants().isas[index];
+    if (!isa) {
+      reference(p);
+      return Status::Ok();
+    }
+    return tiled(p, *isa);
+  }
+};
+
 }  // namespace gemm
 }  // namespace dac
