@@ -4,6 +4,7 @@
 //
 //   npm run bench:zoo -- [--models 200] [--jobs 1,2] [--format both|tfjs|onnx]
 //                        [--policy rank4|flops50] [--dir /tmp/x] [--out bench/results/zoo.md]
+//                        [--note 'text for the results']
 //
 // One model of each format is generated and the zoo is made of hard links to
 // it (one folder per TF.js model), so the inputs take ~120 MB of disk however
@@ -30,6 +31,8 @@ interface ChildResult {
   meanModelSeconds: number;
   /** 1-minute load average at the end: other processes on the machine slow the run down. */
   loadAverage: number;
+  /** Mean of the 1-minute load average sampled every 5 s during the run (set by the parent). */
+  meanLoad?: number;
 }
 
 const POLICIES: Record<string, ZooSettings> = {
@@ -60,12 +63,16 @@ function runChild(spec: object): Promise<ChildResult> {
     const p = spawn(process.execPath, [...process.execArgv, __filename, '--child', JSON.stringify(spec)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    // The machine may be shared: how loaded it was during the run says how far the numbers are from an idle one.
+    const loads = [os.loadavg()[0]];
+    const sampler = setInterval(() => loads.push(os.loadavg()[0]), 5000);
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.on('exit', (code) => {
+      clearInterval(sampler);
       const last = out.trim().split('\n').pop() ?? '';
       if (code !== 0 && code !== 1) reject(new Error(`zoo run exited with ${code}: ${out.slice(-500)}`));
-      else resolve(JSON.parse(last) as ChildResult);
+      else resolve({ ...(JSON.parse(last) as ChildResult), meanLoad: loads.reduce((a, b) => a + b, 0) / loads.length });
     });
   });
 }
@@ -101,6 +108,7 @@ async function main(): Promise<void> {
       dir: { type: 'string' },
       out: { type: 'string', default: path.join(__dirname, 'results', 'zoo.md') },
       keep: { type: 'boolean', default: false },
+      note: { type: 'string' },
     },
   });
   if (values.child) return child(JSON.parse(values.child));
@@ -143,16 +151,17 @@ async function main(): Promise<void> {
       `${mb(results[0]?.inputBytes / Math.max(1, results[0]?.counts.total ?? 1)).toFixed(1)} MiB of files each), ` +
       `format ${values.format}${values.format === 'both' ? ' (alternating TF.js folders and .onnx files)' : ''}`,
     `- policy: \`${JSON.stringify(POLICIES[values.policy!])}\``,
+    ...(values.note ? [`- note: ${values.note}`] : []),
     '- each run: fresh output folder, its own process; peak RSS = the process maximum (main thread and all workers);',
-    `  load = 1-minute load average at the end of the run (${os.availableParallelism()} cores: above that, other processes competed)`,
+    `  load = 1-minute load average, mean over the run (sampled every 5 s) / at its end (${os.availableParallelism()} cores: above that, other processes competed)`,
     '',
-    '| --jobs | models ok | wall (s) | models/s | MiB/s | mean s/model (in worker) | FLOPs saved | peak RSS (MiB) | load |',
+    '| --jobs | models ok | wall (s) | models/s | MiB/s | mean s/model (in worker) | FLOPs saved | peak RSS (MiB) | load (mean / end) |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...results.map(
       (r) =>
         `| ${r.jobs} | ${r.counts.ok}/${r.counts.total} | ${r.seconds.toFixed(1)} | ${(r.counts.ok / r.seconds).toFixed(3)} | ` +
         `${(mb(r.inputBytes) / r.seconds).toFixed(1)} | ${r.meanModelSeconds.toFixed(2)} | ${(r.flopsSaved * 100).toFixed(1)}% | ` +
-        `${r.peakRssMb.toFixed(0)} | ${r.loadAverage.toFixed(1)} |`,
+        `${r.peakRssMb.toFixed(0)} | ${(r.meanLoad ?? NaN).toFixed(1)} / ${r.loadAverage.toFixed(1)} |`,
     ),
     '',
   ];

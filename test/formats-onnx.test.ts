@@ -253,3 +253,23 @@ t.test('apply and save: inputs untouched, outputs checked', async (t) => {
   t.equal(hashTree(file), hash, 'the input file is unchanged');
   t.same(fs.readdirSync(tmp).filter((f) => f.includes('.tmp-')), [], 'no temp files are left');
 });
+
+t.test('size limits: a file over the limit is refused by its size, before it is read', async (t) => {
+  const refused = async (p: Promise<unknown>, code: string, what: string) => {
+    const err = await p.then(
+      () => null,
+      (e: { name: string; code: string; context: { model?: string; field?: string } }) => e,
+    );
+    t.match(err, { name: 'DacError', code, context: { field: code === 'EINVAL' ? 'maxBytes' : 'file' } }, what);
+    if (code !== 'EINVAL') t.ok(err?.context.model, `${what}: names the model`);
+  };
+  // 3 GB, sparse: no disk or memory is used, so it can only pass if it is read.
+  const huge = path.join(tmp, 'huge.onnx');
+  fs.writeFileSync(huge, '');
+  fs.truncateSync(huge, 3 * 1024 ** 3);
+  await refused(loadModel(huge), 'ETOOBIG', 'a 3 GB .onnx under the default limit');
+  const size = fs.statSync(vggOnnx).size;
+  await refused(loadModel(vggOnnx, { maxBytes: size - 1 }), 'ETOOBIG', 'one byte over a given limit');
+  t.ok((await loadModel(vggOnnx, { maxBytes: size })).convs.length > 0, 'loads at exactly the limit');
+  await refused(loadModel(vggOnnx, { maxBytes: 0 }), 'EINVAL', 'a limit of 0');
+});

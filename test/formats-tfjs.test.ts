@@ -4,6 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { fileHandler, loadModel, TfjsModel, type LoadedModel } from '../src/formats/index.js';
 import { normalizeImages, readIdxImages } from '../src/data/idx.js';
 import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
@@ -278,6 +279,36 @@ t.test('bad input gives clear errors', async (t) => {
   await t.rejects(loadModel(path.join(tmp, 'bad-truncated-json', 'group1-shard1of1.bin')), /unknown model format/);
 });
 
+t.test('Functional layer order: any listing order reads the same, a cycle is refused naming a layer on it', async (t) => {
+  const good = await fixtureDir('functional', functionalModel);
+  const variant = (name: string, edit: (layers: { name: string; inbound_nodes: unknown[] }[]) => void) => {
+    const dir = path.join(tmp, `order-${name}`);
+    fs.cpSync(good, dir, { recursive: true });
+    const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+    edit(j.modelTopology.config.layers);
+    fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(j));
+    return dir;
+  };
+  const summary = (m: LoadedModel) =>
+    m.convs.map((c) => `${c.name} ${c.c}->${c.n} ${c.inH}x${c.inW}->${c.outH}x${c.outW} bnBefore=${!!c.bnBefore}`).sort();
+  const m = await loadModel(good);
+  const reversed = await loadModel(variant('reversed', (ls) => ls.reverse()));
+  t.same(summary(reversed), summary(m), 'the same convs, sizes and BatchNorm links');
+  t.same(reversed.other, m.other);
+  // fb now reads sum, which reads fbn, which reads fb: fd, fe, cat and fout only follow the cycle.
+  const cyclic = variant('cycle', (ls) => {
+    ls.reverse();
+    ls.find((l) => l.name === 'fb')!.inbound_nodes = [[['sum', 0, 0, {}]]];
+  });
+  const err = await loadModel(cyclic).then(
+    () => null,
+    (e: unknown) => e as { code: string; context: Record<string, string>; message: string },
+  );
+  t.equal(err?.code, 'EGRAPH');
+  t.ok(['fb', 'fbn', 'sum'].includes(err?.context.layer ?? ''), `names a layer on the cycle: ${err?.message}`);
+  t.match(err?.message, /graph has a cycle through '(fb|fbn|sum)', '(fb|fbn|sum)', '(fb|fbn|sum)'$/);
+});
+
 t.test('apply and save: inputs untouched, bad replacements and outputs refused', async (t) => {
   const dir = await fixtureDir('one-channel', oneChannelModel);
   const m = await loadModel(dir);
@@ -324,4 +355,44 @@ t.test('the pure-JS CPU backend gives the same outputs as the default one', asyn
   t.ok(relErr(y0, y1) < 1e-5);
   await loadTf(dflt.engine.replace('tfjs-', '') as 'wasm' | 'cpu' | 'tensorflow');
   await t.rejects(createRunner(m, { tfjsBackend: 'bogus' as 'cpu' }), /must be tensorflow, cpu or wasm/);
+});
+
+t.test('size limits: files over the limit are refused by their size, before they are read', async (t) => {
+  const copy = (name: string): string => {
+    const dir = path.join(tmp, name);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of fs.readdirSync(demoModel)) fs.copyFileSync(path.join(demoModel, f), path.join(dir, f));
+    return dir;
+  };
+  const shardOf = (dir: string): string => path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8')).weightsManifest[0].paths[0]);
+  const refused = async (p: Promise<unknown>, code: string, field: RegExp, what: string) => {
+    const err = await p.then(
+      () => null,
+      (e: { name: string; code: string; context: { model?: string; field?: string } }) => e,
+    );
+    t.match(err, { name: 'DacError', code }, what);
+    t.match(err?.context.field, field, `${what}: names the field`);
+    if (code !== 'EINVAL') t.ok(err?.context.model, `${what}: names the model`);
+  };
+  // A 3 GB shard, sparse: no disk or memory is used, so it can only pass if it is read.
+  const huge = copy('size-huge');
+  fs.truncateSync(shardOf(huge), 3 * 1024 ** 3);
+  await refused(loadModel(huge), 'ETOOBIG', /weightsManifest/, 'a 3 GB shard under the default limit');
+  // A small model under a smaller limit: model.json fits, the shard takes the total over.
+  const small = copy('size-small');
+  const shardBytes = fs.statSync(shardOf(small)).size;
+  await refused(loadModel(small, { maxBytes: shardBytes }), 'ETOOBIG', /weightsManifest/, 'model.json + shard over the total');
+  await refused(loadModel(small, { maxBytes: 100 }), 'ETOOBIG', /model\.json/, 'model.json itself over the limit');
+  t.ok((await loadModel(small, { maxBytes: shardBytes + 1024 ** 2 })).convs.length > 0, 'loads within the limit');
+  for (const bad of [0, -1, NaN, '5' as unknown as number]) await refused(loadModel(small, { maxBytes: bad }), 'EINVAL', /maxBytes/, `maxBytes ${String(bad)}`);
+  // A shard that is not a regular file (a FIFO would block a plain read forever).
+  const fifo = copy('size-fifo');
+  fs.rmSync(shardOf(fifo));
+  let made = true;
+  try {
+    execFileSync('mkfifo', [shardOf(fifo)]);
+  } catch {
+    made = false;
+  }
+  if (made) await refused(loadModel(fifo), 'EINVAL', /weightsManifest/, 'a FIFO as shard');
 });

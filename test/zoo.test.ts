@@ -4,7 +4,7 @@
 // decomposed and loads again, every broken one is reported with its reason,
 // a second run does no work, and a run killed halfway resumes to the same
 // summary.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +16,7 @@ import { createRunner } from '../src/runtime/index.js';
 import type { InspectResult } from '../src/zoo/job.js';
 import { WorkerPool } from '../src/zoo/pool.js';
 import { discoverModels } from '../src/zoo/discover.js';
+import { acquireLock } from '../src/zoo/lock.js';
 import { formatDuration, Progress } from '../src/zoo/progress.js';
 import { readDone, settingsHash, STATE_DIR } from '../src/zoo/resume.js';
 import { packageVersion, runZoo, UP_TO_DATE } from '../src/zoo/run.js';
@@ -91,6 +92,58 @@ t.test('progress: a bar with rate and ETA on a terminal, one line per model othe
   tt.match(tty.join(''), /\r\[#{2,}\.+\] 1\/10 +10% 0\.50 models\/s ETA 18s ok 1 fail 0 skip 0/, 'bar, counts, rate, ETA');
   tt.equal(formatDuration(3725), '1h02m');
   tt.equal(formatDuration(NaN), '--');
+});
+
+t.test('the output folder lock: exclusive, names its holder, stale ones taken over', async (tt) => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-lock-'));
+  tt.teardown(() => fs.rmSync(out, { recursive: true, force: true }));
+  const file = path.join(out, STATE_DIR, 'lock');
+  const thrown = (fn: () => unknown): unknown => {
+    try {
+      fn();
+      return null;
+    } catch (err) {
+      return err;
+    }
+  };
+  const writeLock = (owner: object | string) => fs.writeFileSync(file, typeof owner === 'string' ? owner : JSON.stringify(owner));
+
+  const a = acquireLock(out, STATE_DIR);
+  tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), { pid: process.pid, hostname: os.hostname(), startedAt: a.owner.startedAt }, 'pid, host, start time');
+  tt.equal(a.tookOver, null);
+  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { name: 'DacError', code: 'ELOCKED', message: new RegExp(`in use by another dac zoo run \\(pid ${process.pid} on .*this process`) }, 'a second run fails naming the first');
+  a.release();
+  tt.notOk(fs.existsSync(file), 'released');
+
+  // A pid that ran and is gone: stale, taken over, and what it said is returned for the note.
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  writeLock({ pid: dead, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' });
+  const b = acquireLock(out, STATE_DIR);
+  tt.same(b.tookOver, { pid: dead, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' }, 'a dead pid\'s lock is taken over');
+  tt.equal(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid);
+  b.release();
+
+  // Another host's lock cannot be judged from here: never taken.
+  const remote = { pid: dead, hostname: `not-${os.hostname()}`, startedAt: '2020-01-01T00:00:00.000Z' };
+  writeLock(remote);
+  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { code: 'ELOCKED', message: /on another host/ });
+  tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), remote, 'left as it was');
+
+  // An unreadable lock is being written when fresh, left by a crash when old.
+  writeLock('');
+  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { code: 'ELOCKED', message: /being locked by another dac zoo run/ });
+  const old = new Date(Date.now() - 60_000);
+  fs.utimesSync(file, old, old);
+  const c = acquireLock(out, STATE_DIR);
+  tt.match(c.tookOver, { pid: 0, hostname: /unreadable/ });
+
+  // Releasing never removes a lock that is no longer ours.
+  const other = { pid: process.ppid, hostname: os.hostname(), startedAt: new Date().toISOString() };
+  writeLock(other);
+  c.release();
+  tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), other, 'another run\'s lock is kept');
+  fs.rmSync(file);
+  tt.same(fs.readdirSync(path.dirname(file)), [], 'no takeover guard left');
 });
 
 if (availableBackends().length === 0) {
@@ -263,7 +316,7 @@ if (availableBackends().length === 0) {
           const r = byModel(first).get(rel)!;
           const file = path.join(out1, r.output!);
           try {
-            return { rel, info: await pool.run<InspectResult>('inspect', { path: file, format: r.format, maxModelBytes: 2 ** 31 }) };
+            return { rel, info: await pool.run<InspectResult>('inspect', { path: file, maxModelBytes: 2 ** 31 }) };
           } catch (err) {
             return { rel, error: (err as Error).message };
           }
@@ -317,8 +370,7 @@ if (availableBackends().length === 0) {
       const r = m.get(rel)!;
       tt.equal(r.status, 'failed', `${rel}: still failed`);
       tt.equal(r.reason, byModel(first).get(rel)!.reason, `${rel}: same reason`);
-      // Only the size refusal is checked again (a stat, nothing read); content failures are remembered.
-      tt.equal(r.cached === true, r.code !== 'ETOOBIG', `${rel}: remembered unless refused by size`);
+      tt.equal(r.cached, true, `${rel}: remembered, not redone`);
     }
     tt.same(files(out1), before, 'no output, report or marker was rewritten');
     tt.same(outcome(second), outcome(first), 'same outcome per model');
@@ -379,6 +431,8 @@ if (availableBackends().length === 0) {
 
     const resumed = await runZoo({ root: zoo, out: out2, settings, jobs: 2, progress: null });
     tt.ok(resumed.counts.cached >= killedAt, `${resumed.counts.cached} outcomes taken from the killed run (>= ${killedAt})`);
+    tt.match(resumed.notes, [/took over the lock of an earlier run that is gone \(pid \d+/], 'the killed run\'s lock was taken over, with a note');
+    tt.notOk(fs.existsSync(path.join(out2, STATE_DIR, 'lock')), 'and released at the end');
     tt.same(outcome(resumed), outcome(first), 'same outcome per model as an uninterrupted run');
     tt.same(fs.readdirSync(path.join(out2, STATE_DIR, 'tmp')), [], 'scratch of the killed run cleaned');
     const stray: string[] = [];
@@ -391,5 +445,59 @@ if (availableBackends().length === 0) {
     };
     walk(out2);
     tt.same(stray, [], 'no half-written files among the outputs');
+  });
+
+  t.test('failures are remembered: a re-run redoes neither timeouts nor size refusals, unless retried or the limit is raised', async (tt) => {
+    const z = path.join(work, 'zoo-fail');
+    const o = path.join(work, 'out-fail');
+    writeOnnxNet(path.join(z, 'a.onnx'), randomSpec('fa', 31), 1);
+    writeTfjsNet(path.join(z, 'b'), randomSpec('fb', 32), 2);
+    const run = (extra: Partial<Parameters<typeof runZoo>[0]>) => runZoo({ root: z, out: o, settings, jobs: 1, progress: null, ...extra });
+    const markers = () =>
+      ['a.onnx', 'b/model.json'].map((rel) => {
+        const f = path.join(o, STATE_DIR, 'done', rel) + '.done';
+        return fs.existsSync(f) ? fs.statSync(f).mtimeMs : null;
+      });
+    const codes = (s: ZooSummary) => s.models.map((m) => [m.status, m.code, m.cached === true]);
+
+    // 1 ms: every model is stopped in its worker long before it could finish.
+    const first = await run({ timeoutMs: 1 });
+    tt.same(codes(first), [['failed', 'ETIMEOUT', false], ['failed', 'ETIMEOUT', false]], 'both time out');
+    const stamped = markers();
+    tt.ok(stamped.every((m) => m !== null), 'and the timeouts are recorded');
+    const again = await run({ timeoutMs: 1 });
+    tt.same(codes(again), [['failed', 'ETIMEOUT', true], ['failed', 'ETIMEOUT', true]], 'a re-run reports them failed again, from the record');
+    tt.same(again.models.map((m) => m.reason), first.models.map((m) => m.reason), 'with the same reasons');
+    tt.same(markers(), stamped, 'and does no work: no marker rewritten');
+    const retried = await run({ timeoutMs: 1, retryFailed: true });
+    tt.same(codes(retried), [['failed', 'ETIMEOUT', false], ['failed', 'ETIMEOUT', false]], '--retry-failed redoes them');
+    const longer = await run({});
+    tt.same(codes(longer), [['ok', undefined, false], ['ok', undefined, false]], 'a longer timeout retries them by itself');
+
+    // Size: refused under a small limit (forced, as both are done), remembered under it, retried above it.
+    const small = await run({ maxModelBytes: 1000, force: true });
+    tt.same(codes(small), [['failed', 'ETOOBIG', false], ['failed', 'ETOOBIG', false]], 'refused by size');
+    tt.match(small.models[0].reason, /over the limit of 0\.0 MB/);
+    tt.same(codes(await run({ maxModelBytes: 1000 })), [['failed', 'ETOOBIG', true], ['failed', 'ETOOBIG', true]], 'remembered under the same limit');
+    tt.same(codes(await run({})), [['ok', undefined, false], ['ok', undefined, false]], 'retried under the default limit');
+    tt.same(codes(await run({})), [['skipped', undefined, true], ['skipped', undefined, true]], 'then up to date');
+  });
+
+  t.test('the CLI: a second run on the same output folder fails naming the first; SIGTERM releases the lock', async (tt) => {
+    const out3 = path.join(work, 'out-locked');
+    const tsx = pathToFileURL(require.resolve('tsx')).href;
+    const cli = path.join(repoRoot, 'src/cli/main.ts');
+    const args = ['zoo', zoo, '-o', out3, '--energy', '0.9', '--jobs', '1', '--quiet'];
+    const child = spawn(process.execPath, ['--import', tsx, cli, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    const lockFile = path.join(out3, STATE_DIR, 'lock');
+    while (child.exitCode === null && !fs.existsSync(lockFile)) await new Promise((r) => setTimeout(r, 20));
+    const second = spawnSync(process.execPath, ['--import', tsx, cli, ...args], { cwd: repoRoot, encoding: 'utf8' });
+    tt.equal(second.status, 1, 'the second run fails');
+    tt.match(second.stderr, new RegExp(`in use by another dac zoo run \\(pid ${child.pid} on `), `and names the first: ${second.stderr.trim()}`);
+    tt.equal(JSON.parse(fs.readFileSync(lockFile, 'utf8')).pid, child.pid, 'the first run keeps its lock');
+    child.kill('SIGTERM');
+    tt.same(await exited, { code: null, signal: 'SIGTERM' }, 'the first run dies of the signal');
+    tt.notOk(fs.existsSync(lockFile), 'having released its lock');
   });
 }

@@ -4,11 +4,11 @@
 // and after, measured with the same runtime on the same input.
 import { performance } from 'node:perf_hooks';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../data/idx.js';
+import { decomposeLoaded, type DecomposeSettings } from '../decompose-model.js';
 import { loadModel, TfjsModel } from '../formats/index.js';
 import { getBackend } from '../index.js';
 import { createRunner, type Runner, type TfjsBackendName } from '../runtime/index.js';
 import { argmax, demoAssets, floatOption, fmtInt, fmtPct, fmtSaving, fractionOption, intOption, median, parse, UsageError, type Options } from './common.js';
-import { decomposeLoaded, type DecomposeSettings } from './decompose.js';
 
 export const demoOptions: Options = {
   'flops-saved': { type: 'string' },

@@ -1,10 +1,10 @@
 // Format-neutral entry: loadModel() picks the reader from the path.
 //   a folder, or a *.json file   -> TF.js Layers (model.json + shards)
 //   a *.onnx file                -> ONNX
-import { checkConvSizes } from '../zoo/limits.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from '../errors.js';
+import { checkByteLimit, checkConvSizes, DEFAULT_MAX_MODEL_BYTES } from '../io/limits.js';
 import type { ModelFormat } from '../model/types.js';
 import type { LoadedModel } from './model.js';
 import { loadOnnx } from './onnx/model.js';
@@ -28,11 +28,21 @@ export function detectFormat(file: string): ModelFormat {
   throw new DacError('EFORMAT', 'unknown model format: expected a folder or model.json (TF.js) or a .onnx file', { model: file });
 }
 
-export async function loadModel(file: string): Promise<LoadedModel> {
+export interface LoadOptions {
+  /**
+   * Most bytes the model's files may take together (model.json and its
+   * shards, or the .onnx file); a model over it is refused with ETOOBIG
+   * before anything large is read. Default DEFAULT_MAX_MODEL_BYTES (2 GiB).
+   */
+  maxBytes?: number;
+}
+
+export async function loadModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
   if (typeof file !== 'string' || file.length === 0) {
     throw new DacError('EINVAL', 'model path must be a non-empty string', { field: 'path' });
   }
-  const model = await (detectFormat(file) === 'onnx' ? loadOnnx(file) : loadTfjs(file));
+  const maxBytes = checkByteLimit(options.maxBytes ?? DEFAULT_MAX_MODEL_BYTES, 'maxBytes');
+  const model = await (detectFormat(file) === 'onnx' ? loadOnnx(file, maxBytes) : loadTfjs(file, maxBytes));
   // Absurd declared sizes would make cost accounting and planning walk them.
   checkConvSizes(model.convs, path.basename(file));
   return model;

@@ -32,7 +32,8 @@ function writeDurable(file: string, data: Uint8Array | string): void {
   }
 }
 
-function ensureParent(target: string): void {
+/** The folder a write to `target` needs must exist: checked before any work, and again at the write. */
+export function ensureParent(target: string): void {
   const parent = path.dirname(path.resolve(target));
   if (!fs.existsSync(parent)) {
     throw new DacError('ENOENT', `output folder ${parent} does not exist`, { field: 'output' });

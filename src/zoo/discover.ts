@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ModelFormat } from '../model/types.js';
 import { DacError } from '../errors.js';
-import { isInside } from './limits.js';
+import { isInside } from '../io/limits.js';
 
 export interface ZooEntry {
   /** Path relative to the root, '/'-separated: 'a/b/model.json' or 'a/x.onnx'. */

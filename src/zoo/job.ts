@@ -1,49 +1,38 @@
-// What a zoo worker does with one model: check its size before reading it,
-// load, plan, decompose, save the result and its report, then write the
-// completion marker last. Runs inside a worker thread (worker.ts), so a
+// What a zoo worker does with one model: load it (within the size limit),
+// decompose it as `dac decompose` would, save the result and its report, and
+// write the completion marker last. A failure is recorded in the marker too,
+// so a re-run does not redo it. Runs inside a worker thread (worker.ts), so a
 // model that throws, hangs or exhausts memory takes down only its worker.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
-import { decomposeLoaded, type DecomposeSettings, type Report } from '../cli/decompose.js';
+import { decomposeLoaded, type ModelSettings, type Report } from '../decompose-model.js';
 import { DacError } from '../errors.js';
 import { loadModel } from '../formats/index.js';
 import type { LoadedModel } from '../formats/model.js';
 import { decomposeChannel, decomposeDac, decomposeDacBatch, decomposeSpatial } from '../index.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { ZooEntry } from './discover.js';
-import { checkConvSizes } from './limits.js';
-import { modelFiles, outputPaths, resetModel, STATE_DIR, stampFile, stampOutputs, writeMarker, type FileStamp } from './resume.js';
+import { outputPaths, resetModel, STATE_DIR, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
 import type { ModelRecord } from './summary.js';
 import { serializeError } from './pool.js';
 
-/** What `dac decompose` does to one model (same settings), plus its --fold-bn. */
-export interface ZooSettings extends DecomposeSettings {
-  foldBn?: boolean;
-}
+/** What `dac decompose` does to one model (same settings, --fold-bn included). */
+export type ZooSettings = ModelSettings;
 
 export interface ZooJob {
   entry: ZooEntry;
   outRoot: string;
   settings: ZooSettings;
   optionsHash: string;
-  maxModelBytes: number;
+  limits: RunLimits;
   /** Threads for the native SVDs of this model, unless the settings name them. */
   threads: number;
   /** Package version: a failure recorded by another version is retried. */
   toolVersion: string;
 }
 
-/** Failures that say nothing about the model's content: never remembered as its outcome. */
-const RETRIED_CODES = new Set(['ETOOBIG', 'EWORKER', 'ETIMEOUT', 'ENOBACKEND']);
-
 const relTo = (root: string, p: string): string => path.relative(root, p).split(path.sep).join('/');
-
-/** Loads a model after the size checks every zoo model gets. */
-export async function loadChecked(file: string, format: 'tfjs' | 'onnx', maxBytes: number, name: string): Promise<{ model: LoadedModel; inputs: FileStamp[] }> {
-  const inputs = modelFiles(file, format, maxBytes, name);
-  return { model: await loadModel(file), inputs };
-}
 
 /**
  * Saves a decomposed model to its mirrored place. TF.js goes through a
@@ -92,120 +81,96 @@ function nothingToDecompose(model: LoadedModel, s: ZooSettings): string | null {
   return `no conv to decompose (${shown.join('; ')}${why.size > 3 ? `; and ${why.size - 3} more` : ''})`;
 }
 
+/** A failed record for `err`: its DacError code (or error name) and message. */
+export function failure(record: ModelRecord, err: unknown, seconds?: number): ModelRecord {
+  const e = serializeError(err);
+  return {
+    ...record,
+    status: 'failed',
+    code: e.code ?? e.name,
+    reason: err instanceof DacError ? e.message : `${e.name}: ${e.message}`,
+    ...(seconds === undefined ? {} : { seconds }),
+  };
+}
+
+/** Records a model's outcome (done, skipped or failed) in its completion marker. */
+export function recordOutcome(job: Pick<ZooJob, 'entry' | 'outRoot' | 'optionsHash' | 'toolVersion' | 'limits'>, inputs: FileStamp[], outputs: FileStamp[], record: ModelRecord): Promise<void> {
+  const { entry } = job;
+  return writeMarker(entry, job.outRoot, {
+    model: entry.rel,
+    format: entry.format,
+    optionsHash: job.optionsHash,
+    toolVersion: job.toolVersion,
+    inputs,
+    outputs,
+    record,
+    limits: job.limits,
+  });
+}
+
 export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
   const t0 = performance.now();
+  const seconds = (): number => (performance.now() - t0) / 1000;
   const { entry, outRoot } = job;
-  const record: ModelRecord = { model: entry.rel, format: entry.format, status: 'failed' };
-  let inputs: FileStamp[] | null = null;
-  // Until saving starts, a failure comes from the model and the options alone.
-  let saving = false;
+  let record: ModelRecord = { model: entry.rel, format: entry.format, status: 'failed' };
+  // The old marker goes first: from here until the new one is written the model is not done.
+  resetModel(entry, outRoot);
+  const inputs = stampInputs(entry.path, entry.format);
+  record.inputBytes = inputs.reduce((s, f) => s + Math.max(0, f.size), 0);
   try {
-    // The old marker goes first: from here until the new one is written the model is not done.
-    resetModel(entry, outRoot);
-    try {
-      inputs = modelFiles(entry.path, entry.format, job.maxModelBytes, entry.rel);
-    } catch (err) {
-      // model.json itself is bad (or names a path it may not): its own stamp decides when to retry.
-      if (fs.existsSync(entry.path)) inputs = [stampFile(entry.path)];
-      throw err;
-    }
-    record.inputBytes = inputs.reduce((s, f) => s + Math.max(0, f.size), 0);
-    const loaded = await loadModel(entry.path);
-    checkConvSizes(loaded.convs, entry.rel);
+    const loaded = await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes });
     const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
     const { foldBn, ...settings } = job.settings;
     const nothing = nothingToDecompose(model, settings);
     if (nothing) {
-      Object.assign(record, { status: 'skipped', reason: nothing, seconds: (performance.now() - t0) / 1000 } satisfies Partial<ModelRecord>);
-      await writeMarker(entry, outRoot, {
-        model: entry.rel,
-        format: entry.format,
-        optionsHash: job.optionsHash,
-        toolVersion: job.toolVersion,
-        inputs,
-        outputs: [],
-        record,
-      });
+      record = { ...record, status: 'skipped', reason: nothing, seconds: seconds() };
+      await recordOutcome(job, inputs, [], record);
       return record;
     }
     const result = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
 
-    saving = true;
     const paths = outputPaths(entry, outRoot);
     const written = await saveMirrored(result.model, paths.model, outRoot);
-    const seconds = (performance.now() - t0) / 1000;
     const { flops, params } = result.report;
-    const flopsSaved = flops.before > 0 ? 1 - flops.after / flops.before : 0;
     // The report `dac decompose` writes, so a zoo result reads like a single decomposition.
     const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
     const report: Report = { ...result.report, input: entry.path, output, foldedBatchNorm: foldBn === true };
     await writeFileAtomic(paths.report, `${JSON.stringify(report, null, 2)}\n`);
 
-    Object.assign(record, {
+    record = {
+      ...record,
       status: 'ok',
       flopsBefore: flops.before,
       flopsAfter: flops.after,
-      flopsSaved,
+      flopsSaved: flops.before > 0 ? 1 - flops.after / flops.before : 0,
       paramsBefore: params.before,
       paramsAfter: params.after,
       layersDecomposed: report.layers.filter((l) => l.method !== 'keep').length,
       layersTotal: report.layers.length,
       output: relTo(outRoot, paths.model),
       report: relTo(outRoot, paths.report),
-      seconds,
-    } satisfies Partial<ModelRecord>);
+      seconds: seconds(),
+    };
     if (result.warnings.length) record.warnings = result.warnings;
-    await writeMarker(entry, outRoot, {
-      model: entry.rel,
-      format: entry.format,
-      optionsHash: job.optionsHash,
-      toolVersion: job.toolVersion,
-      inputs,
-      outputs: stampOutputs([...written, paths.report], outRoot),
-      record,
-    });
+    await recordOutcome(job, inputs, stampOutputs([...written, paths.report], outRoot), record);
     return record;
   } catch (err) {
-    const e = serializeError(err);
-    Object.assign(record, {
-      status: 'failed',
-      code: e.code ?? e.name,
-      reason: err instanceof DacError ? e.message : `${e.name}: ${e.message}`,
-      seconds: (performance.now() - t0) / 1000,
-    } satisfies Partial<ModelRecord>);
-    // A model the reader or planner rejects fails the same way next time while
-    // its files and the options stay the same: remember that, so a re-run does
-    // no work for it. Failures while saving (disk, permissions) and those of
-    // the surroundings (size limit, lost worker, no backend) are retried.
-    if (inputs && !saving && err instanceof DacError && !RETRIED_CODES.has(err.code)) {
-      await writeMarker(entry, outRoot, {
-        model: entry.rel,
-        format: entry.format,
-        optionsHash: job.optionsHash,
-        toolVersion: job.toolVersion,
-        inputs,
-        outputs: [],
-        record,
-      }).catch(() => undefined);
-    }
+    record = failure(record, err, seconds());
+    // Remembered whatever the cause (a re-run skips it unless --retry-failed,
+    // or its files, the options or the limit it failed on change); a marker
+    // that cannot be written leaves the model due, which is safe.
+    await recordOutcome(job, inputs, [], record).catch(() => undefined);
     return record;
   }
 }
 
 export interface InspectRequest {
   path: string;
-  format: 'tfjs' | 'onnx';
   maxModelBytes: number;
   /** Also plan, decompose and apply (in memory) with these settings. */
   decompose?: ZooSettings;
   /** With decompose: save the result here and load it back. */
   saveTo?: string;
-  /**
-   * Run the zoo's size and path checks before loading and its size checks of
-   * the convs after (default true); false hands the file straight to
-   * loadModel and the decomposition, to test their own checks.
-   */
-  precheck?: boolean;
 }
 
 export interface InspectResult {
@@ -222,9 +187,7 @@ export interface InspectResult {
 
 /** Loads (and optionally decomposes) a model in isolation and describes it; the zoo tests and fuzzing use it. */
 export async function inspectModel(req: InspectRequest): Promise<InspectResult> {
-  const model =
-    req.precheck === false ? await loadModel(req.path) : (await loadChecked(req.path, req.format, req.maxModelBytes, path.basename(req.path))).model;
-  if (req.precheck !== false) checkConvSizes(model.convs, path.basename(req.path));
+  const model = await loadModel(req.path, { maxBytes: req.maxModelBytes });
   const out: InspectResult = {
     name: model.name,
     format: model.format,

@@ -194,8 +194,9 @@ export class WorkerPool {
     this.slots.splice(i, 1);
     const job = slot.job;
     this.finish(slot);
-    void slot.worker.terminate();
-    if (job) job.reject(new DacError(code, message));
+    // The job fails only once its worker is gone, so nothing it still does can follow the caller's handling of the failure.
+    const gone = slot.worker.terminate().catch(() => undefined);
+    if (job) void gone.then(() => job.reject(new DacError(code, message)));
     if (!this.closed) this.pump();
   }
 }

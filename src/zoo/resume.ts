@@ -5,12 +5,13 @@
 // taken for done. The marker records every input file's size and mtime and a
 // hash of the options, so an edited model or a different policy is redone,
 // and every output file's size, so a deleted or truncated output is redone.
+// A failure is recorded the same way (with the limits it ran under), so a
+// re-run reports it again without redoing it until something changes.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ModelFormat } from '../model/types.js';
-import { DacError } from '../errors.js';
-import { checkFileSize, checkJsonDepth, MAX_JSON_BYTES, readFileBounded, resolveInside } from './limits.js';
+import { MAX_JSON_BYTES, readFileBounded, resolveInside } from '../io/limits.js';
 import type { ZooEntry } from './discover.js';
 import type { ModelRecord } from './summary.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -26,6 +27,13 @@ export interface FileStamp {
   mtimeMs: number;
 }
 
+/** The limits a model ran under: a failure they caused is retried once they are raised. */
+export interface RunLimits {
+  maxModelBytes: number;
+  /** 0: none. */
+  timeoutMs: number;
+}
+
 export interface Marker {
   version: number;
   model: string;
@@ -36,6 +44,23 @@ export interface Marker {
   inputs: FileStamp[];
   outputs: FileStamp[];
   record: ModelRecord;
+  limits?: RunLimits;
+}
+
+export interface ReadDoneOptions {
+  /** Recorded failures count as not done (retried). */
+  retryFailed?: boolean;
+  /** This run's limits: a failure for size or time under lower ones is retried. */
+  limits?: RunLimits;
+}
+
+/** Was a recorded failure caused by a limit this run raises? */
+function limitRaised(m: Marker, limits: RunLimits | undefined): boolean {
+  if (!limits) return false;
+  const was = m.limits;
+  if (m.record.code === 'ETOOBIG') return !was || limits.maxModelBytes > was.maxModelBytes;
+  if (m.record.code === 'ETIMEOUT') return !was || limits.timeoutMs === 0 || (was.timeoutMs !== 0 && limits.timeoutMs > was.timeoutMs);
+  return false;
 }
 
 export interface OutputPaths {
@@ -79,58 +104,50 @@ function stableJson(v: unknown): string {
 }
 
 /**
- * Every file a model is made of (model.json and its weight shards, or the
- * .onnx file), refused before anything large is read when their total size
- * is over `maxBytes`: only model.json is read, bounded, to learn the shards.
+ * Stamps of every file a model is made of (model.json and the shards its
+ * manifest names, or the .onnx file), taken before it is loaded, so an edit
+ * during or after the run makes the model due again. Best effort: a shard
+ * path that is malformed or leaves the folder is left out (the reader
+ * refuses the model for it) and a missing shard is stamped as missing, so a
+ * recorded failure is retried once it appears. Only model.json is read, and
+ * at most MAX_JSON_BYTES of it.
  */
-export function modelFiles(modelPath: string, format: ModelFormat, maxBytes: number, modelName: string): FileStamp[] {
-  const ctx = { model: modelName };
-  if (format === 'onnx') {
-    checkFileSize(modelPath, maxBytes, ctx);
-    return [stampFile(modelPath)];
-  }
-  const text = readFileBounded(modelPath, Math.min(maxBytes, MAX_JSON_BYTES), ctx).toString('utf8');
-  let json: unknown;
+export function stampInputs(modelPath: string, format: ModelFormat): FileStamp[] {
+  let stamps: FileStamp[];
   try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new DacError('EPARSE', `model.json is not valid JSON: ${(err as Error).message}`, ctx);
+    stamps = [stampFile(modelPath)];
+  } catch {
+    return [];
   }
-  checkJsonDepth(json, undefined, ctx);
-  const stamps = [stampFile(modelPath)];
-  let total = stamps[0].size;
-  const manifest = (json as { weightsManifest?: unknown }).weightsManifest;
-  if (manifest === undefined) return stamps;
-  if (!Array.isArray(manifest)) throw new DacError('EINVAL', 'weightsManifest must be an array', { ...ctx, field: 'weightsManifest' });
+  if (format === 'onnx') return stamps;
+  let manifest: unknown;
+  try {
+    manifest = (JSON.parse(readFileBounded(modelPath, MAX_JSON_BYTES).toString('utf8')) as { weightsManifest?: unknown }).weightsManifest;
+  } catch {
+    return stamps;
+  }
+  if (!Array.isArray(manifest)) return stamps;
   const folder = path.dirname(modelPath);
   const seen = new Set<string>();
-  manifest.forEach((group: unknown, g: number) => {
+  for (const group of manifest) {
     const paths = (group as { paths?: unknown } | null)?.paths;
-    if (!Array.isArray(paths)) {
-      throw new DacError('EINVAL', 'paths must be an array', { ...ctx, field: `weightsManifest[${g}].paths` });
-    }
-    paths.forEach((p: unknown, i: number) => {
-      const field = `weightsManifest[${g}].paths[${i}]`;
-      const file = resolveInside(folder, p, { ...ctx, field });
-      if (seen.has(file)) return;
+    if (!Array.isArray(paths)) continue;
+    for (const p of paths) {
+      let file: string;
+      try {
+        file = resolveInside(folder, p);
+      } catch {
+        continue;
+      }
+      if (seen.has(file)) continue;
       seen.add(file);
-      if (!fs.existsSync(file)) {
-        // Recorded as missing, so a recorded failure is retried once the shard appears; the reader reports it.
+      try {
+        stamps.push(stampFile(file, folder));
+      } catch {
         stamps.push(stampFile(file, folder, true));
-        return;
       }
-      const size = checkFileSize(file, maxBytes, { ...ctx, field });
-      total += size;
-      if (total > maxBytes) {
-        throw new DacError(
-          'ETOOBIG',
-          `model files add up to more than the limit of ${(maxBytes / 1048576).toFixed(1)} MB`,
-          { ...ctx, field: 'weightsManifest' },
-        );
-      }
-      stamps.push(stampFile(file, folder));
-    });
-  });
+    }
+  }
   return stamps;
 }
 
@@ -158,10 +175,13 @@ function sameStamps(recorded: FileStamp[], base: string): boolean {
 }
 
 /**
- * The record of a model finished earlier (decomposed, or rejected for its
- * content) with the same input and options, or null if it must be (re)done.
+ * The record of a model finished earlier (decomposed, or failed: for its
+ * content, its size, a timeout or a lost worker) with the same input and
+ * options, or null if it must be (re)done. A failure is retried when asked
+ * to, when another version of the tool recorded it, or when the limit that
+ * caused it was raised.
  */
-export function readDone(entry: ZooEntry, outRoot: string, optionsHash: string, toolVersion: string): ModelRecord | null {
+export function readDone(entry: ZooEntry, outRoot: string, optionsHash: string, toolVersion: string, opts: ReadDoneOptions = {}): ModelRecord | null {
   const { marker } = outputPaths(entry, outRoot);
   let m: Marker;
   try {
@@ -178,7 +198,7 @@ export function readDone(entry: ZooEntry, outRoot: string, optionsHash: string, 
     !Array.isArray(m.inputs) ||
     !Array.isArray(m.outputs) ||
     !m.record ||
-    (m.record.status === 'failed' && m.toolVersion !== toolVersion)
+    (m.record.status === 'failed' && (opts.retryFailed || m.toolVersion !== toolVersion || limitRaised(m, opts.limits)))
   ) {
     return null;
   }

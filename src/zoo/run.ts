@@ -1,21 +1,23 @@
 // `dac zoo`: decompose every model under a folder, in a pool of worker
 // threads, resumably. Models already done with the same input and options
-// are not redone (unless forced); a model that fails is recorded and the run
-// goes on; summary.json and summary.md say what happened to each.
+// are not redone (unless forced), nor are models that failed (unless asked
+// to retry them); a model that fails is recorded and the run goes on;
+// summary.json and summary.md say what happened to each. One run at a time
+// works on an output folder (lock.ts).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
 import { DacError } from '../errors.js';
+import { checkByteLimit, DEFAULT_MAX_MODEL_BYTES, isInside } from '../io/limits.js';
 import { discoverModels, type ZooEntry } from './discover.js';
-import type { ZooJob, ZooSettings } from './job.js';
-import { isInside, MB } from './limits.js';
+import { failure, recordOutcome, type ZooJob, type ZooSettings } from './job.js';
+import { acquireLock } from './lock.js';
 import { WorkerPool } from './pool.js';
 import { Progress, type ProgressSink } from './progress.js';
-import { readDone, settingsHash, STATE_DIR } from './resume.js';
+import { readDone, settingsHash, stampInputs, STATE_DIR, type RunLimits } from './resume.js';
 import { summarize, writeSummary, type ModelRecord, type ZooSummary } from './summary.js';
 
-export const DEFAULT_MAX_MODEL_MB = 2048;
 /** A safety net, not a budget: far above what a VGG16-sized model takes, short of a run that never ends. */
 export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 /** Reason of a model decomposed by an earlier run (status 'skipped', cached). */
@@ -27,18 +29,19 @@ export interface ZooOptions {
   settings: ZooSettings;
   /** Worker threads, i.e. models in memory at once (default: number of cores). */
   jobs?: number;
-  /** Redo models even when their completion marker says they are up to date. */
+  /** Redo every model, even those done or failed in an earlier run. */
   force?: boolean;
-  /** Models whose files add up to more are refused before being read. */
-  maxModelMb?: number;
+  /** Redo the models that failed in an earlier run (the done ones stay done). */
+  retryFailed?: boolean;
+  /** A model whose files add up to more is refused before being read (default DEFAULT_MAX_MODEL_BYTES). */
+  maxModelBytes?: number;
   /** A model taking longer than this (ms) is stopped and recorded as failed (default 30 minutes; 0: no limit). */
   timeoutMs?: number;
-  /** Where progress goes (default: stderr). */
+  /** Where progress and notes go (default: stderr). */
   progress?: ProgressSink | null;
   /** Called for every model as it finishes. */
   onRecord?: (r: ModelRecord) => void;
 }
-
 export function packageVersion(): string {
   try {
     // Two levels up from src/zoo and from dist/zoo alike.
@@ -77,77 +80,91 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
   if (opts.timeoutMs !== undefined && !(Number.isFinite(opts.timeoutMs) && opts.timeoutMs >= 0)) {
     throw new DacError('EINVAL', `timeout must be a number of milliseconds >= 0, got ${opts.timeoutMs}`, { field: 'timeoutMs' });
   }
-  const maxMb = opts.maxModelMb ?? DEFAULT_MAX_MODEL_MB;
-  if (typeof maxMb !== 'number' || !(maxMb > 0) || !Number.isFinite(maxMb)) {
-    throw new DacError('EINVAL', `max-model-mb must be a positive number, got ${maxMb}`, { field: 'maxModelMb' });
-  }
+  const limits: RunLimits = {
+    maxModelBytes: checkByteLimit(opts.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES, 'maxModelBytes'),
+    timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  };
   const { root, out } = checkFolders(opts.root, opts.out);
   // Without a backend every model would fail the same way: say it once, up front.
   getBackend();
-  // Scratch of an interrupted run is never part of any result (a model's own leftovers go when it is redone).
-  fs.rmSync(path.join(out, STATE_DIR, 'tmp'), { recursive: true, force: true });
-  for (const n of fs.readdirSync(out)) {
-    if (/^\.summary\.(json|md)\.tmp-\d+-[a-z0-9]+$/.test(n)) fs.rmSync(path.join(out, n), { force: true });
-  }
-
-  const found = await discoverModels(root, out);
-  const version = packageVersion();
-  const optionsHash = settingsHash(opts.settings);
-  const todo: ZooEntry[] = [];
-  const cached: ModelRecord[] = [];
-  for (const entry of found.models) {
-    const prev = opts.force ? null : readDone(entry, out, optionsHash, version);
-    if (!prev) todo.push(entry);
-    else if (prev.status === 'ok') cached.push({ ...prev, status: 'skipped', cached: true, reason: UP_TO_DATE });
-    else cached.push({ ...prev, cached: true });
-  }
-
+  // Before anything in the output folder is touched: another run may be working there.
+  const lock = acquireLock(out, STATE_DIR);
   const sink = opts.progress === undefined ? process.stderr : opts.progress;
-  const progress = sink ? new Progress(found.models.length + found.ignored.length, todo.length, sink) : null;
-  progress?.start();
-  const records: ModelRecord[] = [];
-  const finished = (r: ModelRecord): void => {
-    records.push(r);
-    progress?.update(r);
-    opts.onRecord?.(r);
-  };
-  found.ignored.forEach((i) => finished({ model: i.rel, format: null, status: 'skipped', reason: i.reason }));
-  cached.forEach(finished);
-
-  if (todo.length) {
-    const size = Math.min(jobs, todo.length);
-    // Native SVD threads per model, so the workers together use the cores without oversubscribing.
-    const threads = Math.max(1, Math.floor(os.availableParallelism() / size));
-    const pool = new WorkerPool({ size, timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS });
-    try {
-      await Promise.all(
-        todo.map(async (entry) => {
-          const job: ZooJob = { entry, outRoot: out, settings: opts.settings, optionsHash, maxModelBytes: maxMb * MB, threads, toolVersion: version };
-          let r: ModelRecord;
-          try {
-            r = await pool.run<ModelRecord>('decompose', job);
-          } catch (err) {
-            const e = err as DacError;
-            r = { model: entry.rel, format: entry.format, status: 'failed', code: e.code ?? e.name, reason: e.message };
-          }
-          finished(r);
-        }),
-      );
-    } finally {
-      await pool.close();
-    }
+  const notes: string[] = [];
+  if (lock.tookOver) {
+    const o = lock.tookOver;
+    notes.push(`took over the lock of an earlier run that is gone (pid ${o.pid} on ${o.hostname}, started ${o.startedAt})`);
   }
-  progress?.finish();
+  for (const n of notes) sink?.write(`dac zoo: note: ${n}\n`);
+  try {
+    // Scratch of an interrupted run is never part of any result (a model's own leftovers go when it is redone).
+    fs.rmSync(path.join(out, STATE_DIR, 'tmp'), { recursive: true, force: true });
+    for (const n of fs.readdirSync(out)) {
+      if (/^\.summary\.(json|md)\.tmp-\d+-[a-z0-9]+$/.test(n)) fs.rmSync(path.join(out, n), { force: true });
+    }
 
-  const summary = summarize(records, {
-    version,
-    root,
-    out,
-    options: opts.settings,
-    jobs,
-    startedAt: startedAt.toISOString(),
-    seconds: (performance.now() - t0) / 1000,
-  });
-  await writeSummary(summary, out);
-  return summary;
+    const found = await discoverModels(root, out);
+    const version = packageVersion();
+    const optionsHash = settingsHash(opts.settings);
+    const todo: ZooEntry[] = [];
+    const cached: ModelRecord[] = [];
+    for (const entry of found.models) {
+      const prev = opts.force ? null : readDone(entry, out, optionsHash, version, { retryFailed: opts.retryFailed, limits });
+      if (!prev) todo.push(entry);
+      else if (prev.status === 'ok') cached.push({ ...prev, status: 'skipped', cached: true, reason: UP_TO_DATE });
+      else cached.push({ ...prev, cached: true });
+    }
+
+    const progress = sink ? new Progress(found.models.length + found.ignored.length, todo.length, sink) : null;
+    progress?.start();
+    const records: ModelRecord[] = [];
+    const finished = (r: ModelRecord): void => {
+      records.push(r);
+      progress?.update(r);
+      opts.onRecord?.(r);
+    };
+    found.ignored.forEach((i) => finished({ model: i.rel, format: null, status: 'skipped', reason: i.reason }));
+    cached.forEach(finished);
+
+    if (todo.length) {
+      const size = Math.min(jobs, todo.length);
+      // Native SVD threads per model, so the workers together use the cores without oversubscribing.
+      const threads = Math.max(1, Math.floor(os.availableParallelism() / size));
+      const pool = new WorkerPool({ size, timeoutMs: limits.timeoutMs });
+      try {
+        await Promise.all(
+          todo.map(async (entry) => {
+            const job: ZooJob = { entry, outRoot: out, settings: opts.settings, optionsHash, limits, threads, toolVersion: version };
+            let r: ModelRecord;
+            try {
+              r = await pool.run<ModelRecord>('decompose', job);
+            } catch (err) {
+              // The worker timed out or died: its job could not record that, so it is recorded here.
+              r = failure({ model: entry.rel, format: entry.format, status: 'failed' }, err);
+              await recordOutcome(job, stampInputs(entry.path, entry.format), [], r).catch(() => undefined);
+            }
+            finished(r);
+          }),
+        );
+      } finally {
+        await pool.close();
+      }
+    }
+    progress?.finish();
+
+    const summary = summarize(records, {
+      version,
+      root,
+      out,
+      options: opts.settings,
+      jobs,
+      startedAt: startedAt.toISOString(),
+      seconds: (performance.now() - t0) / 1000,
+    });
+    if (notes.length) summary.notes = notes;
+    await writeSummary(summary, out);
+    return summary;
+  } finally {
+    lock.release();
+  }
 }

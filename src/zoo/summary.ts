@@ -17,8 +17,10 @@ export interface ModelRecord {
   code?: string;
   /**
    * True when the outcome is from an earlier run: a model decomposed then
-   * (status 'skipped', reason 'up to date ...'), or failed or skipped then for
-   * its content (same status and reason as then).
+   * (status 'skipped', reason 'up to date ...'), or skipped or failed then
+   * (same status, code and reason as then; failures are retried with
+   * --retry-failed, or when their files, the options or the limit they
+   * failed on change).
    */
   cached?: boolean;
   inputBytes?: number;
@@ -52,6 +54,8 @@ export interface ZooSummary {
   flops: { before: number; after: number; saved: number };
   params: { before: number; after: number };
   inputBytes: number;
+  /** What the run wants its user to know besides the models (e.g. a stale lock taken over). */
+  notes?: string[];
   models: ModelRecord[];
 }
 
@@ -94,6 +98,7 @@ export function summaryMarkdown(s: ZooSummary): string {
     `- models: ${c.total} (ok ${c.ok}, failed ${c.failed}, skipped ${c.skipped}); outcomes known from an earlier run: ${c.cached}`,
     `- FLOPs (MACs) of the models with a result: ${s.flops.before} -> ${s.flops.after} (${pct(s.flops.saved)} saved)`,
     `- wall time: ${s.seconds.toFixed(1)} s, started ${s.startedAt}`,
+    ...(s.notes ?? []).map((n) => `- note: ${n}`),
     '',
     '| model | format | status | FLOPs saved | layers | time (s) | reason |',
     '|---|---|---|---:|---:|---:|---|',

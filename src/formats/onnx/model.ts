@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
 import { checkOutputPath, writeFileAtomic } from '../../io/atomic.js';
+import { DEFAULT_MAX_MODEL_BYTES, readFileBounded } from '../../io/limits.js';
 import { foldBatchNorm as foldBn, oihwChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
 import { checkFinite, convOutSize, matchReplacements, uniqueName, type LoadedModel } from '../model.js';
@@ -157,13 +158,9 @@ function parseBytes(bytes: Uint8Array, file: string): ModelProto {
   return proto;
 }
 
-export async function loadOnnx(file: string): Promise<OnnxModel> {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch (err) {
-    throw new DacError('ENOENT', `cannot read model: ${(err as Error).message}`, { model: file });
-  }
+/** Loads an .onnx file of at most `maxBytes`, refused by its size before it is read. */
+export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): Promise<OnnxModel> {
+  const bytes = readFileBounded(file, maxBytes, { model: file, field: 'file' });
   return new OnnxModel(file, parseBytes(bytes, file));
 }
 

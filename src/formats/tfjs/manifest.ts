@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
+import { ByteBudget, DEFAULT_MAX_MODEL_BYTES, MAX_JSON_BYTES } from '../../io/limits.js';
 
 export interface Quantization {
   dtype: 'uint8' | 'uint16' | 'float16';
@@ -160,15 +161,15 @@ function checkDepth(json: unknown, ctx: ErrorContext): void {
   }
 }
 
-/** Parses model.json text and reads its weight shards from `dir`. */
-export function readArtifacts(jsonPath: string): ModelArtifacts {
+/**
+ * Parses model.json and reads its weight shards from its folder. Every file
+ * is refused by its size before it is read once model.json (at most
+ * MAX_JSON_BYTES) and the shards together would pass `maxBytes`.
+ */
+export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): ModelArtifacts {
   const ctx: ErrorContext = { model: jsonPath };
-  let text: string;
-  try {
-    text = fs.readFileSync(jsonPath, 'utf8');
-  } catch (err) {
-    throw new DacError('ENOENT', `cannot read model: ${(err as Error).message}`, ctx);
-  }
+  const budget = new ByteBudget(maxBytes);
+  const text = budget.read(jsonPath, { ...ctx, field: 'model.json' }, MAX_JSON_BYTES).toString('utf8');
   let json: ModelJson;
   try {
     json = JSON.parse(text) as ModelJson;
@@ -210,7 +211,7 @@ export function readArtifacts(jsonPath: string): ModelArtifacts {
         if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
           throw new DacError('EFORMAT', `shard path ${p} resolves outside the model folder`, { ...ctx, field: 'weightsManifest.paths' });
         }
-        buffers.push(fs.readFileSync(full));
+        buffers.push(budget.read(full, { ...ctx, field: 'weightsManifest.paths' }));
       } catch (err) {
         if (err instanceof DacError) throw err;
         throw new DacError('ENOENT', `cannot read weight shard ${p}: ${(err as Error).message}`, { ...ctx, field: 'weightsManifest.paths' });

@@ -61,11 +61,11 @@ function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }
 
-/** Loads model.json (or a folder holding one) with its shards. */
-export async function loadTfjs(file: string): Promise<TfjsModel> {
+/** Loads a TF.js Layers model (model.json or its folder); its files together may take at most `maxBytes`. */
+export async function loadTfjs(file: string, maxBytes?: number): Promise<TfjsModel> {
   let jsonPath = file;
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) jsonPath = nodePath.join(file, 'model.json');
-  const { json, weights, files } = readArtifacts(jsonPath);
+  const { json, weights, files } = readArtifacts(jsonPath, maxBytes);
   return new TfjsModel(jsonPath, json, weights, files);
 }
 

@@ -2,6 +2,7 @@
 // Functional), normalized to layers with explicit inbound connections, and
 // static shape inference (channels-last, one image, no batch axis).
 import { DacError, type ErrorContext } from '../../errors.js';
+import { topoOrder } from '../../io/limits.js';
 
 export interface LayerJson {
   class_name: string;
@@ -341,33 +342,31 @@ export function outputShape(g: GraphLayer, ins: Shape[], ctx: ErrorContext): Sha
 
 /** Output shape of every call: key `${layer}#${node}`. Input shapes come from InputLayers or batch_input_shape. */
 export function inferShapes(graph: LayerGraph, ctx: ErrorContext): Map<string, Shape> {
-  const shapes = new Map<string, Shape>();
   const key = (name: string, node: number) => `${name}#${node}`;
-  const pending = graph.layers.flatMap((g) =>
-    g.className === 'InputLayer' ? [{ g, node: 0 }] : g.calls.map((_, node) => ({ g, node })),
-  );
-  // Layers are listed in an order where inputs usually come first; repeat
-  // until nothing changes so any valid order works.
-  let progress = true;
-  while (pending.length && progress) {
-    progress = false;
-    for (let i = 0; i < pending.length; i++) {
-      const { g, node } = pending[i];
-      let ins: Shape[];
-      if (g.className === 'InputLayer') ins = [];
-      else if (g.calls[node].length === 0) {
-        ins = [batchShape(g, ctx)];
-      } else {
-        const got = g.calls[node].map(([src, n]) => shapes.get(key(src, n)));
-        if (got.some((s) => !s)) continue;
-        ins = got as Shape[];
-      }
-      shapes.set(key(g.name, node), outputShape(g, ins, ctx));
-      pending.splice(i--, 1);
-      progress = true;
-    }
+  // Every call after the calls it reads, whatever order the file lists the
+  // layers in; cycles are refused (parseGraph already refused dangling refs).
+  const calls = new Map<string, { g: GraphLayer; node: number }>();
+  const preds = new Map<string, string[]>();
+  for (const g of graph.layers) {
+    const nodes = g.className === 'InputLayer' ? [[]] : g.calls;
+    nodes.forEach((refs, node) => {
+      calls.set(key(g.name, node), { g, node });
+      preds.set(key(g.name, node), refs.map(([src, n]) => key(src, n)));
+    });
   }
-  if (pending.length) fail(`the layer graph has a cycle or a missing input at ${pending[0].g.name}`, ctx);
+  const label = (k: string): string => {
+    const { g, node } = calls.get(k)!;
+    return g.calls.length > 1 ? `${g.name} (call ${node})` : g.name;
+  };
+  const shapes = new Map<string, Shape>();
+  for (const k of topoOrder(preds, ctx, label)) {
+    const { g, node } = calls.get(k)!;
+    let ins: Shape[];
+    if (g.className === 'InputLayer') ins = [];
+    else if (g.calls[node].length === 0) ins = [batchShape(g, ctx)];
+    else ins = g.calls[node].map(([src, n]) => shapes.get(key(src, n))!);
+    shapes.set(k, outputShape(g, ins, ctx));
+  }
   return shapes;
 }
 

@@ -9,14 +9,31 @@ import { DacError, type ErrorContext } from '../errors.js';
 
 /** A model.json is metadata: anything past this is not a real TF.js topology. */
 export const MAX_JSON_BYTES = 64 * 1024 * 1024;
-/** Nesting deeper than this is no model topology; stops stack overflows in recursive walkers. */
-export const MAX_JSON_DEPTH = 256;
 /** One tensor may hold at most this many elements (2^31-1, what the native side indexes). */
 export const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 /** No real conv has a dimension this large; larger is a corrupt field. */
 export const MAX_DIM = 1 << 24;
 
 export const MB = 1024 * 1024;
+
+/**
+ * What loadModel reads at most by default: the model's files together
+ * (model.json and its shards, or the .onnx file). An .onnx file cannot be
+ * larger anyway (protobuf's 2 GiB), and loading takes a few times a model's
+ * size in memory, so more is refused before anything is read.
+ */
+export const DEFAULT_MAX_MODEL_MB = 2048;
+export const DEFAULT_MAX_MODEL_BYTES = DEFAULT_MAX_MODEL_MB * MB;
+
+/** A byte limit given by a caller: a positive number (Infinity allowed: no limit). */
+export function checkByteLimit(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !(value > 0)) {
+    throw new DacError('EINVAL', `must be a positive number of bytes, got ${describe(value)}`, { field });
+  }
+  return value;
+}
+
+const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
 
 /** Size of a file, refused if above `maxBytes`, without reading it. */
 export function checkFileSize(file: string, maxBytes: number, ctx: ErrorContext = {}): number {
@@ -27,14 +44,30 @@ export function checkFileSize(file: string, maxBytes: number, ctx: ErrorContext 
     throw new DacError('ENOENT', `cannot stat ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, ctx);
   }
   if (!st.isFile()) throw new DacError('EINVAL', `${file} is not a regular file`, ctx);
-  if (st.size > maxBytes) {
-    throw new DacError(
-      'ETOOBIG',
-      `${file} is ${(st.size / MB).toFixed(1)} MB, over the limit of ${(maxBytes / MB).toFixed(1)} MB`,
-      ctx,
-    );
-  }
+  if (st.size > maxBytes) throw new DacError('ETOOBIG', `${file} is ${mb(st.size)}, over the limit of ${mb(maxBytes)}`, ctx);
   return st.size;
+}
+
+/**
+ * The bytes a model's files may take together (model.json and its shards,
+ * or the .onnx file): each file is refused by its size, before it is read,
+ * when it alone or the running total would pass the limit.
+ */
+export class ByteBudget {
+  used = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Reads a whole file against the budget; `cap` limits this file alone further (e.g. model.json). */
+  read(file: string, ctx: ErrorContext = {}, cap = Infinity): Buffer {
+    const size = checkFileSize(file, Math.min(cap, this.maxBytes), ctx);
+    if (this.used + size > this.maxBytes) {
+      throw new DacError('ETOOBIG', `the model's files add up to ${mb(this.used + size)} with ${file}, over the limit of ${mb(this.maxBytes)}`, ctx);
+    }
+    const buf = readFileBounded(file, Math.min(cap, this.maxBytes - this.used), ctx);
+    this.used += buf.length;
+    return buf;
+  }
 }
 
 /**
@@ -43,17 +76,31 @@ export function checkFileSize(file: string, maxBytes: number, ctx: ErrorContext 
  */
 export function readFileBounded(file: string, maxBytes: number, ctx: ErrorContext = {}): Buffer {
   const size = checkFileSize(file, maxBytes, ctx);
-  const fd = fs.openSync(file, 'r');
+  const ioError = (err: unknown): DacError => {
+    const code = (err as NodeJS.ErrnoException).code;
+    return new DacError(code === 'ENOENT' ? 'ENOENT' : 'EIO', `cannot read ${file}: ${code ?? (err as Error).message}`, ctx);
+  };
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    throw ioError(err);
+  }
   try {
     const buf = Buffer.allocUnsafe(Math.min(size + 1, maxBytes + 1));
     let got = 0;
     while (got < buf.length) {
-      const n = fs.readSync(fd, buf, got, buf.length - got, got);
+      let n: number;
+      try {
+        n = fs.readSync(fd, buf, got, buf.length - got, got);
+      } catch (err) {
+        throw ioError(err);
+      }
       if (n === 0) break;
       got += n;
     }
     if (got > maxBytes) {
-      throw new DacError('ETOOBIG', `${file} grew past the limit of ${(maxBytes / MB).toFixed(1)} MB while being read`, ctx);
+      throw new DacError('ETOOBIG', `${file} grew past the limit of ${mb(maxBytes)} while being read`, ctx);
     }
     return buf.subarray(0, got);
   } finally {
@@ -97,33 +144,6 @@ export function checkDims(
 }
 
 /**
- * A list of integers from a model file (strides, dilations, pads,
- * kernel_shape): exactly `length` entries, each an integer in min..max.
- * Int64 values may arrive as protobufjs Longs; they are converted first.
- */
-export function checkIntList(
-  values: unknown,
-  spec: { length: number; min: number; max?: number },
-  ctx: ErrorContext = {},
-): number[] {
-  const field = ctx.field ?? 'value';
-  if (!Array.isArray(values)) throw new DacError('EINVAL', `must be a list of ${spec.length} integers, got ${describe(values)}`, { ...ctx, field });
-  if (values.length !== spec.length) {
-    throw new DacError('EINVAL', `must have ${spec.length} entries, got ${values.length}`, { ...ctx, field });
-  }
-  const max = spec.max ?? MAX_DIM;
-  return values.map((raw, i) => {
-    const v = raw !== null && typeof raw === 'object' && typeof (raw as { toNumber?: unknown }).toNumber === 'function'
-      ? (raw as { toNumber(): number }).toNumber()
-      : raw;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < spec.min || v > max) {
-      throw new DacError('EINVAL', `entry ${i} must be an integer in ${spec.min}..${max}, got ${describe(v)}`, { ...ctx, field });
-    }
-    return v;
-  });
-}
-
-/**
  * Declared sizes of a loaded model's convs: every spatial size, channel count
  * and activation (H x W x C of one image) within what any real network has.
  * Loading never allocates activations, so absurd sizes (an input declared
@@ -138,14 +158,6 @@ export function checkConvSizes(
     const ctx = { model, layer: conv.name };
     checkDims([conv.inH, conv.inW, conv.c], { ...ctx, field: 'input size' });
     checkDims([conv.outH, conv.outW, conv.n], { ...ctx, field: 'output size' });
-  }
-}
-
-/** The byte length a shape needs must be exactly what the file provides. */
-export function checkByteLength(elements: number, bytesPerElement: number, actualBytes: number, ctx: ErrorContext = {}): void {
-  const want = elements * bytesPerElement;
-  if (want !== actualBytes) {
-    throw new DacError('ESHAPE', `shape needs ${want} bytes of data, found ${actualBytes}`, ctx);
   }
 }
 
@@ -187,33 +199,19 @@ export function isInside(dir: string, p: string): boolean {
 }
 
 /**
- * Nesting depth of a parsed JSON value, walked without recursion so a
- * hostile document cannot overflow the stack here; refused past `maxDepth`.
- */
-export function checkJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH, ctx: ErrorContext = {}): void {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth > maxDepth) throw new DacError('EDEPTH', `JSON is nested deeper than ${maxDepth} levels`, ctx);
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
-    }
-  }
-}
-
-/**
  * Topological order of a graph given as node -> predecessors. Unknown
  * predecessors and cycles are errors (a cyclic "feed-forward" net would make
- * a recursive walker loop forever). Iterative (Kahn), so long chains are fine.
+ * a walker loop forever). Kahn's algorithm: linear in nodes and edges, in any
+ * listing order, and iterative, so long chains are fine. `label` names a node
+ * in errors (e.g. its layer, where nodes are layer calls).
  */
-export function topoOrder(preds: Map<string, string[]>, ctx: ErrorContext = {}): string[] {
+export function topoOrder(preds: Map<string, string[]>, ctx: ErrorContext = {}, label: (node: string) => string = (n) => n): string[] {
   const indegree = new Map<string, number>();
   const succs = new Map<string, string[]>();
   for (const [node, ps] of preds) {
     indegree.set(node, ps.length);
     for (const p of ps) {
-      if (!preds.has(p)) throw new DacError('EGRAPH', `node '${node}' reads '${p}', which no node produces`, { ...ctx, layer: node });
+      if (!preds.has(p)) throw new DacError('EGRAPH', `reads '${p}', which no node produces`, { ...ctx, layer: label(node) });
       let s = succs.get(p);
       if (!s) succs.set(p, (s = []));
       s.push(node);
@@ -231,10 +229,26 @@ export function topoOrder(preds: Map<string, string[]>, ctx: ErrorContext = {}):
     }
   }
   if (order.length !== preds.size) {
-    const stuck = [...preds.keys()].filter((n) => indegree.get(n)! > 0);
-    throw new DacError('EGRAPH', `graph has a cycle through ${stuck.slice(0, 5).map((s) => `'${s}'`).join(', ')}`, {
+    // Left are the cycles and everything after them: peel off, repeatedly,
+    // what nothing left reads, so the message names the cycle itself.
+    const left = new Set([...preds.keys()].filter((n) => indegree.get(n)! > 0));
+    const readers = new Map<string, number>();
+    for (const n of left) readers.set(n, (succs.get(n) ?? []).filter((s) => left.has(s)).length);
+    const unread = [...left].filter((n) => readers.get(n) === 0);
+    while (unread.length) {
+      const n = unread.pop()!;
+      left.delete(n);
+      for (const p of preds.get(n)!) {
+        if (!left.has(p)) continue;
+        const r = readers.get(p)! - 1;
+        readers.set(p, r);
+        if (r === 0) unread.push(p);
+      }
+    }
+    const stuck = [...left];
+    throw new DacError('EGRAPH', `graph has a cycle through ${stuck.slice(0, 5).map((s) => `'${label(s)}'`).join(', ')}`, {
       ...ctx,
-      layer: stuck[0],
+      layer: label(stuck[0]),
     });
   }
   return order;

@@ -1,0 +1,57 @@
+// The policy and method flags `dac decompose` and `dac zoo` share, turned
+// into decomposition settings with the same checks for both.
+import type { ModelSettings } from '../decompose-model.js';
+import { MB } from '../io/limits.js';
+import { floatOption, fractionOption, intOption, listOption, ranksOption, UsageError } from './common.js';
+
+/**
+ * Settings from parsed flags; `command` names the command in usage errors.
+ * Flags not given are absent keys (not undefined ones): the zoo hashes the
+ * settings into its resume markers, so equal settings must be equal objects.
+ */
+export function settingsFrom(values: Record<string, string | boolean | undefined>, command: string): ModelSettings {
+  const method = (values.method as string | undefined) ?? 'dac';
+  if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
+    throw new UsageError(`--method must be dac, spatial, channel or auto, got '${method}'`, command);
+  }
+  const weighting = values.weighting as string | undefined;
+  if (weighting !== undefined && weighting !== 'bn' && weighting !== 'plain') {
+    throw new UsageError(`--weighting must be bn or plain, got '${weighting}'`, command);
+  }
+  const s: ModelSettings = {
+    method: method as ModelSettings['method'],
+    rank: intOption(values.rank, '--rank', 0),
+    ranks: ranksOption(values.ranks),
+    energy: fractionOption(values.energy, '--energy', true),
+    flopsSaved: fractionOption(values['flops-saved'], '--flops-saved', false),
+    paramsSaved: fractionOption(values['params-saved'], '--params-saved', false),
+    skipFirst: values['skip-first'] === true || undefined,
+    layers: listOption(values.layers, '--layers'),
+    weighting: weighting as ModelSettings['weighting'],
+    depthPenalty: floatOption(values['depth-penalty'], '--depth-penalty'),
+    biasCorrection: values['no-bias-correction'] === true ? false : undefined,
+    threads: intOption(values.threads, '--threads', 1, 1024),
+    foldBn: values['fold-bn'] === true || undefined,
+  };
+  if (s.rank === 0) throw new UsageError('--rank must be at least 1, got 0', command);
+  if (s.depthPenalty !== undefined && s.depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', command);
+  const explicit = s.rank !== undefined || s.ranks !== undefined;
+  const budget = s.flopsSaved !== undefined || s.paramsSaved !== undefined;
+  const policies = [explicit, s.energy !== undefined, budget].filter(Boolean).length;
+  if (s.rank !== undefined && s.ranks !== undefined) throw new UsageError('give --rank or --ranks, not both', command);
+  if (policies === 0) throw new UsageError('give a policy: --rank, --ranks, --energy, --flops-saved or --params-saved', command);
+  if (policies > 1) throw new UsageError('give only one policy: --rank/--ranks, --energy, or --flops-saved/--params-saved', command);
+  if (s.method === 'auto' && explicit) {
+    throw new UsageError('--method auto picks ranks itself: use --flops-saved, --params-saved or --energy', command);
+  }
+  for (const k of Object.keys(s) as (keyof ModelSettings)[]) if (s[k] === undefined) delete s[k];
+  return s;
+}
+
+/** --max-model-mb as a byte limit for loadModel (undefined: its default). */
+export function maxModelBytesFrom(values: Record<string, string | boolean | undefined>, command: string): number | undefined {
+  const mb = floatOption(values['max-model-mb'], '--max-model-mb');
+  if (mb === undefined) return undefined;
+  if (!(mb > 0) || !Number.isFinite(mb)) throw new UsageError('--max-model-mb must be a number > 0', command);
+  return mb * MB;
+}
