@@ -13,6 +13,7 @@
 #include "conv/conv.h"
 #include "decompose/decompose.h"
 #include "dwpw/dwpw.h"
+#include "linalg/linalg.h"
 
 namespace {
 
@@ -41,6 +42,32 @@ class FieldReader {
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       return Fail(key, "must be a Float32Array"), nullptr;
     Napi::Float32Array a = v.As<Napi::Float32Array>();
+    *length = static_cast<int64_t>(a.ElementLength());
+    return a.Data();
+  }
+
+  double Number(const char* key) {
+    Napi::Value v = Get(key);
+    if (failed()) return 0;
+    if (!v.IsNumber()) return Fail(key, "must be a number"), 0;
+    return v.As<Napi::Number>().DoubleValue();
+  }
+
+  bool Bool(const char* key) {
+    Napi::Value v = Get(key);
+    if (failed()) return false;
+    if (!v.IsBoolean()) return Fail(key, "must be a boolean"), false;
+    return v.As<Napi::Boolean>().Value();
+  }
+
+  // A Float64Array field.
+  double* Doubles(const char* key, int64_t* length) {
+    *length = 0;
+    Napi::Value v = Get(key);
+    if (failed()) return nullptr;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      return Fail(key, "must be a Float64Array"), nullptr;
+    Napi::Float64Array a = v.As<Napi::Float64Array>();
     *length = static_cast<int64_t>(a.ElementLength());
     return a.Data();
   }
@@ -233,6 +260,62 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   return s.ok ? env.Undefined() : Throw(env, s.message);
 }
 
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  if (!CheckObjectArg(info, 0, "gemm")) return info.Env().Undefined();
+  FieldReader r(info[0].As<Napi::Object>(), "gemm");
+  dac::GemmParams p;
+  p.m = r.Int("m");
+  p.n = r.Int("n");
+  p.k = r.Int("k");
+  p.a = r.Doubles("a", &p.a_length);
+  p.trans_a = r.Bool("transA");
+  p.b = r.Doubles("b", &p.b_length);
+  p.trans_b = r.Bool("transB");
+  p.c = r.Doubles("c", &p.c_length);
+  if (r.failed()) return Throw(info.Env(), r.error());
+  dac::Status s = dac::gemm(p);
+  return s.ok ? info.Env().Undefined() : Throw(info.Env(), s.message);
+}
+
+Napi::Value Cholesky(const Napi::CallbackInfo& info) {
+  if (!CheckObjectArg(info, 0, "cholesky")) return info.Env().Undefined();
+  FieldReader r(info[0].As<Napi::Object>(), "cholesky");
+  dac::CholeskyParams p;
+  p.m = r.Int("m");
+  p.a = r.Doubles("a", &p.a_length);
+  p.ridge = r.Number("ridge");
+  if (r.failed()) return Throw(info.Env(), r.error());
+  dac::Status s = dac::cholesky(p);
+  return s.ok ? info.Env().Undefined() : Throw(info.Env(), s.message);
+}
+
+Napi::Value TriangularSolve(const Napi::CallbackInfo& info) {
+  if (!CheckObjectArg(info, 0, "triangularSolve")) return info.Env().Undefined();
+  FieldReader r(info[0].As<Napi::Object>(), "triangularSolve");
+  dac::TriangularSolveParams p;
+  p.m = r.Int("m");
+  p.l = r.Doubles("l", &p.l_length);
+  p.k = r.Int("k");
+  p.rows = r.Int("rows");
+  p.b = r.Doubles("b", &p.b_length);
+  p.transpose = r.Bool("transpose");
+  if (r.failed()) return Throw(info.Env(), r.error());
+  dac::Status s = dac::triangular_solve(p);
+  return s.ok ? info.Env().Undefined() : Throw(info.Env(), s.message);
+}
+
+Napi::Value SymmetricEigenvalues(const Napi::CallbackInfo& info) {
+  if (!CheckObjectArg(info, 0, "symmetricEigenvalues")) return info.Env().Undefined();
+  FieldReader r(info[0].As<Napi::Object>(), "symmetricEigenvalues");
+  dac::SymmetricEigenvaluesParams p;
+  p.m = r.Int("m");
+  p.a = r.Doubles("a", &p.a_length);
+  p.values = r.Doubles("values", &p.values_length);
+  if (r.failed()) return Throw(info.Env(), r.error());
+  dac::Status s = dac::symmetric_eigenvalues(p);
+  return s.ok ? info.Env().Undefined() : Throw(info.Env(), s.message);
+}
+
 std::string IsaString() {
   const dac::CpuFeatures& f = dac::cpu_features();
   std::string isa;
@@ -271,6 +354,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decomposeChannel", Napi::Function::New(env, DecomposeChannel));
   exports.Set("dwpw", Napi::Function::New(env, DwPw));
   exports.Set("conv2d", Napi::Function::New(env, Conv2D));
+  exports.Set("gemm", Napi::Function::New(env, Gemm));
+  exports.Set("cholesky", Napi::Function::New(env, Cholesky));
+  exports.Set("triangularSolve", Napi::Function::New(env, TriangularSolve));
+  exports.Set("symmetricEigenvalues", Napi::Function::New(env, SymmetricEigenvalues));
   return exports;
 }
 

@@ -3,13 +3,13 @@
 // model in memory, and describe it in a report with exact MACs and the real
 // weight error of every layer. `dac decompose` and the zoo's workers both
 // come here, so a zoo result is what `dac decompose` writes for that model.
-import { convCost, maxRank } from './cost.js';
+import { convCost } from './cost.js';
 import { DacError } from './errors.js';
 import type { LoadedModel } from './formats/model.js';
 import type { Backend } from './backend/backend.js';
 import { getBackend } from './backend/loader.js';
 import type { ConvLayerInfo, LayerReplacement, Method } from './model/types.js';
-import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from './plan/index.js';
+import { buildReplacements, planModel, planOptionsFrom, type ModelPlan } from './plan/index.js';
 
 export interface LayerReport {
   name: string;
@@ -155,20 +155,13 @@ function channelResidual(w: Float32Array, n: number, per: number, width: number,
 }
 
 /** Checks a uniform rank against the layers it applies to, before any work. */
-function checkRank(model: LoadedModel, s: DecomposeSettings): void {
+/** A uniform rank must have some conv to act on (planModel checks the rank's range). */
+function checkEligible(model: LoadedModel, s: DecomposeSettings): void {
   if (s.rank === undefined) return;
   const eligible = model.convs.filter(
     (c) => !c.skipReason && c.groups === 1 && !(s.skipFirst && c.index === 0) && (!s.layers || s.layers.includes(c.name)),
   );
   if (eligible.length === 0) throw new DacError('EINVAL', 'no conv can be decomposed with these options', { model: model.path });
-  // For spatial/channel, the rank is the DAC rank whose cost the width matches, so the DAC bound applies.
-  const max = Math.max(...eligible.map((c) => maxRank(c, 'dac')));
-  if (s.rank < 1 || s.rank > max) {
-    throw new DacError('ERANGE', `rank ${s.rank} is out of range 1..${max} (largest DAC rank, min(n, kh*kw), of the layers)`, {
-      model: model.path,
-      field: 'rank',
-    });
-  }
 }
 
 /** Plans, decomposes and applies; the input model is untouched. */
@@ -179,20 +172,8 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
       throw new DacError('EINVAL', `no conv named '${name}' (dac inspect lists them)`, { model: model.path, field: 'layers' });
     }
   }
-  checkRank(model, s);
-  const options: PlanOptions = {
-    method: s.method,
-    rank: s.rank,
-    ranks: s.ranks,
-    energy: s.energy,
-    flopsSaved: s.flopsSaved,
-    paramsSaved: s.paramsSaved,
-    skipFirst: s.skipFirst,
-    layers: s.layers,
-    weighting: s.weighting,
-    depthPenalty: s.depthPenalty,
-  };
-  for (const k of Object.keys(options) as (keyof PlanOptions)[]) if (options[k] === undefined) delete options[k];
+  checkEligible(model, s);
+  const options = planOptionsFrom(s);
   let plan: ModelPlan;
   try {
     plan = planModel(model.convs, model.other, options, backend);

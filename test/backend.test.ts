@@ -1,6 +1,8 @@
 // The loader: which backend runs, forcing one, falling back, and the errors.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { availableBackends, backendInfo, getBackend } from '../src/index.js';
 
@@ -61,6 +63,22 @@ t.test('without the addon, the facade falls back to WASM and says why', async (t
   t.match(info.skipped[0].reason, /no-such-addon\.node: not built/);
 });
 
+t.test('an addon built from older sources is refused whole, naming what it lacks', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-stale-addon-'));
+  const stale = path.join(dir, 'stale.js');
+  // require() takes a .js file like a .node one: an "addon" from before the linear algebra existed
+  fs.writeFileSync(stale, "for (const f of ['info', 'decomposeDac', 'decomposeDacBatch', 'decomposeSpatial', 'decomposeChannel', 'dwpw', 'conv2d']) exports[f] = () => {};\n");
+  try {
+    const r = probe(infoSnippet, { DAC_ADDON_PATH: stale, DAC_BACKEND: '' });
+    t.equal(r.status, 0, r.err);
+    const info = JSON.parse(r.out);
+    t.equal(info.backend, 'wasm');
+    t.match(info.skipped[0].reason, /stale\.js: out of date, no gemm, cholesky, triangularSolve, symmetricEigenvalues \(rebuild it/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 t.test('forcing an unavailable backend names every failure', async (t) => {
   const r = probe(infoSnippet, { DAC_ADDON_PATH: path.join(root, 'no-such-addon.node'), DAC_BACKEND: 'native' });
   t.not(r.status, 0);
@@ -79,4 +97,192 @@ t.test('no backend at all: one error listing each failure', async (t) => {
 
 t.test('getBackend rejects unknown names', async (t) => {
   t.throws(() => getBackend('gpu' as never), /backend must be 'native' or 'wasm'/);
+});
+
+// Dense double-precision linear algebra (planning's GEMM, Cholesky, triangular solves), on every backend.
+
+function rand(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 4294967296 - 0.5;
+  };
+}
+
+function randomMatrix(rows: number, cols: number, r: () => number): Float64Array {
+  return Float64Array.from({ length: rows * cols }, r);
+}
+
+/** Reference Cholesky with the documented semantics: ridge * mean diagonal added, pivots below 1e-6 of it dropped. */
+function referenceCholesky(a: Float64Array, m: number, ridge: number): Float64Array {
+  const L = new Float64Array(m * m);
+  let mean = 0;
+  for (let i = 0; i < m; i++) mean += a[i * m + i];
+  mean /= m;
+  const add = ridge * (mean > 0 ? mean : 1);
+  const floor = add > 0 ? add * 1e-6 : 1e-300;
+  const dropped: boolean[] = [];
+  for (let j = 0; j < m; j++) {
+    let s = a[j * m + j] + add;
+    for (let k = 0; k < j; k++) s -= L[j * m + k] * L[j * m + k];
+    dropped[j] = s < floor;
+    L[j * m + j] = Math.sqrt(dropped[j] ? floor : s);
+    for (let i = j + 1; i < m; i++) {
+      let v = a[i * m + j];
+      for (let k = 0; k < j; k++) v -= L[i * m + k] * L[j * m + k];
+      L[i * m + j] = dropped[j] ? 0 : v / L[j * m + j];
+    }
+  }
+  return L;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+t.test('matmul: every transpose combination, odd and empty shapes (every backend)', async (t) => {
+  const r = rand(1);
+  for (const b of availableBackends()) {
+    for (const [m, n, k] of [
+      [1, 1, 1],
+      [5, 3, 7],
+      [17, 2, 9],
+      [3, 70, 65],
+      [4, 6, 0],
+      [0, 5, 3],
+    ]) {
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          const a = randomMatrix(m, k, r);
+          const bb = randomMatrix(k, n, r);
+          const want = new Float64Array(m * n);
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++)
+              for (let q = 0; q < k; q++) {
+                want[i * n + j] += (transA ? a[q * m + i] : a[i * k + q]) * (transB ? bb[j * k + q] : bb[q * n + j]);
+              }
+          const got = b.matmul(a, bb, m, n, k, { transA, transB });
+          t.equal(got.length, m * n);
+          t.ok(maxAbsDiff(got, want) < 1e-12, `${b.name} ${m}x${n}x${k} transA=${transA} transB=${transB}`);
+        }
+      }
+    }
+  }
+});
+
+t.test('cholesky: ridge, the blocked path, singular and indefinite inputs (every backend)', async (t) => {
+  const r = rand(2);
+  for (const b of availableBackends()) {
+    for (const m of [1, 2, 7, 17, 64, 65, 130]) {
+      // rank-deficient PSD (m/2 + 1 columns): the ridge makes it factor
+      const X = randomMatrix(m, (m >> 1) + 1, r);
+      const A = b.matmul(X, X, m, m, (m >> 1) + 1, { transB: true });
+      const copy = Float64Array.from(A);
+      const L = b.cholesky(A, m, 1e-6);
+      t.same(A, copy, `${b.name} m=${m}: input untouched`);
+      t.ok(maxAbsDiff(L, referenceCholesky(A, m, 1e-6)) < 1e-8, `${b.name} m=${m}: matches the reference`);
+      let upper = 0;
+      for (let i = 0; i < m; i++) for (let j = i + 1; j < m; j++) upper = Math.max(upper, Math.abs(L[i * m + j]));
+      t.equal(upper, 0, `${b.name} m=${m}: upper triangle zero`);
+      // L L^T = A + ridge * mean(diag) I
+      let mean = 0;
+      for (let i = 0; i < m; i++) mean += A[i * m + i] / m;
+      const LLt = b.matmul(L, L, m, m, m, { transB: true });
+      for (let i = 0; i < m; i++) LLt[i * m + i] -= 1e-6 * mean;
+      t.ok(maxAbsDiff(LLt, A) < 1e-10 * Math.max(1, mean), `${b.name} m=${m}: L L^T reproduces the ridged matrix`);
+    }
+    // indefinite: the negative direction is dropped, the factor stays bounded
+    const ind = Float64Array.from([1, 2, 0, 2, 1, 0, 0, 0, 3]);
+    const Li = b.cholesky(ind, 3, 1e-3);
+    t.ok(maxAbsDiff(Li, referenceCholesky(ind, 3, 1e-3)) < 1e-12, `${b.name}: indefinite input as documented`);
+    t.ok(Li.every((v) => Number.isFinite(v) && Math.abs(v) < 10), `${b.name}: bounded factor`);
+    t.equal(Li[2 * 3 + 1], 0, `${b.name}: the dropped column is zero below its pivot`);
+    t.throws(() => b.cholesky(Float64Array.from([1, NaN, NaN, 1]), 2, 0), /non-finite/, `${b.name}: NaN is an error`);
+  }
+});
+
+t.test('solveTriangular: forward and back substitution on a leading block (every backend)', async (t) => {
+  const r = rand(3);
+  for (const b of availableBackends()) {
+    for (const [m, k, rows] of [
+      [1, 1, 1],
+      [9, 9, 4],
+      [12, 5, 3],
+      [80, 70, 6],
+      [6, 0, 2],
+      [5, 5, 0],
+    ]) {
+      const X = randomMatrix(m, m, r);
+      const L = b.cholesky(b.matmul(X, X, m, m, m, { transB: true }), m, 1e-3);
+      const B = randomMatrix(rows, k, r);
+      const fwd = b.solveTriangular(L, m, B, rows, { k, transpose: true });
+      const back = b.solveTriangular(L, m, B, rows, { k });
+      let worst = 0;
+      for (let row = 0; row < rows; row++) {
+        for (let i = 0; i < k; i++) {
+          // L_k z = b and L_k^T p = b
+          let s = 0;
+          let u = 0;
+          for (let q = 0; q <= i; q++) s += L[i * m + q] * fwd[row * k + q];
+          for (let q = i; q < k; q++) u += L[q * m + i] * back[row * k + q];
+          worst = Math.max(worst, Math.abs(s - B[row * k + i]), Math.abs(u - B[row * k + i]));
+        }
+      }
+      t.ok(worst < 1e-8, `${b.name} m=${m} k=${k} rows=${rows}: residual ${worst}`);
+    }
+  }
+});
+
+t.test('symmetricEigenvalues: descending, from the lower triangle, against known spectra (every backend)', async (t) => {
+  const r = rand(4);
+  for (const b of availableBackends()) {
+    for (const m of [1, 2, 5, 17, 70]) {
+      // Q diag(lambda) Q^T with Q from Gram-Schmidt of a random matrix
+      const lambda = Array.from({ length: m }, (_, i) => (i % 3 === 0 ? -1 : 1) * (1 + i));
+      const Q = randomMatrix(m, m, r);
+      for (let i = 0; i < m; i++) {
+        for (let k = 0; k < i; k++) {
+          let d = 0;
+          for (let q = 0; q < m; q++) d += Q[i * m + q] * Q[k * m + q];
+          for (let q = 0; q < m; q++) Q[i * m + q] -= d * Q[k * m + q];
+        }
+        let norm = 0;
+        for (let q = 0; q < m; q++) norm += Q[i * m + q] ** 2;
+        for (let q = 0; q < m; q++) Q[i * m + q] /= Math.sqrt(norm);
+      }
+      const A = new Float64Array(m * m);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < m; j++) for (let k = 0; k < m; k++) A[i * m + j] += Q[k * m + i] * lambda[k] * Q[k * m + j];
+      // garbage above the diagonal is ignored
+      for (let i = 0; i < m; i++) for (let j = i + 1; j < m; j++) A[i * m + j] = 1e6;
+      const got = b.symmetricEigenvalues(A, m);
+      const want = lambda.slice().sort((x, y) => y - x);
+      t.ok(maxAbsDiff(got, want) < 1e-9 * m, `${b.name} m=${m}: ${Array.from(got.slice(0, 3))}`);
+    }
+    t.same(b.symmetricEigenvalues(new Float64Array(0), 0), new Float64Array(0), `${b.name}: empty`);
+    t.throws(() => b.symmetricEigenvalues(Float64Array.from([1, 0, NaN, 1]), 2), /non-finite/, `${b.name}: NaN is an error`);
+    t.throws(() => b.symmetricEigenvalues(new Float64Array(3), 2), /a has 3 values, expected 4/);
+  }
+});
+
+t.test('linear algebra arguments are checked before C++', async (t) => {
+  for (const b of availableBackends()) {
+    const I = Float64Array.from([1, 0, 0, 1]);
+    t.throws(() => b.matmul(new Float32Array(4) as unknown as Float64Array, I, 2, 2, 2), /a must be a Float64Array/);
+    t.throws(() => b.matmul(I, I, 2, 2, 3), /a has 4 values, expected 6/);
+    t.throws(() => b.matmul(I, I, 2, 2, 1.5), /k must be an integer/);
+    t.throws(() => b.matmul(I, I, -1, 2, 2), /m must be in/);
+    t.throws(() => b.cholesky(I, 2, -1), /ridge/);
+    t.throws(() => b.cholesky(I, 2, NaN), /ridge/);
+    t.throws(() => b.cholesky(I, 3, 0), /a has 4 values, expected 9/);
+    t.throws(() => b.solveTriangular(Float64Array.from([1, 0, 0, 0]), 2, I, 2), /diagonal must be non-zero/);
+    t.throws(() => b.solveTriangular(I, 2, I, 2, { k: 3 }), /k must be in 0\.\.2/);
+    t.throws(() => b.solveTriangular(I, 2, new Float64Array(3), 2), /b has 3 values, expected 4/);
+    t.throws(() => b.binding.gemm({ m: 2, n: 2, k: 2, a: I, transA: false, b: I, transB: false, c: new Float64Array(3) }), /c length 3/, `${b.name}: C++ checks lengths too`);
+  }
 });

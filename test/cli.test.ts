@@ -320,3 +320,106 @@ t.test('IDX files: readers (plain and gzip), errors, and a size mismatch in comp
   t.equal(r.status, 1);
   t.match(r.stderr, /IDX images are 3x4x1, the model takes 28x28x1/);
 });
+
+t.test('zoo --help documents every zoo flag; --max-model-mb refuses a model before any work', async (t) => {
+  const { zooHelp, zooOptions } = await import('../src/cli/zoo-command.js');
+  for (const [flag, spec] of Object.entries(zooOptions)) {
+    t.ok(zooHelp.includes(`--${flag}`), `zoo --help mentions --${flag}`);
+    if (spec.short) t.ok(zooHelp.includes(`-${spec.short},`), `zoo --help mentions -${spec.short}`);
+  }
+  t.equal(dac('zoo', '--help').stdout, zooHelp);
+  const out = path.join(tmp, 'max-mb', 'out');
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  const [small, bad, missingParent] = await Promise.all([
+    dacAsync('decompose', demoModel, '-o', out, '--rank', '3', '--max-model-mb', '0.5'),
+    dacAsync('decompose', demoModel, '-o', out, '--rank', '3', '--max-model-mb', '0'),
+    dacAsync('decompose', vggOnnx, '-o', path.join(tmp, 'no-such-folder', 'x.onnx'), '--rank', '3'),
+  ]);
+  t.equal(small.status, 1);
+  t.match(small.stderr, /field weightsManifest\.paths: .* over the limit of 0\.5 MB/, 'a 3.7 MB model under a 0.5 MB limit');
+  t.notOk(fs.existsSync(out), 'nothing written');
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /--max-model-mb must be a number > 0/);
+  t.equal(missingParent.status, 1);
+  t.match(missingParent.stderr, /output folder .*no-such-folder does not exist/, 'a missing output folder: one clear error');
+});
+
+t.test('decompose and zoo read their shared flags with one settingsFrom', async (t) => {
+  const { settingsFrom } = await import('../src/cli/settings.js');
+  const { UsageError } = await import('../src/cli/common.js');
+  t.same(settingsFrom({ rank: '4' }, 'zoo'), { method: 'dac', rank: 4 }, 'flags not given are absent keys');
+  t.same(
+    settingsFrom({ method: 'auto', 'flops-saved': '50%', 'skip-first': true, 'fold-bn': true, 'no-bias-correction': true, threads: '2', weighting: 'plain' }, 'decompose'),
+    { method: 'auto', flopsSaved: 0.5, skipFirst: true, foldBn: true, biasCorrection: false, threads: 2, weighting: 'plain' },
+  );
+  for (const command of ['decompose', 'zoo']) {
+    for (const [values, message] of [
+      [{ rank: '0' }, /--rank must be at least 1, got 0/],
+      [{}, /give a policy/],
+      [{ rank: '2', energy: '0.9' }, /give only one policy/],
+      [{ method: 'auto', rank: '2' }, /--method auto picks ranks itself/],
+      [{ method: 'svd', rank: '2' }, /--method must be dac, spatial, channel or auto/],
+      [{ rank: '2', 'depth-penalty': '-1' }, /--depth-penalty must be >= 0/],
+    ] as const) {
+      let err: unknown = null;
+      try {
+        settingsFrom(values, command);
+      } catch (e) {
+        err = e;
+      }
+      t.ok(err instanceof UsageError, `${command}: a usage error for ${JSON.stringify(values)}`);
+      t.match(err, { message, command }, `${command}: ${message}`);
+    }
+  }
+});
+
+t.test('inspect with a policy prints the plan decompose applies, writing nothing', async (t) => {
+  const hash = hashTree(demoModel);
+  const before = fs.readdirSync(tmp).sort();
+  const text = dac('inspect', demoModel, '--method', 'auto', '--flops-saved', '50%');
+  t.equal(text.status, 0, text.stderr);
+  t.match(text.stdout, /plan \(method auto, weighting bn\): \d+ of 13 convs replaced/);
+  for (let i = 1; i <= 13; i++) t.match(text.stdout, new RegExp(`\\nconv2d_${i} +(keep|dac|spatial|channel) `), `conv2d_${i} has a plan row`);
+  t.match(text.stdout, /total: MACs 16,444,928 -> [\d,]+ \(5\d\.\d% saved\), params .* predicted loss \d/);
+
+  const json = dac('inspect', demoModel, '--json', '--method', 'spatial', '--flops-saved', '0.4', '--skip-first');
+  t.equal(json.status, 0, json.stderr);
+  const plan = JSON.parse(json.stdout).plan;
+  t.equal(plan.layers.length, 13);
+  t.ok(1 - plan.flops.after / plan.flops.before >= 0.4, 'the budget is met');
+  t.equal(plan.layers[0].method, 'keep');
+  t.match(plan.layers[0].reason, /skipFirst/);
+  let after = 1280;
+  for (const l of plan.layers) {
+    t.ok(l.method === 'keep' || l.macsAfter < l.macsBefore, `${l.name}: saves MACs or is kept`);
+    t.ok(l.predictedError >= 0 && l.predictedError <= 1, `${l.name}: predicted error in [0, 1]`);
+    after += l.macsAfter;
+  }
+  t.equal(plan.flops.after, after, 'the totals add up');
+  t.equal(hashTree(demoModel), hash, 'input unchanged');
+  t.same(fs.readdirSync(tmp).sort(), before, 'nothing written');
+
+  // the same flags through decompose give the same plan
+  const out = path.join(tmp, 'vgg-inspected');
+  const r = dac('decompose', demoModel, '-o', out, '--method', 'spatial', '--flops-saved', '0.4', '--skip-first', '-q');
+  t.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+  const pick = (ls: { name: string; method: string; rank: number; macsAfter: number }[]) => ls.map((l) => [l.name, l.method, l.rank, l.macsAfter]);
+  t.same(pick(report.layers), pick(plan.layers), 'decompose applies the plan inspect printed');
+
+  const energy = JSON.parse(dac('inspect', vggOnnx, '--json', '--energy', '0.8').stdout).plan;
+  t.equal(energy.method, 'dac', 'dac is the default method');
+  t.ok(energy.layers.every((l: { method: string; macsAfter: number; macsBefore: number }) => l.method === 'keep' || l.macsAfter < l.macsBefore));
+
+  for (const [args, message] of [
+    [['--method', 'auto'], /give a policy/],
+    [['--rank', '3', '--energy', '0.9'], /give only one policy/],
+    [['--flops-saved', '1.5'], /--flops-saved must be a fraction/],
+    [['--rank', '10'], /rank 10 is out of range 1\.\.9/],
+    [['--layers', 'nope', '--rank', '2'], /nope/],
+  ] as [string[], RegExp][]) {
+    const bad = dac('inspect', demoModel, ...args);
+    t.not(bad.status, 0, args.join(' '));
+    t.match(bad.stderr, message, args.join(' '));
+  }
+});

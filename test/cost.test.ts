@@ -14,6 +14,7 @@ import {
   type ConvShape,
 } from '../src/cost.js';
 import { DacError } from '../src/errors.js';
+import { matchingWidths } from '../src/index.js';
 
 interface Geo {
   name?: string;
@@ -103,6 +104,24 @@ t.test('1x7 kernel: the vertical stage is a 1x1, the horizontal one does the wor
   // matching width per pixel: DAC r*c*(kh*kw+n) = 2*4*13 = 104; spatial w*(c*kh + n*kw) = 46w; channel w*(c*kh*kw + n) = 34w
   t.equal(matchingWidth(l, 'spatial', 2), 2);
   t.equal(matchingWidth(l, 'channel', 2), 3);
+});
+
+t.test('the public matchingWidths uses the true spatial cost c*kh + n*kw (1x7 and 7x1)', async (t) => {
+  // DAC rank 2 with n=6, c=4, 7 taps: 2*4*(7+6) = 104 MACs per pixel.
+  // 1x7: spatial w*(4*1 + 6*7) = 46w -> 2 (c*kw + n*kh = 34 would give 3); 7x1: w*(4*7 + 6*1) = 34w -> 3.
+  t.same(matchingWidths({ n: 6, c: 4, kh: 1, kw: 7 }, 2), { channel: 3, spatial: 2 });
+  t.same(matchingWidths({ n: 6, c: 4, kh: 7, kw: 1 }, 2), { channel: 3, spatial: 3 });
+  for (const shape of [
+    { n: 6, c: 4, kh: 1, kw: 7 },
+    { n: 6, c: 4, kh: 7, kw: 1 },
+    { n: 16, c: 8, kh: 3, kw: 3 },
+    { n: 2, c: 1, kh: 3, kw: 3 },
+  ]) {
+    for (let r = 1; r <= shape.kh * shape.kw; r++) {
+      t.same(matchingWidths(shape, r), { channel: matchingWidth(shape, 'channel', r), spatial: matchingWidth(shape, 'spatial', r) });
+    }
+  }
+  t.throws(() => matchingWidths({ n: 6, c: 4, kh: 1, kw: 7 }, 0), /rank/);
 });
 
 t.test('groups: the conv counts c/groups inputs per filter; replacements need groups = 1', async (t) => {

@@ -10,9 +10,10 @@ import { DacError } from '../src/errors.js';
 import { convCost, convOutputSize, maxRank, modelCost, replacementCost } from '../src/cost.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
-import { squaredSingularValues } from '../src/plan/linalg.js';
+import { jacobiEigen, kron } from '../src/plan/linalg.js';
 import { layerModel, modelSet } from '../src/plan/models.js';
-import { reluCovariance, reluMoments, tapValidity } from '../src/plan/stats.js';
+import { reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
+import { LayerErrorModel } from '../src/plan/errors.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
 import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
 
@@ -25,6 +26,20 @@ function rng(seed: number): () => number {
     z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
     return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Squared singular values (descending) of a rows x cols matrix: eigenvalues of its Gram matrix. */
+function squaredSingularValues(rows: number, cols: number, at: (r: number, c: number) => number): Float64Array {
+  const m = Math.min(rows, cols);
+  const G = new Float64Array(m * m);
+  for (let a = 0; a < m; a++) {
+    for (let b = 0; b < m; b++) {
+      let s = 0;
+      for (let k = 0; k < Math.max(rows, cols); k++) s += rows <= cols ? at(a, k) * at(b, k) : at(k, a) * at(k, b);
+      G[a * m + b] = s;
+    }
+  }
+  return jacobiEigen(G, m).values.sort().reverse().map((v) => Math.max(v, 0));
 }
 
 function randomBn(n: number, rand: () => number): BatchNormParams {
@@ -216,7 +231,11 @@ t.test('skipFirst and layers are honoured by every policy', async (t) => {
         t.equal(lp.method, 'keep', `${label}: ${lp.name} not selected, kept`);
       }
     }
-    t.ok(only.layers.some((lp) => lp.method !== 'keep'), `${label}: a selected layer is decomposed`);
+    for (const lp of only.layers.filter((l) => chosen.includes(l.name))) {
+      // energy keeps a selected layer only where the rank it needs does not save MACs
+      t.ok(lp.method !== 'keep' || /does not save MACs|budget needs/.test(lp.reason ?? ''), `${label}: ${lp.name} decomposed, or kept saying why`);
+    }
+    t.ok(only.layers.some((lp) => lp.method !== 'keep') || p.energy !== undefined, `${label}: a selected layer is decomposed`);
   }
 });
 
@@ -298,7 +317,7 @@ t.test('energy 1 finds the exact rank of exactly low-rank weights, for each meth
   }
 });
 
-t.test('auto never decomposes a layer where that adds MACs', async (t) => {
+t.test('only an explicit rank decomposes a layer where that adds MACs', async (t) => {
   // n=2 outputs: DAC at any rank costs more than the conv (r/2 + r/9 >= 1 for r >= 2; r = 1 saves)
   const rand = rng(7);
   const layer: ConvLayerInfo = { ...exactLayer('dac', 1, 7), name: 'narrow', n: 2, c: 3 };
@@ -306,11 +325,18 @@ t.test('auto never decomposes a layer where that adds MACs', async (t) => {
   layer.bias = new Float32Array(2);
   layer.bnAfter = randomBn(2, rand);
   layer.bnBefore = randomBn(3, rand);
-  for (const energy of [0.5, 0.99, 1]) {
-    const plan = planModel([layer], { macs: 0, params: 0 }, { method: 'auto', energy });
-    const lp = plan.layers[0];
-    t.ok(lp.method === 'keep' || lp.macsAfter < lp.macsBefore, `energy ${energy}: ${lp.method} ${lp.rank}`);
+  for (const method of ['auto', 'dac', 'spatial', 'channel'] as const) {
+    for (const energy of [0.5, 0.99, 1]) {
+      const plan = planModel([layer], { macs: 0, params: 0 }, { method, energy });
+      const lp = plan.layers[0];
+      t.ok(lp.method === 'keep' || lp.macsAfter < lp.macsBefore, `${method} energy ${energy}: ${lp.method} ${lp.rank}`);
+      if (lp.method === 'keep') t.match(lp.reason, /does not save MACs|saves MACs/, `${method} energy ${energy}: kept with a reason`);
+    }
   }
+  // energy 1 needs DAC rank 2 of 2 here, which costs more than the conv: kept, saying why
+  const exact = planModel([layer], { macs: 0, params: 0 }, { method: 'dac', energy: 1 }).layers[0];
+  t.equal(exact.method, 'keep');
+  t.match(exact.reason, /dac needs rank 2 to keep that energy, which does not save MACs/);
   // explicit ranks are applied as asked, with a note
   const asked = planModel([layer], { macs: 0, params: 0 }, { method: 'dac', rank: 2 });
   t.ok(asked.layers[0].macsAfter >= asked.layers[0].macsBefore);
@@ -455,10 +481,10 @@ t.test('replacements are built under the plan\'s error model (every backend)', {
     for (const method of ['dac', 'spatial', 'channel'] as Method[]) {
       const ranks: Record<string, number> = {};
       for (const l of eligible) ranks[l.name] = Math.max(1, Math.floor(maxRank(l, method) / 2));
-      const plan = planModel(convs, other, { method, ranks });
+      const plan = planModel(convs, other, { method, ranks }, backend);
       const reps = buildReplacements(convs, plan, backend, { biasCorrection: false, varianceCorrection: false });
       t.equal(reps.length, eligible.length, `${backend.name} ${method}: one replacement per decomposed layer`);
-      const set = modelSet(convs, plan.errorModel);
+      const set = modelSet(convs, plan.errorModel, backend);
       for (const rep of reps) {
         const layer = convs.find((c) => c.name === rep.name)!;
         const lp = plan.layers.find((x) => x.name === rep.name)!;
@@ -473,7 +499,7 @@ t.test('replacements are built under the plan\'s error model (every backend)', {
         t.equal(rep.bias![0], layer.bias![0], 'bias untouched without bias correction');
       }
       // with the corrections: exact ranks still reconstruct the layer, and biases move by the modelled mean shift only
-      const exact = planModel(convs, other, { method, energy: 1 });
+      const exact = planModel(convs, other, { method, energy: 1 }, backend);
       for (const rep of buildReplacements(convs, exact, backend)) {
         const layer = convs.find((c) => c.name === rep.name)!;
         const approx = reconstructWeights(rep, layer);
@@ -499,3 +525,103 @@ t.test('buildReplacements rejects plans that do not fit the model', async (t) =>
   t.throws(() => buildReplacements(convs, { layers: [{ name, method: 'dac', rank: 999 }] }), /out of range/);
   t.same(buildReplacements(convs, { layers: [{ name, method: 'keep', rank: 0 }] }), []);
 });
+
+/** A layer with an input model given directly: channel second moments A, tap matrices th = tw. */
+function modelledLayer(n: number, c: number, seed: number): ConvLayerInfo {
+  const rand = rng(seed);
+  return {
+    ...exactLayer('dac', 1, seed),
+    name: `modelled-${n}x${c}`,
+    n,
+    c,
+    weights: Float32Array.from({ length: n * c * 9 }, () => rand() * 2 - 1),
+    bias: new Float32Array(n),
+    bnAfter: randomBn(n, rand),
+    bnBefore: null,
+  };
+}
+
+function inputModel(A: Float64Array, c: number): InputModel {
+  const T = Float64Array.from([1, 0.5, 0.2, 0.5, 1, 0.5, 0.2, 0.5, 1]);
+  const ones = Float64Array.from({ length: 9 }, () => 1);
+  return { A, mean: new Float64Array(c), th: T, tw: T, validH: ones.subarray(0, 3), validW: ones.subarray(0, 3), pairH: ones, pairW: ones, source: 'batchnorm' };
+}
+
+/** A random symmetric positive definite c x c matrix, or a diagonal one with one dead channel. */
+function channelMoments(c: number, diagonal: boolean, seed: number): Float64Array {
+  const rand = rng(seed);
+  const A = new Float64Array(c * c);
+  if (diagonal) {
+    for (let i = 0; i < c; i++) A[i * c + i] = i === 1 ? 0 : 0.2 + rand();
+    return A;
+  }
+  const X = Float64Array.from({ length: c * c }, () => rand() - 0.5);
+  for (let i = 0; i < c; i++)
+    for (let j = 0; j < c; j++) {
+      let s = i === j ? 0.1 : 0;
+      for (let k = 0; k < c; k++) s += X[i * c + k] * X[j * c + k];
+      A[i * c + j] = s / c;
+    }
+  return A;
+}
+
+t.test('DAC error curve: refit by channel blocks = dense refit = the definition; tail ranks = explicit projection', async (t) => {
+  for (const backend of backends) {
+    for (const diagonal of [true, false]) {
+      // small layer: every rank refitted; the error of the returned factors under Sigma = A (x) Th (x) Tw, explicitly
+      const layer = modelledLayer(7, 6, 81);
+      const { n, c } = layer;
+      const A = channelMoments(c, diagonal, 82);
+      const model = new LayerErrorModel(layer, inputModel(A, c), false, backend);
+      const curve = model.curve('dac');
+      // Sigma as the model holds it: A, and the tap matrices through their (ridged) Cholesky factors.
+      const gram = (L: Float64Array) => Float64Array.from({ length: 9 }, (_, q) => L[Math.floor(q / 3) * 3] * L[(q % 3) * 3] + L[Math.floor(q / 3) * 3 + 1] * L[(q % 3) * 3 + 1] + L[Math.floor(q / 3) * 3 + 2] * L[(q % 3) * 3 + 2]);
+      const Sigma = kron(kron(A, c, gram(model.mh), 3), 3 * c, gram(model.mw), 3);
+      const m = 9 * c;
+      const energy = (w: ArrayLike<number>) => {
+        let e = 0;
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < m; p++) for (let q = 0; q < m; q++) s += w[j * m + p] * Sigma[p * m + q] * w[j * m + q];
+          e += model.d[j] * model.d[j] * s;
+        }
+        return e;
+      };
+      const total = energy(layer.weights);
+      for (let r = 1; r <= 7; r++) {
+        const f = model.dacFactors(r);
+        const approx = reconstructWeights({ method: 'dac', name: layer.name, rank: r, depthwise: Float32Array.from(f.depthwise), pointwise: Float32Array.from(f.pointwise), bias: null }, layer);
+        // float32 factors: compare at single precision
+        const err = energy(Float64Array.from(layer.weights, (v, q) => v - approx[q])) / total;
+        t.ok(Math.abs(err - curve[r]) < 1e-5, `${backend.name} diagonal=${diagonal} r=${r}: ${err} = ${curve[r]}`);
+        // (at full rank the curve is exactly 0; the refit's 1e-12 ridge leaves about that much)
+        t.ok(Math.abs(f.error - curve[r]) < 1e-10, `${backend.name} diagonal=${diagonal} r=${r}: factors' error ${f.error} = curve`);
+      }
+      if (diagonal) {
+        // the same A with off-diagonals too small to matter goes through the dense solve
+        const near = Float64Array.from(A, (v, q) => (Math.floor(q / c) === q % c ? v : 1e-300));
+        const dense = new LayerErrorModel(layer, inputModel(near, c), false, backend);
+        t.ok(maxDiff(dense.curve('dac'), curve) < 1e-12, `${backend.name}: block refit = dense refit`);
+        for (const r of [1, 3, 7]) {
+          t.ok(maxDiff(dense.dacFactors(r).pointwise, model.dacFactors(r).pointwise) < 1e-9, `${backend.name} r=${r}: same pointwise weights`);
+        }
+        t.equal(model.dacFactors(3).pointwise[1 * 3], 0, `${backend.name}: a dead channel gets no pointwise weight`);
+      }
+      // wide layer: c*r > REFIT_LIMIT beyond rank 3, so ranks 4..9 are per-channel projections
+      const wide = modelledLayer(9, 400, 83);
+      const wideA = channelMoments(400, diagonal, 84);
+      const wm = new LayerErrorModel(wide, inputModel(wideA, 400), false, backend);
+      const wc = wm.curve('dac');
+      for (let r = 1; r <= 9; r++) {
+        t.ok(Math.abs(wm.dacFactors(r).error - wc[r]) < 1e-10, `${backend.name} diagonal=${diagonal} c=400 r=${r}: ${wm.dacFactors(r).error} = ${wc[r]}`);
+      }
+      t.ok(wc[9] < 1e-12, `${backend.name}: full rank is exact`);
+    }
+  }
+});
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}

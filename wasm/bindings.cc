@@ -12,6 +12,7 @@
 #include "../native/conv/conv.h"
 #include "../native/decompose/decompose.h"
 #include "../native/dwpw/dwpw.h"
+#include "../native/linalg/linalg.h"
 
 namespace {
 
@@ -127,6 +128,46 @@ EMSCRIPTEN_KEEPALIVE int dac_conv2d(const int32_t* geometry, const float* in, in
   p.activation = static_cast<dac::Activation>(activation);
   const char* v = Variant(variant);
   return Report(v ? dac::conv2d_forward_variant(p, v) : dac::conv2d_forward(p));
+}
+
+// dims: [m, n, k, transA, transB]
+EMSCRIPTEN_KEEPALIVE int dac_gemm(const int32_t* dims, const double* a, int32_t a_len, const double* b,
+                                  int32_t b_len, double* c, int32_t c_len) {
+  dac::GemmParams p;
+  p.m = dims[0]; p.n = dims[1]; p.k = dims[2];
+  p.trans_a = dims[3] != 0; p.trans_b = dims[4] != 0;
+  p.a = a; p.a_length = a_len;
+  p.b = b; p.b_length = b_len;
+  p.c = c; p.c_length = c_len;
+  return Report(dac::gemm(p));
+}
+
+EMSCRIPTEN_KEEPALIVE int dac_cholesky(int32_t m, double* a, int32_t a_len, double ridge) {
+  dac::CholeskyParams p;
+  p.m = m;
+  p.a = a; p.a_length = a_len;
+  p.ridge = ridge;
+  return Report(dac::cholesky(p));
+}
+
+// dims: [m, k, rows, transpose]
+EMSCRIPTEN_KEEPALIVE int dac_triangular_solve(const int32_t* dims, const double* l, int32_t l_len, double* b,
+                                              int32_t b_len) {
+  dac::TriangularSolveParams p;
+  p.m = dims[0]; p.k = dims[1]; p.rows = dims[2];
+  p.transpose = dims[3] != 0;
+  p.l = l; p.l_length = l_len;
+  p.b = b; p.b_length = b_len;
+  return Report(dac::triangular_solve(p));
+}
+
+EMSCRIPTEN_KEEPALIVE int dac_symmetric_eigenvalues(int32_t m, const double* a, int32_t a_len, double* values,
+                                                   int32_t values_len) {
+  dac::SymmetricEigenvaluesParams p;
+  p.m = m;
+  p.a = a; p.a_length = a_len;
+  p.values = values; p.values_length = values_len;
+  return Report(dac::symmetric_eigenvalues(p));
 }
 
 }  // extern "C"

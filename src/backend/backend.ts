@@ -3,6 +3,7 @@
 import type { Binding, BackendName, LayoutCode, RawBackendInfo } from './binding.js';
 import { DacError, type ErrorContext } from '../errors.js';
 import { checkFloats, checkInt, checkShape, type ConvShape } from '../validate.js';
+import { matchingWidth } from '../cost.js';
 
 export type WeightLayout = 'OIHW' | 'HWIO';
 
@@ -52,6 +53,48 @@ export interface BatchLayer {
   layout?: WeightLayout;
   /** Layer name for error messages. */
   name?: string;
+}
+
+export interface MatmulOptions {
+  /** Use a^T (a is then stored k x m). */
+  transA?: boolean;
+  /** Use b^T (b is then stored n x k). */
+  transB?: boolean;
+  context?: ErrorContext;
+}
+
+export interface TriangularSolveOptions {
+  /** Solve with the leading k x k block of l (default m). */
+  k?: number;
+  /** true: each row x of b becomes L^-1 x (forward substitution); false (default): L^-T x. */
+  transpose?: boolean;
+  context?: ErrorContext;
+}
+
+/** Largest matrix the linear algebra takes, in values (WASM's 32-bit lengths, 8 bytes each). */
+const MAX_MATRIX = 2 ** 28;
+
+/**
+ * A Float64Array of exactly `length` values. Values are not scanned: NaN and
+ * infinity propagate through products and solves as IEEE arithmetic says, and
+ * the Cholesky factorisation reports a non-finite factor as an error.
+ */
+function checkDoubles(value: unknown, length: number, field: string, ctx: ErrorContext): Float64Array {
+  if (!(value instanceof Float64Array)) throw new DacError('EINVAL', `${field} must be a Float64Array`, { ...ctx, field });
+  if (value.length !== length) {
+    throw new DacError('ESHAPE', `${field} has ${value.length} values, expected ${length}`, { ...ctx, field });
+  }
+  return value;
+}
+
+function checkDims(dims: Record<string, unknown>, ctx: ErrorContext): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, v] of Object.entries(dims)) out[name] = checkInt(v, name, 0, MAX_MATRIX, ctx);
+  return out;
+}
+
+function checkSize(values: number, field: string, ctx: ErrorContext): void {
+  if (values > MAX_MATRIX) throw new DacError('ERANGE', `${field} would have ${values} values, more than ${MAX_MATRIX}`, { ...ctx, field });
 }
 
 export interface BackendInfo {
@@ -168,6 +211,75 @@ export class Backend {
     return { width: w, first: args.first, second: args.second, singular: args.singular };
   }
 
+  /** op(a) * op(b) in double precision: op(a) is m x k, op(b) k x n; a new m x n row-major array. */
+  matmul(a: Float64Array, b: Float64Array, m: number, n: number, k: number, opts: MatmulOptions = {}): Float64Array {
+    const ctx = opts.context ?? {};
+    const d = checkDims({ m, n, k }, ctx);
+    for (const [field, size] of [['a', d.m * d.k], ['b', d.k * d.n], ['result', d.m * d.n]] as const) checkSize(size, field, ctx);
+    const args = {
+      m: d.m,
+      n: d.n,
+      k: d.k,
+      a: checkDoubles(a, d.m * d.k, 'a', ctx),
+      transA: opts.transA === true,
+      b: checkDoubles(b, d.k * d.n, 'b', ctx),
+      transB: opts.transB === true,
+      c: new Float64Array(d.m * d.n),
+    };
+    this.binding.gemm(args);
+    return args.c;
+  }
+
+  /**
+   * Lower Cholesky factor (m x m, row-major) of a symmetric positive
+   * semi-definite matrix (its lower triangle is read), after adding
+   * ridge * (mean diagonal, or 1 when that is not positive) to the diagonal,
+   * so singular matrices still factor. A pivot below 1e-6 of that amount (the
+   * matrix is not positive semi-definite there) is set to it and its column
+   * below the diagonal to zero, so the factor stays bounded. `a` is not
+   * modified; a non-finite factor is an error.
+   */
+  cholesky(a: Float64Array, m: number, ridge: number, context: ErrorContext = {}): Float64Array {
+    const d = checkDims({ m }, context);
+    checkSize(d.m * d.m, 'a', context);
+    if (typeof ridge !== 'number' || !Number.isFinite(ridge) || ridge < 0) {
+      throw new DacError('EINVAL', `ridge must be a finite number >= 0, got ${String(ridge)}`, { ...context, field: 'ridge' });
+    }
+    const args = { m: d.m, a: Float64Array.from(checkDoubles(a, d.m * d.m, 'a', context)), ridge };
+    this.binding.cholesky(args);
+    return args.a;
+  }
+
+  /**
+   * b * op(L_k)^-1 for the leading k x k block L_k of a lower triangular m x m
+   * matrix l (a Cholesky factor) and b of `rows` rows of k values; a new array.
+   */
+  solveTriangular(l: Float64Array, m: number, b: Float64Array, rows: number, opts: TriangularSolveOptions = {}): Float64Array {
+    const ctx = opts.context ?? {};
+    const d = checkDims({ m, rows }, ctx);
+    const k = opts.k === undefined ? d.m : checkInt(opts.k, 'k', 0, d.m, ctx);
+    checkSize(d.m * d.m, 'l', ctx);
+    checkSize(d.rows * k, 'b', ctx);
+    checkDoubles(l, d.m * d.m, 'l', ctx);
+    for (let i = 0; i < k; i++) {
+      if (!(l[i * d.m + i] !== 0 && Number.isFinite(l[i * d.m + i]))) {
+        throw new DacError('EINVAL', `l[${i}][${i}] is ${l[i * d.m + i]}: the diagonal must be non-zero and finite`, { ...ctx, field: 'l' });
+      }
+    }
+    const args = { m: d.m, l, k, rows: d.rows, b: Float64Array.from(checkDoubles(b, d.rows * k, 'b', ctx)), transpose: opts.transpose === true };
+    this.binding.triangularSolve(args);
+    return args.b;
+  }
+
+  /** Eigenvalues (descending) of a symmetric m x m matrix; only its lower triangle is read. */
+  symmetricEigenvalues(a: Float64Array, m: number, context: ErrorContext = {}): Float64Array {
+    const d = checkDims({ m }, context);
+    checkSize(d.m * d.m, 'a', context);
+    const args = { m: d.m, a: checkDoubles(a, d.m * d.m, 'a', context), values: new Float64Array(d.m) };
+    this.binding.symmetricEigenvalues(args);
+    return args.values;
+  }
+
   private dacArgs(layer: BatchLayer, ctx: ErrorContext, threads: number) {
     if (typeof layer !== 'object' || layer === null) throw new DacError('EINVAL', 'layer must be an object', ctx);
     const s = checkShape(layer.shape, ctx);
@@ -186,16 +298,12 @@ export class Backend {
 }
 
 /**
- * The paper's intermediate widths that match the FLOPs of DAC at rank r:
- * channel c' = r*c*(n + kh*kw)/(c*kh*kw + n), spatial c' = r*c*(n + kh*kw)/(c*kw + n*kh),
- * rounded and clamped to each method's valid range.
+ * The paper's intermediate widths that match the MACs of DAC at rank r per
+ * output pixel (src/cost.ts matchingWidth: channel c*kh*kw + n, spatial
+ * c*kh + n*kw per unit of width), rounded and clamped to each method's range.
  */
 export function matchingWidths(shape: ConvShape, rank: number): { channel: number; spatial: number } {
-  const { n, c, kh, kw } = shape;
-  const k = kh * kw;
-  const clamp = (v: number, max: number) => Math.max(1, Math.min(max, Math.round(v)));
-  return {
-    channel: clamp((rank * c * (n + k)) / (c * k + n), maxChannelWidth(shape)),
-    spatial: clamp((rank * c * (n + k)) / (c * kw + n * kh), maxSpatialWidth(shape)),
-  };
+  const s = checkShape(shape);
+  const r = checkInt(rank, 'rank', 1, s.kh * s.kw);
+  return { channel: matchingWidth(s, 'channel', r), spatial: matchingWidth(s, 'spatial', r) };
 }

@@ -95,6 +95,46 @@ export interface Conv2DArgs {
   threads: number;
 }
 
+/** c = op(a) op(b), row-major doubles: op(a) is m x k, op(b) is k x n, c is m x n (written). */
+export interface GemmArgs {
+  m: number;
+  n: number;
+  k: number;
+  a: Float64Array;
+  transA: boolean;
+  b: Float64Array;
+  transB: boolean;
+  c: Float64Array;
+}
+
+/** In place: a (m x m, symmetric, lower triangle read) becomes its lower Cholesky factor; ridge * mean diagonal is added first. */
+export interface CholeskyArgs {
+  m: number;
+  a: Float64Array;
+  ridge: number;
+}
+
+/**
+ * In place: b (rows x k) = b * op(L_k)^-1, L_k the leading k x k block of the
+ * lower triangular m x m matrix l; transpose: each row x of b becomes L_k^-1 x,
+ * else L_k^-T x.
+ */
+export interface TriangularSolveArgs {
+  m: number;
+  l: Float64Array;
+  k: number;
+  rows: number;
+  b: Float64Array;
+  transpose: boolean;
+}
+
+/** values (length m, written): the eigenvalues of the symmetric m x m matrix a (lower triangle read), descending. */
+export interface SymmetricEigenvaluesArgs {
+  m: number;
+  a: Float64Array;
+  values: Float64Array;
+}
+
 export interface RawBackendInfo {
   version: string;
   /** e.g. "x86_64 avx512f avx2 fma sse4.1", "aarch64 neon", "wasm32 simd128" */
@@ -116,4 +156,8 @@ export interface Binding {
   /** variant: null = best for this CPU */
   dwpw(args: DwPwArgs, variant: string | null): void;
   conv2d(args: Conv2DArgs, variant: string | null): void;
+  gemm(args: GemmArgs): void;
+  cholesky(args: CholeskyArgs): void;
+  triangularSolve(args: TriangularSolveArgs): void;
+  symmetricEigenvalues(args: SymmetricEigenvaluesArgs): void;
 }

@@ -2,7 +2,19 @@
 // (build/Release too); the path can be overridden with DAC_ADDON_PATH.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Binding, RawBackendInfo, DacArgs, SpatialArgs, ChannelArgs, DwPwArgs, Conv2DArgs } from './binding.js';
+import type {
+  Binding,
+  RawBackendInfo,
+  DacArgs,
+  SpatialArgs,
+  ChannelArgs,
+  DwPwArgs,
+  Conv2DArgs,
+  GemmArgs,
+  CholeskyArgs,
+  TriangularSolveArgs,
+  SymmetricEigenvaluesArgs,
+} from './binding.js';
 
 interface AddonExports {
   info(): RawBackendInfo;
@@ -12,7 +24,25 @@ interface AddonExports {
   decomposeChannel(a: ChannelArgs): void;
   dwpw(a: DwPwArgs, variant: string | null): void;
   conv2d(a: Conv2DArgs, variant: string | null): void;
+  gemm(a: GemmArgs): void;
+  cholesky(a: CholeskyArgs): void;
+  triangularSolve(a: TriangularSolveArgs): void;
+  symmetricEigenvalues(a: SymmetricEigenvaluesArgs): void;
 }
+
+const ADDON_FUNCTIONS: (keyof AddonExports)[] = [
+  'info',
+  'decomposeDac',
+  'decomposeDacBatch',
+  'decomposeSpatial',
+  'decomposeChannel',
+  'dwpw',
+  'conv2d',
+  'gemm',
+  'cholesky',
+  'triangularSolve',
+  'symmetricEigenvalues',
+];
 
 /** The package root: two levels up from src/backend or dist/backend. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
@@ -36,6 +66,12 @@ export function loadNativeBinding(): Binding {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const addon = require(file) as AddonExports;
+      // An addon built from older sources lacks newer functions: refuse it whole (WASM takes over) rather than fail mid-plan.
+      const missing = ADDON_FUNCTIONS.filter((f) => typeof addon[f] !== 'function');
+      if (missing.length > 0) {
+        tried.push(`${file}: out of date, no ${missing.join(', ')} (rebuild it: npm run build:native)`);
+        continue;
+      }
       return {
         name: 'native',
         info: () => addon.info(),
@@ -45,6 +81,10 @@ export function loadNativeBinding(): Binding {
         decomposeChannel: (a) => addon.decomposeChannel(a),
         dwpw: (a, variant) => addon.dwpw(a, variant),
         conv2d: (a, variant) => addon.conv2d(a, variant),
+        gemm: (a) => addon.gemm(a),
+        cholesky: (a) => addon.cholesky(a),
+        triangularSolve: (a) => addon.triangularSolve(a),
+        symmetricEigenvalues: (a) => addon.symmetricEigenvalues(a),
       };
     } catch (err) {
       tried.push(`${file}: ${(err as Error).message}`);

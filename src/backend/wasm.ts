@@ -9,6 +9,7 @@ import { packageRoot } from './native.js';
 
 interface EmscriptenModule {
   HEAPF32: Float32Array;
+  HEAPF64: Float64Array;
   HEAP32: Int32Array;
   _malloc(bytes: number): number;
   _free(ptr: number): void;
@@ -69,6 +70,12 @@ class Arena {
     if (src) this.mod.HEAPF32.set(src, p >> 2);
     return p;
   }
+  doubles(src: Float64Array): number {
+    if (src.length === 0) return 0;
+    const p = this.take(src.length * 8);
+    this.mod.HEAPF64.set(src, p >> 3);
+    return p;
+  }
   ints(values: number[]): number {
     const p = this.take(values.length * 4);
     this.mod.HEAP32.set(values, p >> 2);
@@ -84,6 +91,9 @@ class Arena {
   read(ptr: number, into: Float32Array): void {
     if (into.length > 0) into.set(this.mod.HEAPF32.subarray(ptr >> 2, (ptr >> 2) + into.length));
   }
+  readDoubles(ptr: number, into: Float64Array): void {
+    if (into.length > 0) into.set(this.mod.HEAPF64.subarray(ptr >> 3, (ptr >> 3) + into.length));
+  }
   free(): void {
     this.mod._free(this.base);
   }
@@ -96,6 +106,11 @@ function arenaBytes(...arrays: Array<Float32Array | null | number>): number {
     bytes += ((n * 4 + 15) & ~15) + 16;
   }
   return bytes;
+}
+
+/** Arena size for Float64Arrays (counted as two floats a value). */
+function doubleBytes(...arrays: Float64Array[]): number {
+  return arenaBytes(...arrays.map((a) => a.length * 2));
 }
 
 function geometryBlock(g: ConvGeometry): number[] {
@@ -205,6 +220,32 @@ export function loadWasmBinding(): Binding {
       const v = arena.string(variant);
       invoke('conv2d', arena, [g, input, a.input.length, w, a.weights.length, bias, a.bias ? a.bias.length : 0,
         out, a.output.length, a.activation, v], () => arena.read(out, a.output));
+    },
+    gemm(a) {
+      const arena = new Arena(mod, doubleBytes(a.a, a.b, a.c) + arenaBytes(8));
+      const dims = arena.ints([a.m, a.n, a.k, a.transA ? 1 : 0, a.transB ? 1 : 0]);
+      const pa = arena.doubles(a.a);
+      const pb = arena.doubles(a.b);
+      const pc = arena.doubles(a.c);
+      invoke('gemm', arena, [dims, pa, a.a.length, pb, a.b.length, pc, a.c.length], () => arena.readDoubles(pc, a.c));
+    },
+    cholesky(a) {
+      const arena = new Arena(mod, doubleBytes(a.a));
+      const pa = arena.doubles(a.a);
+      invoke('cholesky', arena, [a.m, pa, a.a.length, a.ridge], () => arena.readDoubles(pa, a.a));
+    },
+    triangularSolve(a) {
+      const arena = new Arena(mod, doubleBytes(a.l, a.b) + arenaBytes(8));
+      const dims = arena.ints([a.m, a.k, a.rows, a.transpose ? 1 : 0]);
+      const pl = arena.doubles(a.l);
+      const pb = arena.doubles(a.b);
+      invoke('triangular_solve', arena, [dims, pl, a.l.length, pb, a.b.length], () => arena.readDoubles(pb, a.b));
+    },
+    symmetricEigenvalues(a) {
+      const arena = new Arena(mod, doubleBytes(a.a, a.values));
+      const pa = arena.doubles(a.a);
+      const pv = arena.doubles(a.values);
+      invoke('symmetric_eigenvalues', arena, [a.m, pa, a.a.length, pv, a.values.length], () => arena.readDoubles(pv, a.values));
     },
   };
 

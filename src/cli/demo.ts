@@ -31,13 +31,13 @@ on the embedded Fashion-MNIST test images, MACs, and latency before and after
 (same TF.js runtime, same input batch, median of several runs).
 
 The defaults are the best data-free setting measured on this model (all
-10,000 Fashion-MNIST test images through onnxruntime: 93.10% -> 92.24% at 50%
-of the MACs, 97.3% top-1 agreement); see dac decompose --help for the knobs.
+10,000 Fashion-MNIST test images: 93.10% -> 92.50% at 50% of the MACs, see
+docs/auto.md); see dac decompose --help for the knobs.
 
 Options:
   --flops-saved F     fraction of MACs to save (default 0.5)
   -m, --method M      auto (default), dac, spatial or channel
-  --weighting W       planning error model: plain (default here) or bn
+  --weighting W       planning error model: bn (default) or plain
   --depth-penalty X   extra weight of early-layer errors (default here 2)
   --fold-bn           fold BatchNormalization into the convs first
   -n, --images N      images to evaluate, 1..500 (default 500)
@@ -86,7 +86,7 @@ export async function runDemo(args: string[]): Promise<number> {
   if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
     throw new UsageError(`--method must be dac, spatial, channel or auto, got '${method}'`, 'demo');
   }
-  const weighting = (values.weighting as string | undefined) ?? 'plain';
+  const weighting = (values.weighting as string | undefined) ?? 'bn';
   if (weighting !== 'plain' && weighting !== 'bn') throw new UsageError(`--weighting must be bn or plain, got '${weighting}'`, 'demo');
   const depthPenalty = floatOption(values['depth-penalty'], '--depth-penalty') ?? 2;
   if (depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', 'demo');

@@ -1,17 +1,37 @@
 // `dac inspect`: what each conv costs and how much of its spectral energy
-// DAC keeps at each rank, so a user can see where decomposing pays off.
+// DAC keeps at each rank, so a user can see where decomposing pays off; with
+// a policy (--flops-saved, --energy, ...), the plan `dac decompose` would
+// apply with the same flags, before anything is written.
 import { convCost, replacementCost } from '../cost.js';
+import { DacError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../formats/index.js';
 import { getBackend } from '../index.js';
 import type { ConvLayerInfo } from '../model/types.js';
-import { fmtInt, parse, UsageError, type Options } from './common.js';
+import { planModel, planOptionsFrom, type ModelPlan } from '../plan/index.js';
+import { fmtInt, fmtPct, fmtSaving, parse, UsageError, type Options } from './common.js';
+import { settingsFrom } from './settings.js';
+
+/** The planning flags, spelled as `dac decompose` spells them. */
+const planFlags: Options = {
+  method: { type: 'string', short: 'm' },
+  rank: { type: 'string', short: 'r' },
+  ranks: { type: 'string' },
+  energy: { type: 'string' },
+  'flops-saved': { type: 'string' },
+  'params-saved': { type: 'string' },
+  'skip-first': { type: 'boolean' },
+  layers: { type: 'string' },
+  weighting: { type: 'string' },
+  'depth-penalty': { type: 'string' },
+};
 
 export const inspectOptions: Options = {
   json: { type: 'boolean' },
   'fold-bn': { type: 'boolean' },
+  ...planFlags,
 };
 
-export const inspectHelp = `Usage: dac inspect <model> [--json] [--fold-bn]
+export const inspectHelp = `Usage: dac inspect <model> [--json] [--fold-bn] [policy [planning options]]
 
 Lists every 2-D convolution of a TF.js Layers model (folder or model.json) or
 an ONNX model (.onnx): kernel, stride, channels in -> out, output size, MACs
@@ -19,10 +39,29 @@ and parameters (one image), the fraction of spectral energy DAC keeps at
 ranks 1..kh*kw (from each input channel's singular values), the largest DAC
 rank that still saves MACs, and why a layer cannot be decomposed, if so.
 
+With a policy, also prints the plan dac decompose would apply with the same
+flags (nothing is written): per conv the method, rank or width, MACs before
+and after, the predicted relative error of its output and why it is kept;
+then the totals. See dac decompose --help for what each flag means.
+
 Options:
-  --json      machine-readable output (one JSON object on stdout)
-  --fold-bn   fold BatchNormalization into the preceding convs first
-  -h, --help  this help
+  --json                 machine-readable output (one JSON object on stdout; the plan under "plan")
+  --fold-bn              fold BatchNormalization into the preceding convs first
+  -h, --help             this help
+
+Policy (at most one; as in dac decompose):
+  -r, --rank N           DAC rank N in every layer (spatial/channel: the width of the same cost)
+  --ranks a=3,b=4|F.json per-layer rank or width; unnamed layers are kept
+  --energy E             per layer the smallest rank keeping predicted energy >= E (0..1]
+  --flops-saved F        save at least fraction F of the model's MACs (e.g. 0.5 or 50%)
+  --params-saved F       save at least fraction F of the parameters
+
+Planning options:
+  -m, --method M         dac (default), spatial, channel or auto
+  --skip-first           keep the first conv
+  --layers a,b           plan only these convs
+  --weighting bn|plain   planning error model (default bn)
+  --depth-penalty X      budget policies: how much more early-layer errors cost (>= 0, default 0)
 `;
 
 export interface LayerInspection {
@@ -53,6 +92,8 @@ export interface Inspection {
   inputShape: number[];
   convs: LayerInspection[];
   totals: { macs: number; params: number; convMacs: number; convParams: number; otherMacs: number; otherParams: number };
+  /** The plan for the policy given, if one was. */
+  plan?: ModelPlan;
 }
 
 function energyCurve(layer: ConvLayerInfo): number[] {
@@ -156,6 +197,33 @@ export function formatInspection(ins: Inspection): string {
   ].join('\n');
 }
 
+/** The plan as a table: one row per conv, then the totals. */
+export function formatPlan(plan: ModelPlan): string {
+  const rows = [['name', 'method', 'rank', 'MACs before', 'MACs after', 'saved', 'predicted error', 'note']];
+  for (const l of plan.layers) {
+    const kept = l.method === 'keep';
+    rows.push([
+      l.name,
+      l.method,
+      kept ? '-' : String(l.rank),
+      fmtInt(l.macsBefore),
+      fmtInt(l.macsAfter),
+      kept ? '-' : fmtPct(1 - l.macsAfter / l.macsBefore),
+      kept ? '-' : l.predictedError.toFixed(4),
+      l.reason ?? '',
+    ]);
+  }
+  const { flops, params, errorModel } = plan;
+  const changed = plan.layers.filter((l) => l.method !== 'keep').length;
+  return [
+    `plan (method ${plan.method}, weighting ${errorModel.weighting}): ${changed} of ${plan.layers.length} convs replaced`,
+    table(rows),
+    `total: MACs ${fmtInt(flops.before)} -> ${fmtInt(flops.after)} (${fmtSaving(flops.before, flops.after)}), ` +
+      `params ${fmtInt(params.before)} -> ${fmtInt(params.after)} (${fmtSaving(params.before, params.after)}), ` +
+      `predicted loss ${plan.predictedLoss.toFixed(4)}`,
+  ].join('\n');
+}
+
 export async function runInspect(args: string[]): Promise<number> {
   const { values, positionals } = parse('inspect', args, inspectOptions);
   if (values.help) {
@@ -163,9 +231,22 @@ export async function runInspect(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path', 'inspect');
+  // Any planning flag asks for a plan, and then a policy is required (as for decompose).
+  const settings = Object.keys(planFlags).some((f) => values[f] !== undefined) ? settingsFrom(values, 'inspect') : null;
   let model = await loadModel(positionals[0]);
   if (values['fold-bn']) model = model.foldBatchNorm();
+  const backend = getBackend();
   const ins = inspectModel(model);
-  process.stdout.write(values.json ? `${JSON.stringify(ins, null, 2)}\n` : `${formatInspection(ins)}\n`);
+  if (settings) {
+    try {
+      ins.plan = planModel(model.convs, model.other, planOptionsFrom(settings), backend);
+    } catch (err) {
+      // The planner names the layer and field; the model is named here.
+      if (err instanceof DacError && !err.context.model) throw new DacError(err.code, err.message, { model: positionals[0] });
+      throw err;
+    }
+  }
+  const text = ins.plan ? `${formatInspection(ins)}\n\n${formatPlan(ins.plan)}` : formatInspection(ins);
+  process.stdout.write(values.json ? `${JSON.stringify(ins, null, 2)}\n` : `${text}\n`);
   return 0;
 }

@@ -68,7 +68,7 @@ export function buildReplacements(
   }
   if (work.length === 0) return [];
   const b = backend ?? getBackend();
-  const set = modelSet(convs, errOpts);
+  const set = modelSet(convs, errOpts, b);
   const plain = errOpts.weighting === 'plain';
   return work.map(({ layer, method, rank }) => replaceLayer(layerModel(set, layer, plain), method, rank, b, options));
 }
@@ -93,7 +93,7 @@ function replaceLayer(
   let reconstruct: () => Float64Array;
   if (method === 'dac') {
     // Depthwise filters from the backend's per-channel SVD of D W (x) (Lh (x) Lw); pointwise refitted under Sigma.
-    const transformed = Float32Array.from(mixTensor(layer.weights, n, c, kh, kw, null, model.mh, model.mw, (j) => model.d[j]));
+    const transformed = Float32Array.from(mixTensor(backend, layer.weights, n, c, kh, kw, null, model.mh, model.mw, (j) => model.d[j]));
     const r = backend.decomposeDac(transformed, shape, rank, dopts);
     const f = model.fitPointwise(Float64Array.from(r.depthwise), rank);
     mid = c * rank;
@@ -115,8 +115,8 @@ function replaceLayer(
     const r = backend.decomposeSpatial(model.transformed(), shape, rank, dopts);
     mid = rank;
     // vertical [w][c][kh]: undo L on the channel and Lh on the row tap; horizontal [n][w][kw]: Lw and D.
-    first = mixTensor(r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
-    last = mixTensor(r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
+    first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
+    last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
     lastPer = rank * kw;
     reconstruct = () => {
       const w = new Float64Array(n * c * K);
@@ -133,7 +133,7 @@ function replaceLayer(
   } else {
     const r = backend.decomposeChannel(model.transformed(), shape, rank, dopts);
     mid = rank;
-    first = mixTensor(r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
+    first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
     last = Float64Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
     lastPer = rank;
     reconstruct = () => {

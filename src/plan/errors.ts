@@ -20,10 +20,14 @@
 //     (c*r)^3) and the pointwise stage is the per-channel SVD's.
 // 'plain' weighting (Sigma = I, D = I) reduces all of this to the plain
 // Frobenius norm and plain truncated SVDs.
+// Where A is diagonal ('plain', a standardised input) the refit's system is
+// block diagonal, one r x r block per channel, and is solved block by block;
+// the DAC error beyond the refitted ranks is computed in the coordinates of
+// the per-channel bases (see tailErrors), not by forming each residual.
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../cost.js';
-import { cholesky, choleskySolve, jacobiEigen, lowerInverse, squaredSingularValues } from './linalg.js';
+import { identity, isDiagonal, jacobiEigen, kron, mixChannels } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -39,6 +43,9 @@ export const REFIT_LIMIT = 1536;
 
 /** Relative ridge added to Sigma's factors so dead channels do not make them singular. */
 const RIDGE = 1e-3;
+
+/** Relative ridge of the DAC refit's system (dead channels leave zero rows in it). */
+const REFIT_RIDGE = 1e-12;
 
 /** Scales below this fraction of the largest are raised to it, so D stays invertible. */
 const SCALE_FLOOR = 1e-3;
@@ -60,9 +67,11 @@ export function outputScale(layer: ConvLayerInfo, plain: boolean): Float64Array 
 
 /**
  * out[j, i', y', x'] = rowScale(j) * sum_{i,y,x} w[j,i,y,x] Mc[i,i'] Mh[y,y'] Mw[x,x']
- * for a [rows][ch][kh][kw] tensor; a null matrix is the identity.
+ * for a [rows][ch][kh][kw] tensor; a null matrix is the identity. The channel
+ * mixing (Mc) runs on the backend.
  */
 export function mixTensor(
+  backend: DecomposeBackend,
   w: ArrayLike<number>,
   rows: number,
   ch: number,
@@ -76,46 +85,11 @@ export function mixTensor(
   const K = kh * kw;
   const per = ch * K;
   let cur = Float64Array.from(w as ArrayLike<number>);
-  if (Mw) {
-    const next = new Float64Array(cur.length);
-    for (let base = 0; base < cur.length; base += kw) {
-      for (let x2 = 0; x2 < kw; x2++) {
-        let s = 0;
-        for (let x = 0; x < kw; x++) s += cur[base + x] * Mw[x * kw + x2];
-        next[base + x2] = s;
-      }
-    }
-    cur = next;
+  if (Mh || Mw) {
+    // Both tap transforms at once: the rows times (Mh (x) Mw), one GEMM.
+    cur = backend.matmul(cur, kron(Mh ?? identity(kh), kh, Mw ?? identity(kw), kw), rows * ch, K, K);
   }
-  if (Mh) {
-    const next = new Float64Array(cur.length);
-    for (let base = 0; base < cur.length; base += K) {
-      for (let y2 = 0; y2 < kh; y2++) {
-        for (let x = 0; x < kw; x++) {
-          let s = 0;
-          for (let y = 0; y < kh; y++) s += cur[base + y * kw + x] * Mh[y * kh + y2];
-          next[base + y2 * kw + x] = s;
-        }
-      }
-    }
-    cur = next;
-  }
-  if (Mc) {
-    const next = new Float64Array(cur.length);
-    for (let j = 0; j < rows; j++) {
-      const base = j * per;
-      for (let i = 0; i < ch; i++) {
-        const row = cur.subarray(base + i * K, base + (i + 1) * K);
-        for (let i2 = 0; i2 < ch; i2++) {
-          const m = Mc[i * ch + i2];
-          if (m === 0) continue;
-          const dst = base + i2 * K;
-          for (let t = 0; t < K; t++) next[dst + t] += row[t] * m;
-        }
-      }
-    }
-    cur = next;
-  }
+  if (Mc) cur = mixChannels(backend, cur, rows, ch, K, Mc);
   if (rowScale) {
     for (let j = 0; j < rows; j++) {
       const f = rowScale(j);
@@ -123,6 +97,19 @@ export function mixTensor(
     }
   }
   return cur;
+}
+
+/** [rows][ch][K] -> [ch][rows][K]. */
+function byChannel(w: Float64Array, rows: number, ch: number, K: number): Float64Array {
+  const out = new Float64Array(w.length);
+  for (let j = 0; j < rows; j++) {
+    for (let i = 0; i < ch; i++) {
+      const src = (j * ch + i) * K;
+      const dst = (i * rows + j) * K;
+      for (let t = 0; t < K; t++) out[dst + t] = w[src + t];
+    }
+  }
+  return out;
 }
 
 export interface DacFactors {
@@ -145,8 +132,10 @@ export class LayerErrorModel {
   readonly mcInv: Float64Array;
   readonly mhInv: Float64Array;
   readonly mwInv: Float64Array;
+  /** A has no off-diagonal entries: the refit separates by channel. */
+  private readonly diagonalA: boolean;
   private curves = new Map<Method, Float64Array>();
-  private transformedCache: Float32Array | null = null;
+  private transformedCache: Float64Array | null = null;
   private dac: {
     /** [n][c][K] weights with taps transformed (x Lh (x) Lw), channels untouched. */
     W0: Float64Array;
@@ -155,6 +144,9 @@ export class LayerErrorModel {
     R: number;
     /** [n][c][K] A-mixed tap-transformed weights:  Y[j,i] = sum_i' A[i,i'] W0[j,i'] */
     Y: Float64Array;
+    /** W0 and Y by channel, [c][n][K], so per-channel work reads contiguous memory. */
+    W0c: Float64Array;
+    Yc: Float64Array;
     /** sum_j d_j^2 W_j Sigma W_j^T */
     total: number;
   } | null = null;
@@ -163,34 +155,43 @@ export class LayerErrorModel {
     readonly layer: ConvLayerInfo,
     readonly input: InputModel,
     plain: boolean,
+    readonly backend: DecomposeBackend,
   ) {
     const { c, kh, kw } = layer;
     this.d = outputScale(layer, plain);
+    const context = { layer: layer.name };
     // Sigma = (L L^T) (x) (Lh Lh^T) (x) (Lw Lw^T): right-multiplying W by L (x) Lh (x) Lw gives the weighted norm.
-    const L = cholesky(input.A, c, RIDGE);
-    const Lh = cholesky(input.th, kh, RIDGE);
-    const Lw = cholesky(input.tw, kw, RIDGE);
-    this.mc = L;
-    this.mh = Lh;
-    this.mw = Lw;
-    this.mcInv = lowerInverse(L, c);
-    this.mhInv = lowerInverse(Lh, kh);
-    this.mwInv = lowerInverse(Lw, kw);
+    const factor = (a: Float64Array, m: number) => {
+      const L = backend.cholesky(a, m, RIDGE, context);
+      return { L, inv: backend.solveTriangular(L, m, identity(m), m, { context }) };
+    };
+    const fc = factor(input.A, c);
+    const fh = factor(input.th, kh);
+    const fw = factor(input.tw, kw);
+    this.mc = fc.L;
+    this.mh = fh.L;
+    this.mw = fw.L;
+    this.mcInv = fc.inv;
+    this.mhInv = fh.inv;
+    this.mwInv = fw.inv;
+    this.diagonalA = isDiagonal(input.A, c);
   }
 
   /** W~ = D W (L (x) Lh (x) Lw), OIHW, the tensor spatial and channel decompose. */
   transformed(): Float32Array {
+    return Float32Array.from(this.transformed64());
+  }
+
+  private transformed64(): Float64Array {
     if (!this.transformedCache) {
       const { n, c, kh, kw } = this.layer;
-      this.transformedCache = Float32Array.from(
-        mixTensor(this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j]),
-      );
+      this.transformedCache = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j]);
     }
     return this.transformedCache;
   }
 
   /** Relative error e[r] for r = 0..maxRank(method) (e[0] = 1). */
-  curve(method: Method, backend?: DecomposeBackend): Float64Array {
+  curve(method: Method): Float64Array {
     let e = this.curves.get(method);
     if (e) return e;
     const max = maxRank(this.layer, method);
@@ -198,7 +199,7 @@ export class LayerErrorModel {
     if (method === 'dac') {
       e = this.dacCurve();
     } else {
-      const s2 = this.spectrum(method, backend);
+      const s2 = this.spectrum(method);
       let total = 0;
       for (const v of s2) total += v;
       let tail = total;
@@ -214,28 +215,34 @@ export class LayerErrorModel {
     return e;
   }
 
-  /** Squared singular values of the transformed tensor's spatial or channel matrix. */
-  private spectrum(method: 'spatial' | 'channel', backend?: DecomposeBackend): Float64Array {
+  /**
+   * Squared singular values (descending) of the transformed tensor's spatial
+   * ((c*kh) x (n*kw)) or channel (n x (c*kh*kw)) matrix: the eigenvalues of
+   * its smaller Gram matrix, on the backend.
+   */
+  private spectrum(method: 'spatial' | 'channel'): Float64Array {
     const { n, c, kh, kw } = this.layer;
-    const w = this.transformed();
-    if (backend) {
-      const shape = { n, c, kh, kw };
-      const opts = { layout: 'OIHW' as const, context: { layer: this.layer.name } };
-      const s =
-        method === 'spatial'
-          ? backend.decomposeSpatial(w, shape, 1, opts).singular
-          : backend.decomposeChannel(w, shape, 1, opts).singular;
-      return Float64Array.from(s, (x) => x * x);
+    const w = this.transformed64();
+    let rows: number;
+    let cols: number;
+    let M: Float64Array;
+    if (method === 'channel') {
+      rows = n;
+      cols = c * kh * kw;
+      M = w;
+    } else {
+      rows = c * kh;
+      cols = n * kw;
+      M = new Float64Array(rows * cols);
+      for (let j = 0; j < n; j++)
+        for (let i = 0; i < c; i++)
+          for (let y = 0; y < kh; y++)
+            for (let x = 0; x < kw; x++) M[(i * kh + y) * cols + j * kw + x] = w[((j * c + i) * kh + y) * kw + x];
     }
-    const K = kh * kw;
-    if (method === 'channel') return squaredSingularValues(n, c * K, (j, col) => w[j * c * K + col]);
-    return squaredSingularValues(c * kh, n * kw, (r, col) => {
-      const i = Math.floor(r / kh);
-      const y = r % kh;
-      const j = Math.floor(col / kw);
-      const x = col % kw;
-      return w[((j * c + i) * kh + y) * kw + x];
-    });
+    const context = { layer: this.layer.name };
+    const small = Math.min(rows, cols);
+    const G = rows <= cols ? this.backend.matmul(M, M, rows, rows, cols, { transB: true, context }) : this.backend.matmul(M, M, cols, cols, rows, { transA: true, context });
+    return this.backend.symmetricEigenvalues(G, small, context).map((v) => Math.max(v, 0));
   }
 
   private dacSetup() {
@@ -244,17 +251,18 @@ export class LayerErrorModel {
     const K = kh * kw;
     const R = maxRank(this.layer, 'dac');
     // W0 = W with taps transformed (x Lh (x) Lw); no channel mixing: depthwise filters are per channel.
-    const W0 = mixTensor(this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, null);
+    const W0 = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, null);
+    const W0c = byChannel(W0, n, c, K);
     const basis = new Float64Array(c * R * K);
     const G = new Float64Array(K * K);
     for (let i = 0; i < c; i++) {
       G.fill(0);
       for (let j = 0; j < n; j++) {
         const d2 = this.d[j] * this.d[j];
-        const base = (j * c + i) * K;
+        const base = (i * n + j) * K;
         for (let t = 0; t < K; t++) {
-          const a = d2 * W0[base + t];
-          for (let u = t; u < K; u++) G[t * K + u] += a * W0[base + u];
+          const a = d2 * W0c[base + t];
+          for (let u = t; u < K; u++) G[t * K + u] += a * W0c[base + u];
         }
       }
       for (let t = 0; t < K; t++) for (let u = 0; u < t; u++) G[t * K + u] = G[u * K + t];
@@ -270,26 +278,14 @@ export class LayerErrorModel {
       }
     }
     // Y[j,i] = sum_i' A[i,i'] W0[j,i']  (A is symmetric)
-    const A = this.input.A;
-    const Y = new Float64Array(n * c * K);
-    for (let j = 0; j < n; j++) {
-      for (let i = 0; i < c; i++) {
-        const dst = (j * c + i) * K;
-        for (let i2 = 0; i2 < c; i2++) {
-          const a = A[i * c + i2];
-          if (a === 0) continue;
-          const src = (j * c + i2) * K;
-          for (let t = 0; t < K; t++) Y[dst + t] += a * W0[src + t];
-        }
-      }
-    }
+    const Y = mixChannels(this.backend, W0, n, c, K, this.input.A);
     let total = 0;
     for (let j = 0; j < n; j++) {
       let s = 0;
       for (let q = j * c * K; q < (j + 1) * c * K; q++) s += Y[q] * W0[q];
       total += this.d[j] * this.d[j] * s;
     }
-    this.dac = { W0, basis, R, Y, total };
+    this.dac = { W0, basis, R, Y, W0c, Yc: byChannel(Y, n, c, K), total };
     return this.dac;
   }
 
@@ -312,7 +308,7 @@ export class LayerErrorModel {
 
   /** Factors at rank r from a basis laid out [c][Rb][K] (rank r <= Rb uses its first r rows per channel). */
   private fit(basis: Float64Array, Rb: number, r: number): DacFactors {
-    const { n, c, kh, kw } = this.layer;
+    const { c, kh, kw } = this.layer;
     const K = kh * kw;
     const m = c * r;
     const Ft = new Float64Array(m * K);
@@ -329,7 +325,7 @@ export class LayerErrorModel {
       error = res.error;
     }
     // Real depthwise filters: F = F~ (Lh (x) Lw)^-1 on the taps.
-    const depthwise = mixTensor(Ft, m, 1, kh, kw, null, this.mhInv, this.mwInv, null);
+    const depthwise = mixTensor(this.backend, Ft, m, 1, kh, kw, null, this.mhInv, this.mwInv, null);
     return { rank: r, depthwise, pointwise, error };
   }
 
@@ -339,92 +335,242 @@ export class LayerErrorModel {
     const { basis, R } = this.dacSetup();
     const e = new Float64Array(R + 1).fill(1);
     // One Cholesky serves every rank up to Rr: with unknowns ordered rank-major the
-    // rank-r system is the leading block of the rank-Rr one.
-    const Rr = Math.min(R, Math.floor(REFIT_LIMIT / c));
+    // rank-r system is the leading block of the rank-Rr one. Rank R spans every
+    // slice of a channel, so it is exact and needs no refit (tailErrors gives 0).
+    const Rr = Math.min(R - 1, Math.floor(REFIT_LIMIT / c));
     if (Rr >= 1) {
       const refitted = this.refit(basis, R, Rr, null).errors;
       for (let r = 1; r <= Rr; r++) e[r] = refitted[r];
     }
-    for (let r = Rr + 1; r <= R; r++) {
-      const K = this.layer.kh * this.layer.kw;
-      const Ft = new Float64Array(c * r * K);
-      for (let i = 0; i < c; i++) for (let k = 0; k < r; k++) Ft.set(basis.subarray((i * R + k) * K, (i * R + k + 1) * K), (i * r + k) * K);
-      e[r] = this.project(Ft, r).error;
-    }
+    if (Rr < R) e.set(this.tailErrors(Rr + 1), Rr + 1);
     return e;
   }
 
   /**
-   * Least-squares pointwise stage under Sigma for a basis [c][Rb][K] (tap-
-   * transformed): P = H G^-1 with G[(i,k),(i',k')] = A[i,i'] <F~ik, F~i'k'> and
-   * H[j,(i,k)] = <Y[j,i], F~ik>. Unknowns are ordered rank-major (k, i), so a
-   * single Cholesky of the ranks-Rb system gives, for every r <= Rb, the
+   * The pointwise stage's least-squares fit under Sigma for a basis [c][Rb][K]
+   * (tap-transformed): P = H G^-1 with G[(i,k),(i',k')] = A[i,i'] <F~ik, F~i'k'>
+   * and H[j,(i,k)] = <Y[j,i], F~ik>. Unknowns are ordered rank-major (k, i),
+   * so one Cholesky of the ranks-Rb system gives, for every r <= Rb, the
    * captured energy sum_j d_j^2 h_j G_r^-1 h_j^T as the squared norm of the
-   * first c*r entries of L^-1 h_j. Returns errors[0..Rb] and, for solveRank,
-   * the pointwise weights [n][c*solveRank] in (i, k) order.
+   * first c*r entries of L^-1 h_j. A ridge of 1e-12 of G's mean diagonal keeps
+   * dead channels solvable. Returns errors[0..ranks] and, for solveRank, the
+   * pointwise weights [n][c*solveRank] in (i, k) order.
    */
   private refit(basis: Float64Array, Rb: number, ranks: number, solveRank: number | null): { errors: Float64Array; pointwise: Float64Array | null } {
-    const { n, c, kh, kw } = this.layer;
-    const K = kh * kw;
-    const { Y, total } = this.dacSetup();
-    const A = this.input.A;
-    const m = c * ranks;
-    const row = (q: number) => ((q % c) * Rb + Math.floor(q / c)) * K;
-    const G = new Float64Array(m * m);
-    for (let q = 0; q < m; q++) {
-      const iq = q % c;
-      const bq = row(q);
-      for (let q2 = 0; q2 <= q; q2++) {
-        const a = A[iq * c + (q2 % c)];
-        if (a === 0) continue;
-        const b2 = row(q2);
-        let s = 0;
-        for (let t = 0; t < K; t++) s += basis[bq + t] * basis[b2 + t];
-        G[q * m + q2] = a * s;
-        G[q2 * m + q] = a * s;
-      }
-    }
-    const L = cholesky(G, m, 1e-12);
+    const { n, c } = this.layer;
+    const { total } = this.dacSetup();
     const captured = new Float64Array(ranks + 1);
     const pointwise = solveRank ? new Float64Array(n * c * solveRank) : null;
-    const z = new Float64Array(m);
-    for (let j = 0; j < n; j++) {
-      for (let q = 0; q < m; q++) {
-        const src = (j * c + (q % c)) * K;
-        const bq = row(q);
-        let s = 0;
-        for (let t = 0; t < K; t++) s += Y[src + t] * basis[bq + t];
-        z[q] = s;
-      }
-      // forward substitution: z = L^-1 h
-      for (let q = 0; q < m; q++) {
-        let s = z[q];
-        const lrow = q * m;
-        for (let k = 0; k < q; k++) s -= L[lrow + k] * z[k];
-        z[q] = s / L[lrow + q];
-      }
-      const d2 = this.d[j] * this.d[j];
-      let acc = 0;
-      for (let r = 1; r <= ranks; r++) {
-        for (let q = (r - 1) * c; q < r * c; q++) acc += z[q] * z[q];
-        captured[r] += d2 * acc;
-      }
-      if (pointwise && solveRank) {
-        // back substitution on the leading rank-solveRank block: p = L_r^-T z_r
-        const mr = c * solveRank;
-        const p = z.slice(0, mr);
-        for (let q = mr - 1; q >= 0; q--) {
-          let s = p[q];
-          for (let k = q + 1; k < mr; k++) s -= L[k * m + q] * p[k];
-          p[q] = s / L[q * m + q];
-        }
-        for (let q = 0; q < mr; q++) pointwise[j * mr + (q % c) * solveRank + Math.floor(q / c)] = p[q];
-      }
-    }
+    if (this.diagonalA) this.refitBlocks(basis, Rb, ranks, solveRank, captured, pointwise);
+    else this.refitDense(basis, Rb, ranks, solveRank, captured, pointwise);
     const errors = new Float64Array(ranks + 1);
     errors[0] = 1;
     for (let r = 1; r <= ranks; r++) errors[r] = total > 0 ? Math.min(1, Math.max(0, (total - captured[r]) / total)) : 0;
     return { errors, pointwise };
+  }
+
+  /** The refit with A dense: G assembled from the basis' Gram matrix, factored and solved on the backend. */
+  private refitDense(
+    basis: Float64Array,
+    Rb: number,
+    ranks: number,
+    solveRank: number | null,
+    captured: Float64Array,
+    pointwise: Float64Array | null,
+  ): void {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const { Y } = this.dacSetup();
+    const A = this.input.A;
+    const m = c * ranks;
+    const context = { layer: this.layer.name };
+    // B[q] = basis row of unknown q = (k, i), rank-major.
+    const B = new Float64Array(m * K);
+    for (let q = 0; q < m; q++) {
+      const src = ((q % c) * Rb + Math.floor(q / c)) * K;
+      B.set(basis.subarray(src, src + K), q * K);
+    }
+    const G = this.backend.matmul(B, B, m, m, K, { transB: true, context });
+    for (let q = 0; q < m; q++) {
+      const arow = (q % c) * c;
+      for (let q2 = 0; q2 <= q; q2++) G[q * m + q2] *= A[arow + (q2 % c)];
+    }
+    const H = new Float64Array(n * m);
+    for (let j = 0; j < n; j++) {
+      for (let q = 0; q < m; q++) {
+        const src = (j * c + (q % c)) * K;
+        let s = 0;
+        for (let t = 0; t < K; t++) s += Y[src + t] * B[q * K + t];
+        H[j * m + q] = s;
+      }
+    }
+    const L = this.backend.cholesky(G, m, REFIT_RIDGE, context);
+    // z_j = L^-1 h_j
+    const Z = this.backend.solveTriangular(L, m, H, n, { transpose: true, context });
+    for (let j = 0; j < n; j++) {
+      const d2 = this.d[j] * this.d[j];
+      let acc = 0;
+      for (let r = 1; r <= ranks; r++) {
+        for (let q = (r - 1) * c; q < r * c; q++) acc += Z[j * m + q] * Z[j * m + q];
+        captured[r] += d2 * acc;
+      }
+    }
+    if (pointwise && solveRank) {
+      // p_j = L_r^-T z_j on the leading rank-solveRank block.
+      const mr = c * solveRank;
+      const Zr = new Float64Array(n * mr);
+      for (let j = 0; j < n; j++) Zr.set(Z.subarray(j * m, j * m + mr), j * mr);
+      const P = this.backend.solveTriangular(L, m, Zr, n, { k: mr, context });
+      for (let j = 0; j < n; j++) {
+        for (let q = 0; q < mr; q++) pointwise[j * mr + (q % c) * solveRank + Math.floor(q / c)] = P[j * mr + q];
+      }
+    }
+  }
+
+  /**
+   * The refit with A diagonal: G is block diagonal, channel i's block
+   * A[i,i] <F~ik, F~ik'> (ranks x ranks), and the rank-major Cholesky of G is
+   * the blocks' own factors interleaved, so each block is solved alone with
+   * the ridge the whole system would get.
+   */
+  private refitBlocks(
+    basis: Float64Array,
+    Rb: number,
+    ranks: number,
+    solveRank: number | null,
+    captured: Float64Array,
+    pointwise: Float64Array | null,
+  ): void {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const { Yc } = this.dacSetup();
+    const A = this.input.A;
+    const context = { layer: this.layer.name };
+    const blocks: Float64Array[] = [];
+    let trace = 0;
+    for (let i = 0; i < c; i++) {
+      const a = A[i * c + i];
+      const Gi = new Float64Array(ranks * ranks);
+      for (let k = 0; k < ranks; k++) {
+        for (let k2 = 0; k2 <= k; k2++) {
+          let s = 0;
+          for (let t = 0; t < K; t++) s += basis[(i * Rb + k) * K + t] * basis[(i * Rb + k2) * K + t];
+          Gi[k * ranks + k2] = a * s;
+        }
+        trace += Gi[k * ranks + k];
+      }
+      blocks.push(Gi);
+    }
+    const meanDiag = trace / (c * ranks);
+    const add = REFIT_RIDGE * (meanDiag > 0 ? meanDiag : 1);
+    const mr = solveRank ?? 0;
+    const Hi = new Float64Array(n * ranks);
+    const Zr = new Float64Array(n * mr);
+    for (let i = 0; i < c; i++) {
+      const Gi = blocks[i];
+      let blockTrace = 0;
+      for (let k = 0; k < ranks; k++) blockTrace += Gi[k * ranks + k];
+      const blockMean = blockTrace / ranks;
+      // The backend adds ridge * (this block's mean diagonal); scale it so the block gets exactly `add`.
+      const Li = this.backend.cholesky(Gi, ranks, blockMean > 0 ? add / blockMean : add, context);
+      for (let j = 0; j < n; j++) {
+        const src = (i * n + j) * K;
+        for (let k = 0; k < ranks; k++) {
+          let s = 0;
+          for (let t = 0; t < K; t++) s += Yc[src + t] * basis[(i * Rb + k) * K + t];
+          Hi[j * ranks + k] = s;
+        }
+      }
+      const Zi = this.backend.solveTriangular(Li, ranks, Hi, n, { transpose: true, context });
+      for (let j = 0; j < n; j++) {
+        const d2 = this.d[j] * this.d[j];
+        let acc = 0;
+        for (let k = 0; k < ranks; k++) {
+          acc += Zi[j * ranks + k] * Zi[j * ranks + k];
+          captured[k + 1] += d2 * acc;
+        }
+      }
+      if (pointwise && mr > 0) {
+        for (let j = 0; j < n; j++) Zr.set(Zi.subarray(j * ranks, j * ranks + mr), j * mr);
+        const Pi = this.backend.solveTriangular(Li, ranks, Zr, n, { k: mr, context });
+        for (let j = 0; j < n; j++) {
+          for (let k = 0; k < mr; k++) pointwise[j * c * mr + i * mr + k] = Pi[j * mr + k];
+        }
+      }
+    }
+  }
+
+  /**
+   * Errors at ranks r0..R of the per-channel projection onto the TypeScript
+   * basis (its first r vectors per channel), under the full A. The basis
+   * vectors of a channel are orthonormal and span all of its slices, so the
+   * residual at rank r is sum_{k>=r} s_jik F~ik with s_jik = <W0[j,i], F~ik>,
+   * and its weighted energy is sum over tail pairs (k,i), (k',i') of
+   * A[i,i'] <F~ik, F~i'k'> M[(k,i),(k',i')], M = S^T D^2 S: one product of
+   * the tail coordinates with themselves instead of one channel mixing of the
+   * residual per rank.
+   */
+  private tailErrors(r0: number): Float64Array {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const { W0c, basis, R, total } = this.dacSetup();
+    const A = this.input.A;
+    const out = new Float64Array(R - r0 + 1);
+    const t = R - r0;
+    if (t === 0 || !(total > 0)) return out;
+    const m = t * c;
+    const context = { layer: this.layer.name };
+    // Tail vectors in (k, i) order, k = r0..R-1, and the D-weighted coordinates St[(k, i)][j].
+    const F = new Float64Array(m * K);
+    for (let k = 0; k < t; k++) {
+      for (let i = 0; i < c; i++) F.set(basis.subarray((i * R + r0 + k) * K, (i * R + r0 + k + 1) * K), (k * c + i) * K);
+    }
+    const St = new Float64Array(m * n);
+    for (let q = 0; q < m; q++) {
+      const i = q % c;
+      for (let j = 0; j < n; j++) {
+        const src = (i * n + j) * K;
+        let s = 0;
+        for (let u = 0; u < K; u++) s += W0c[src + u] * F[q * K + u];
+        St[q * n + j] = this.d[j] * s;
+      }
+    }
+    // energy[k][k'] = sum over channel pairs of A * <F, F'> * M, for tail ranks k, k'.
+    const energy = new Float64Array(t * t);
+    if (this.diagonalA) {
+      for (let i = 0; i < c; i++) {
+        const a = A[i * c + i];
+        if (a === 0) continue;
+        for (let k = 0; k < t; k++) {
+          for (let k2 = 0; k2 < t; k2++) {
+            const q = k * c + i;
+            const q2 = k2 * c + i;
+            let g = 0;
+            for (let u = 0; u < K; u++) g += F[q * K + u] * F[q2 * K + u];
+            let mm = 0;
+            for (let j = 0; j < n; j++) mm += St[q * n + j] * St[q2 * n + j];
+            energy[k * t + k2] += a * g * mm;
+          }
+        }
+      }
+    } else {
+      const M = this.backend.matmul(St, St, m, m, n, { transB: true, context });
+      const Gf = this.backend.matmul(F, F, m, m, K, { transB: true, context });
+      for (let q = 0; q < m; q++) {
+        const arow = (q % c) * c;
+        const k = Math.floor(q / c);
+        for (let q2 = 0; q2 < m; q2++) {
+          energy[k * t + Math.floor(q2 / c)] += A[arow + (q2 % c)] * Gf[q * m + q2] * M[q * m + q2];
+        }
+      }
+    }
+    // e[r] sums the pairs with both ranks >= r.
+    for (let r = r0; r < R; r++) {
+      let err = 0;
+      for (let k = r - r0; k < t; k++) for (let k2 = r - r0; k2 < t; k2++) err += energy[k * t + k2];
+      out[r - r0] = Math.min(1, Math.max(0, err / total));
+    }
+    return out;
   }
 
   /** Per-channel projection onto F~ (each channel's truncated SVD); the error under the full A. */
@@ -435,29 +581,24 @@ export class LayerErrorModel {
     const A = this.input.A;
     const m = c * r;
     const pointwise = new Float64Array(n * m);
-    const delta = new Float64Array(c * K);
-    let err = 0;
+    const delta = new Float64Array(n * c * K);
     for (let j = 0; j < n; j++) {
       for (let i = 0; i < c; i++) {
         const base = (j * c + i) * K;
-        for (let t = 0; t < K; t++) delta[i * K + t] = W0[base + t];
+        for (let t = 0; t < K; t++) delta[base + t] = W0[base + t];
         for (let k = 0; k < r; k++) {
           let s = 0;
           for (let t = 0; t < K; t++) s += W0[base + t] * Ft[(i * r + k) * K + t];
           pointwise[j * m + i * r + k] = s;
-          for (let t = 0; t < K; t++) delta[i * K + t] -= s * Ft[(i * r + k) * K + t];
+          for (let t = 0; t < K; t++) delta[base + t] -= s * Ft[(i * r + k) * K + t];
         }
       }
+    }
+    const mixed = mixChannels(this.backend, delta, n, c, K, A);
+    let err = 0;
+    for (let j = 0; j < n; j++) {
       let e = 0;
-      for (let i = 0; i < c; i++) {
-        for (let i2 = 0; i2 < c; i2++) {
-          const a = A[i * c + i2];
-          if (a === 0) continue;
-          let s = 0;
-          for (let t = 0; t < K; t++) s += delta[i * K + t] * delta[i2 * K + t];
-          e += a * s;
-        }
-      }
+      for (let q = j * c * K; q < (j + 1) * c * K; q++) e += delta[q] * mixed[q];
       err += this.d[j] * this.d[j] * e;
     }
     return { pointwise, error: total > 0 ? Math.min(1, err / total) : 0 };
@@ -467,7 +608,7 @@ export class LayerErrorModel {
   outputEnergy(w: ArrayLike<number>): Float64Array {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const t = mixTensor(w, n, c, kh, kw, this.mc, this.mh, this.mw, null);
+    const t = mixTensor(this.backend, w, n, c, kh, kw, this.mc, this.mh, this.mw, null);
     const e = new Float64Array(n);
     for (let j = 0; j < n; j++) {
       let s = 0;

@@ -14,8 +14,9 @@
 import { DacError, type ErrorContext } from '../errors.js';
 import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from '../model/types.js';
 import { convCost, matchingWidth, maxRank, modelCost, replacementCost } from '../cost.js';
+import { getBackend } from '../backend/loader.js';
 import type { DecomposeBackend } from './backend.js';
-import type { LayerErrorModel, ErrorModelOptions } from './errors.js';
+import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './errors.js';
 import { layerModel, modelSet, type ModelSet } from './models.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { solveBudget, type BudgetOption } from './budget.js';
@@ -53,6 +54,27 @@ export interface ModelPlan {
 }
 
 export const DEFAULT_DEPTH_PENALTY = 0;
+
+const PLAN_KEYS = [
+  'method',
+  'rank',
+  'ranks',
+  'energy',
+  'flopsSaved',
+  'paramsSaved',
+  'skipFirst',
+  'layers',
+  'weighting',
+  'spatialCorrelation',
+  'depthPenalty',
+] as const satisfies readonly (keyof PlanOptions)[];
+
+/** The planning fields of a larger settings object (a command's), leaving out absent ones. */
+export function planOptionsFrom(settings: PlanOptions): PlanOptions {
+  const out: Record<string, unknown> = {};
+  for (const key of PLAN_KEYS) if (settings[key] !== undefined) out[key] = settings[key];
+  return out as unknown as PlanOptions;
+}
 
 /** Relative error below which a rank counts as exact (float32 weights). */
 const EXACT_TOLERANCE = 1e-7;
@@ -129,20 +151,13 @@ function consumerGain(consumer: LayerErrorModel): number {
   const { n, c, kh, kw } = layer;
   const K = kh * kw;
   const w = layer.weights;
+  // White noise through the taps' validity: w_ji^T (pairH (x) pairW) w_ji per channel slice.
+  const mixed = mixTensor(consumer.backend, w, n, c, kh, kw, null, input.pairH, input.pairW, null);
   let noise = 0;
   for (let j = 0; j < n; j++) {
-    const d2 = consumer.d[j] * consumer.d[j];
-    for (let i = 0; i < c; i++) {
-      const base = (j * c + i) * K;
-      let s = 0;
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++)
-          for (let y2 = 0; y2 < kh; y2++)
-            for (let x2 = 0; x2 < kw; x2++) {
-              s += w[base + y * kw + x] * w[base + y2 * kw + x2] * input.pairH[y * kh + y2] * input.pairW[x * kw + x2];
-            }
-      noise += d2 * s;
-    }
+    let s = 0;
+    for (let q = j * c * K; q < (j + 1) * c * K; q++) s += w[q] * mixed[q];
+    noise += consumer.d[j] * consumer.d[j] * s;
   }
   let trV = 0;
   for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) trV += input.pairH[y * kh + y] * input.pairW[x * kw + x];
@@ -200,7 +215,7 @@ function keepPlan(layer: ConvLayerInfo, reason: string): LayerPlan {
   };
 }
 
-function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, backend?: DecomposeBackend): LayerPlan {
+function decomposedPlan(model: LayerErrorModel, method: Method, rank: number): LayerPlan {
   const layer = model.layer;
   const before = convCost(layer);
   const after = replacementCost(layer, method, rank);
@@ -212,7 +227,7 @@ function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, ba
     macsAfter: after.macs,
     paramsBefore: before.params,
     paramsAfter: after.params,
-    predictedError: model.curve(method, backend)[rank],
+    predictedError: model.curve(method)[rank],
   };
   if (after.macs >= before.macs) lp.reason = 'asked for, though it does not save MACs';
   return lp;
@@ -227,7 +242,7 @@ interface Candidate {
 }
 
 /** Every way to treat a layer under an automatic policy; decompositions that do not save MACs are left out. */
-function candidates(model: LayerErrorModel, methods: Method[], backend?: DecomposeBackend): Candidate[] {
+function candidates(model: LayerErrorModel, methods: Method[]): Candidate[] {
   const layer = model.layer;
   const full = convCost(layer);
   const out: Candidate[] = [{ method: 'keep', rank: 0, macs: full.macs, params: full.params, error: 0 }];
@@ -236,7 +251,7 @@ function candidates(model: LayerErrorModel, methods: Method[], backend?: Decompo
     for (let r = 1; r <= max; r++) {
       const cost = replacementCost(layer, m, r);
       if (cost.macs >= full.macs) break;
-      out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m, backend)[r] });
+      out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m)[r] });
     }
   }
   return out;
@@ -245,14 +260,14 @@ function candidates(model: LayerErrorModel, methods: Method[], backend?: Decompo
 /**
  * Plans method and rank for every conv of a model. `other` is the cost of
  * everything that is not a conv (it counts in the budget's denominator).
- * `backend` speeds up the spectra (native SVDs); without it they are computed
- * in TypeScript.
+ * `backend` (default getBackend()) computes the spectra and the dense linear
+ * algebra of the error model.
  */
 export function planModel(
   convs: ConvLayerInfo[],
   other: OtherCost,
   options: PlanOptions,
-  backend?: DecomposeBackend,
+  backend: DecomposeBackend = getBackend(),
 ): ModelPlan {
   validate(convs, options);
   if (!other || !Number.isFinite(other.macs) || !Number.isFinite(other.params) || other.macs < 0 || other.params < 0) {
@@ -263,18 +278,24 @@ export function planModel(
     spatialCorrelation: options.spatialCorrelation ?? FEATURE_CORRELATION,
   };
   const plain = errOpts.weighting === 'plain';
-  const set = modelSet(convs, errOpts);
-  const models = new Map<string, LayerErrorModel>();
   const plans = new Map<string, LayerPlan>();
   const eligible: ConvLayerInfo[] = [];
   for (const layer of convs) {
     const why = exclusion(layer, options);
     if (why) plans.set(layer.name, keepPlan(layer, why));
-    else {
-      eligible.push(layer);
-      models.set(layer.name, layerModel(set, layer, plain));
+    else eligible.push(layer);
+  }
+  if (options.rank !== undefined && eligible.length > 0) {
+    // Spatial/channel read `rank` as the DAC rank whose cost their width matches, so the DAC bound applies.
+    const max = Math.max(...eligible.map((l) => maxRank(l, 'dac')));
+    if (options.rank > max) {
+      throw new DacError('ERANGE', `rank ${options.rank} is out of range 1..${max} (largest DAC rank, min(n, kh*kw), of the layers)`, {
+        field: 'rank',
+      });
     }
   }
+  const set = modelSet(convs, errOpts, backend);
+  const models = new Map(eligible.map((layer) => [layer.name, layerModel(set, layer, plain)]));
   const method = options.method;
   const methods = method === 'auto' ? METHODS : [method];
   const weights = layerWeights(eligible, convs, set, errOpts, options.depthPenalty ?? DEFAULT_DEPTH_PENALTY);
@@ -287,10 +308,10 @@ export function planModel(
       if (explicit !== undefined) {
         const max = maxRank(layer, m);
         if (explicit > max) fail(`${explicit} is out of range 1..${max} for ${m}`, { layer: layer.name, field: 'ranks' });
-        plans.set(layer.name, decomposedPlan(model, m, explicit, backend));
+        plans.set(layer.name, decomposedPlan(model, m, explicit));
       } else if (options.rank !== undefined) {
         const r = m === 'dac' ? Math.min(options.rank, maxRank(layer, m)) : matchingWidth(layer, m, options.rank);
-        plans.set(layer.name, decomposedPlan(model, m, r, backend));
+        plans.set(layer.name, decomposedPlan(model, m, r));
       } else {
         plans.set(layer.name, keepPlan(layer, 'not named in ranks'));
       }
@@ -300,22 +321,28 @@ export function planModel(
     for (const layer of eligible) {
       const model = models.get(layer.name)!;
       if (method !== 'auto') {
-        plans.set(layer.name, decomposedPlan(model, method, rankFor(model.curve(method, backend), limit), backend));
+        const r = rankFor(model.curve(method), limit);
+        plans.set(
+          layer.name,
+          replacementCost(layer, method, r).macs < convCost(layer).macs
+            ? decomposedPlan(model, method, r)
+            : keepPlan(layer, `kept: ${method} needs rank ${r} to keep that energy, which does not save MACs`),
+        );
         continue;
       }
       let best: Candidate | null = null;
-      for (const c of candidates(model, METHODS, backend)) {
+      for (const c of candidates(model, METHODS)) {
         if (c.method !== 'keep' && c.error <= limit + EXACT_TOLERANCE && (!best || c.macs < best.macs)) best = c;
       }
       plans.set(
         layer.name,
         best && best.method !== 'keep'
-          ? decomposedPlan(model, best.method, best.rank, backend)
+          ? decomposedPlan(model, best.method, best.rank)
           : keepPlan(layer, 'no method keeps that energy and saves MACs'),
       );
     }
   } else {
-    planBudget(convs, other, options, eligible, models, methods, weights, plans, backend);
+    planBudget(convs, other, options, eligible, models, methods, weights, plans);
   }
 
   const layers = convs.map((c) => plans.get(c.name)!);
@@ -342,7 +369,6 @@ function planBudget(
   methods: Method[],
   weights: number[],
   plans: Map<string, LayerPlan>,
-  backend?: DecomposeBackend,
 ): void {
   const before = modelCost(convs, other).total;
   const eligibleNames = new Set(eligible.map((l) => l.name));
@@ -353,7 +379,7 @@ function planBudget(
     fixed.macs += c.macs;
     fixed.params += c.params;
   }
-  const cands = eligible.map((layer) => candidates(models.get(layer.name)!, methods, backend));
+  const cands = eligible.map((layer) => candidates(models.get(layer.name)!, methods));
   const capFor = (resource: 'macs' | 'params', fraction: number) =>
     before[resource] - Math.ceil(fraction * before[resource] - 1e-9) - fixed[resource];
   const solve = (resource: 'macs' | 'params', fraction: number): number[] | null => {
@@ -407,7 +433,7 @@ function planBudget(
       layer.name,
       c.method === 'keep'
         ? keepPlan(layer, 'kept: decomposing it costs more accuracy than the budget needs')
-        : decomposedPlan(model, c.method, c.rank, backend),
+        : decomposedPlan(model, c.method, c.rank),
     );
   });
 }

@@ -1,8 +1,8 @@
-// Small dense linear algebra in double precision, so planning works with no
-// native code at all: singular values via Gram eigenvalues (spatial/channel
-// spectra when no backend is handed to the planner), Jacobi eigenvectors of
-// kernel-sized matrices (DAC's per-channel filters, quadrature rules), and
-// Cholesky factors and solves (input covariances, the DAC pointwise refit).
+// Linear algebra for planning. Kernel-sized eigenproblems (DAC's per-channel
+// filters, quadrature rules) are solved here in double precision; everything
+// channel-sized (GEMM, Cholesky, triangular solves) runs on the backend.
+
+import type { DecomposeBackend } from './backend.js';
 
 /** Eigenvalues and eigenvectors of a small symmetric m x m matrix (cyclic Jacobi). */
 export function jacobiEigen(a: ArrayLike<number>, m: number): { values: Float64Array; vectors: Float64Array } {
@@ -51,198 +51,71 @@ export function jacobiEigen(a: ArrayLike<number>, m: number): { values: Float64A
   return { values, vectors: V };
 }
 
-/**
- * Eigenvalues (descending) of a symmetric m x m matrix: Householder reduction
- * to tridiagonal form, then implicit QL with Wilkinson shifts. O(m^3), no
- * eigenvectors. `a` is row-major and is not modified.
- */
-export function symmetricEigenvalues(a: ArrayLike<number>, m: number): Float64Array {
-  if (m === 0) return new Float64Array(0);
-  const A = Float64Array.from(a);
-  const d = new Float64Array(m);
-  const e = new Float64Array(m);
-  const v = new Float64Array(m);
-  const p = new Float64Array(m);
-  for (let k = 0; k < m - 2; k++) {
-    let norm = 0;
-    for (let i = k + 1; i < m; i++) norm += A[i * m + k] * A[i * m + k];
-    norm = Math.sqrt(norm);
-    const x0 = A[(k + 1) * m + k];
-    if (norm === 0) {
-      e[k] = 0;
-      d[k] = A[k * m + k];
-      continue;
-    }
-    const alpha = x0 > 0 ? -norm : norm;
-    for (let i = k + 1; i < m; i++) v[i] = A[i * m + k];
-    v[k + 1] -= alpha;
-    let vn = 0;
-    for (let i = k + 1; i < m; i++) vn += v[i] * v[i];
-    vn = Math.sqrt(vn);
-    d[k] = A[k * m + k];
-    e[k] = alpha;
-    if (vn === 0) continue;
-    for (let i = k + 1; i < m; i++) v[i] /= vn;
-    // H A H with H = I - 2 v v^T on the trailing block: A -= 2 v w^T + 2 w v^T, w = p - (v.p) v.
-    let vp = 0;
-    for (let i = k + 1; i < m; i++) {
-      let s = 0;
-      for (let j = k + 1; j < m; j++) s += A[i * m + j] * v[j];
-      p[i] = s;
-      vp += v[i] * s;
-    }
-    for (let i = k + 1; i < m; i++) p[i] -= vp * v[i];
-    for (let i = k + 1; i < m; i++) {
-      for (let j = k + 1; j < m; j++) A[i * m + j] -= 2 * (v[i] * p[j] + p[i] * v[j]);
-    }
-  }
-  if (m >= 2) {
-    d[m - 2] = A[(m - 2) * m + (m - 2)];
-    e[m - 2] = A[(m - 1) * m + (m - 2)];
-  }
-  d[m - 1] = A[(m - 1) * m + (m - 1)];
-  e[m - 1] = 0;
-  tridiagonalQL(d, e);
-  return d.sort().reverse();
-}
-
-/** Eigenvalues of the symmetric tridiagonal (d, e) in place into d; e[i] couples d[i] and d[i+1]. */
-function tridiagonalQL(d: Float64Array, e: Float64Array): void {
-  const m = d.length;
-  for (let l = 0; l < m; l++) {
-    for (let iter = 0; iter < 60; iter++) {
-      let mm = l;
-      for (; mm < m - 1; mm++) {
-        const dd = Math.abs(d[mm]) + Math.abs(d[mm + 1]);
-        if (Math.abs(e[mm]) <= Number.EPSILON * dd) break;
-      }
-      if (mm === l) break;
-      let g = (d[l + 1] - d[l]) / (2 * e[l]);
-      let r = Math.hypot(g, 1);
-      g = d[mm] - d[l] + e[l] / (g + (g >= 0 ? r : -r));
-      let s = 1;
-      let c = 1;
-      let p = 0;
-      let i = mm - 1;
-      let underflow = false;
-      for (; i >= l; i--) {
-        const f = s * e[i];
-        const b = c * e[i];
-        r = Math.hypot(f, g);
-        e[i + 1] = r;
-        if (r === 0) {
-          d[i + 1] -= p;
-          e[mm] = 0;
-          underflow = true;
-          break;
-        }
-        s = f / r;
-        c = g / r;
-        g = d[i + 1] - p;
-        r = (d[i] - g) * s + 2 * c * b;
-        p = s * r;
-        d[i + 1] = g + p;
-        g = c * r - b;
-      }
-      if (underflow) continue;
-      d[l] -= p;
-      e[l] = g;
-      e[mm] = 0;
-    }
-  }
-}
-
-/**
- * Squared singular values (descending, length min(rows, cols)) of a
- * rows x cols matrix given by an element accessor, via the smaller Gram matrix.
- */
-export function squaredSingularValues(rows: number, cols: number, at: (r: number, c: number) => number): Float64Array {
-  const M = new Float64Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) M[r * cols + c] = at(r, c);
-  const small = Math.min(rows, cols);
-  const G = new Float64Array(small * small);
-  if (rows <= cols) {
-    for (let i = 0; i < rows; i++) {
-      for (let j = i; j < rows; j++) {
-        let s = 0;
-        for (let k = 0; k < cols; k++) s += M[i * cols + k] * M[j * cols + k];
-        G[i * small + j] = s;
-        G[j * small + i] = s;
-      }
-    }
-  } else {
-    const col = new Float64Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) col[c * rows + r] = M[r * cols + c];
-    for (let i = 0; i < cols; i++) {
-      for (let j = i; j < cols; j++) {
-        let s = 0;
-        for (let k = 0; k < rows; k++) s += col[i * rows + k] * col[j * rows + k];
-        G[i * small + j] = s;
-        G[j * small + i] = s;
-      }
-    }
-  }
-  const ev = small <= 12 ? jacobiEigen(G, small).values.sort().reverse() : symmetricEigenvalues(G, small);
-  for (let i = 0; i < ev.length; i++) if (ev[i] < 0) ev[i] = 0;
-  return ev;
-}
-
-/**
- * Cholesky factor (lower, row-major) of a symmetric positive semi-definite
- * m x m matrix, after adding ridge * (mean diagonal) to the diagonal so
- * near-singular inputs (dead channels) still factor.
- */
-export function cholesky(a: ArrayLike<number>, m: number, ridge: number): Float64Array {
-  const L = new Float64Array(m * m);
-  let meanDiag = 0;
-  for (let i = 0; i < m; i++) meanDiag += a[i * m + i];
-  meanDiag = m > 0 ? meanDiag / m : 0;
-  const add = ridge * (meanDiag > 0 ? meanDiag : 1);
-  const floor = add > 0 ? add * 1e-6 : 1e-300;
+/** Whether every off-diagonal entry of an m x m matrix is exactly zero. */
+export function isDiagonal(a: ArrayLike<number>, m: number): boolean {
   for (let i = 0; i < m; i++) {
-    const ri = i * m;
-    for (let j = 0; j <= i; j++) {
-      const rj = j * m;
-      let s0 = 0;
-      let s1 = 0;
-      let k = 0;
-      // Two accumulators: the dot product dominates planning time for big layers.
-      for (; k + 1 < j; k += 2) {
-        s0 += L[ri + k] * L[rj + k];
-        s1 += L[ri + k + 1] * L[rj + k + 1];
+    for (let j = 0; j < m; j++) if (i !== j && a[i * m + j] !== 0) return false;
+  }
+  return true;
+}
+
+export function identity(m: number): Float64Array {
+  const I = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) I[i * m + i] = 1;
+  return I;
+}
+
+/**
+ * out[j, i', t] = sum_i w[j, i, t] M[i, i'] for a [rows][ch][K] tensor: one
+ * GEMM on the backend (M^T times the tensor with channels outermost), or a
+ * scaling when M is diagonal.
+ */
+export function mixChannels(
+  backend: DecomposeBackend,
+  w: ArrayLike<number>,
+  rows: number,
+  ch: number,
+  K: number,
+  M: Float64Array,
+): Float64Array {
+  const out = new Float64Array(rows * ch * K);
+  if (isDiagonal(M, ch)) {
+    for (let j = 0; j < rows; j++) {
+      for (let i = 0; i < ch; i++) {
+        const m = M[i * ch + i];
+        const base = (j * ch + i) * K;
+        for (let t = 0; t < K; t++) out[base + t] = w[base + t] * m;
       }
-      if (k < j) s0 += L[ri + k] * L[rj + k];
-      const s = a[ri + j] + (i === j ? add : 0) - s0 - s1;
-      if (i === j) L[ri + i] = Math.sqrt(Math.max(s, floor));
-      else L[ri + j] = s / L[rj + j];
+    }
+    return out;
+  }
+  // X[i][(j, t)] = w[j][i][t]
+  const cols = rows * K;
+  const X = new Float64Array(ch * cols);
+  for (let j = 0; j < rows; j++) {
+    for (let i = 0; i < ch; i++) {
+      const src = (j * ch + i) * K;
+      const dst = i * cols + j * K;
+      for (let t = 0; t < K; t++) X[dst + t] = w[src + t];
     }
   }
-  return L;
-}
-
-/** Inverse of a lower-triangular m x m matrix (row-major). */
-export function lowerInverse(L: Float64Array, m: number): Float64Array {
-  const X = new Float64Array(m * m);
-  for (let col = 0; col < m; col++) {
-    for (let i = col; i < m; i++) {
-      let s = i === col ? 1 : 0;
-      for (let k = col; k < i; k++) s -= L[i * m + k] * X[k * m + col];
-      X[i * m + col] = s / L[i * m + i];
+  const Y = backend.matmul(M, X, ch, cols, ch, { transA: true });
+  for (let j = 0; j < rows; j++) {
+    for (let i = 0; i < ch; i++) {
+      const dst = (j * ch + i) * K;
+      const src = i * cols + j * K;
+      for (let t = 0; t < K; t++) out[dst + t] = Y[src + t];
     }
   }
-  return X;
+  return out;
 }
 
-/** Solves (L L^T) x = b in place for a Cholesky factor L (m x m, lower). */
-export function choleskySolve(L: Float64Array, m: number, b: Float64Array): void {
-  for (let i = 0; i < m; i++) {
-    let s = b[i];
-    for (let k = 0; k < i; k++) s -= L[i * m + k] * b[k];
-    b[i] = s / L[i * m + i];
-  }
-  for (let i = m - 1; i >= 0; i--) {
-    let s = b[i];
-    for (let k = i + 1; k < m; k++) s -= L[k * m + i] * b[k];
-    b[i] = s / L[i * m + i];
-  }
+/** a (x) b for square a (p x p) and b (q x q). */
+export function kron(a: Float64Array, p: number, b: Float64Array, q: number): Float64Array {
+  const m = p * q;
+  const out = new Float64Array(m * m);
+  for (let i = 0; i < p; i++)
+    for (let j = 0; j < p; j++)
+      for (let k = 0; k < q; k++) for (let l = 0; l < q; l++) out[(i * q + k) * m + (j * q + l)] = a[i * p + j] * b[k * q + l];
+  return out;
 }

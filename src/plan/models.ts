@@ -1,12 +1,15 @@
 // Error models of a conv list, shared by planning and building so a plan is
 // built under exactly the model it was made with, and cached while the conv
-// list lives (benchmarks and `dac decompose` plan and build from one list).
+// list lives (benchmarks and `dac decompose` plan and build from one list),
+// per error model and backend (whose linear algebra the models use).
 
 import type { ConvLayerInfo } from '../model/types.js';
+import type { DecomposeBackend } from './backend.js';
 import { LayerErrorModel, type ErrorModelOptions } from './errors.js';
 import { estimateInputs, type InputModel } from './stats.js';
 
 export interface ModelSet {
+  backend: DecomposeBackend;
   models: Map<string, LayerErrorModel>;
   /** Consumer of each conv's output through its BatchNorm, if any. */
   consumerOf: Map<string, string>;
@@ -15,8 +18,8 @@ export interface ModelSet {
 
 const cache = new WeakMap<ConvLayerInfo[], Map<string, ModelSet>>();
 
-export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOptions>): ModelSet {
-  const key = `${errOpts.weighting}:${errOpts.spatialCorrelation}`;
+export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOptions>, backend: DecomposeBackend): ModelSet {
+  const key = `${errOpts.weighting}:${errOpts.spatialCorrelation}:${backend.name}`;
   let byKey = cache.get(convs);
   if (!byKey) {
     byKey = new Map();
@@ -24,10 +27,10 @@ export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOpt
   }
   let set = byKey.get(key);
   if (!set) {
-    const { inputs, producerOf } = estimateInputs(convs, errOpts);
+    const { inputs, producerOf } = estimateInputs(convs, backend, errOpts);
     const consumerOf = new Map<string, string>();
     for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer)) consumerOf.set(producer, consumer);
-    set = { models: new Map(), consumerOf, inputs };
+    set = { backend, models: new Map(), consumerOf, inputs };
     byKey.set(key, set);
   }
   return set;
@@ -38,7 +41,7 @@ export function layerModel(set: ModelSet, layer: ConvLayerInfo, plain: boolean):
   if (!m) {
     const input = set.inputs.get(layer.name);
     if (!input) throw new Error(`plan: internal error: no input model for layer '${layer.name}'`);
-    m = new LayerErrorModel(layer, input, plain);
+    m = new LayerErrorModel(layer, input, plain, set.backend);
     set.models.set(layer.name, m);
   }
   return m;

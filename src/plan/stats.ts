@@ -20,7 +20,8 @@
 
 import { DacError } from '../errors.js';
 import type { BatchNormParams, ConvLayerInfo } from '../model/types.js';
-import { jacobiEigen } from './linalg.js';
+import type { DecomposeBackend } from './backend.js';
+import { identity, jacobiEigen, kron, mixChannels } from './linalg.js';
 
 /** Correlation of neighbouring taps of hidden feature maps (prior, see docs/auto.md). */
 export const FEATURE_CORRELATION = 0.5;
@@ -65,6 +66,13 @@ export function normalCdf(x: number): number {
   const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
   const erf = 1 - poly * Math.exp(-z * z);
   return x >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
+}
+
+/** E[max(z,0)] for z ~ N(mu, sigma^2) (the mean of reluMoments, without allocating). */
+function reluMean(mu: number, sigma: number): number {
+  if (!(sigma > 0)) return Math.max(mu, 0);
+  const a = mu / sigma;
+  return Math.max(mu * normalCdf(a) + sigma * normalPdf(a), 0);
 }
 
 /** E[max(z,0)] and E[max(z,0)^2] for z ~ N(mu, sigma^2). */
@@ -141,15 +149,13 @@ export function reluCovariance(mu: Float64Array, sd: Float64Array, R: Float64Arr
   for (let j = 0; j < c; j++) {
     // relu(y_j) has its kink where y_j = 0; the conditional means are smooth in z.
     const { nodes, weights } = normalRule(sd[j] > 0 ? -mu[j] / sd[j] : 0);
+    // Centred on both sides, so independent channels give exactly 0 despite the ReLU kink.
+    const wy = Float64Array.from(nodes, (z, q) => weights[q] * (Math.max(mu[j] + sd[j] * z, 0) - mean[j]));
     for (let k = j + 1; k < c; k++) {
       const rho = Math.max(-1, Math.min(1, R[j * c + k]));
       const condSd = sd[k] * Math.sqrt(Math.max(1 - rho * rho, 0));
-      // Centred on both sides, so independent channels give exactly 0 despite the ReLU kink.
       let s = 0;
-      for (let q = 0; q < nodes.length; q++) {
-        const yj = Math.max(mu[j] + sd[j] * nodes[q], 0);
-        s += weights[q] * (yj - mean[j]) * (reluMoments(mu[k] + rho * sd[k] * nodes[q], condSd).mean - mean[k]);
-      }
+      for (let q = 0; q < nodes.length; q++) s += wy[q] * (reluMean(mu[k] + rho * sd[k] * nodes[q], condSd) - mean[k]);
       E[j * c + k] = s;
       E[k * c + j] = s;
     }
@@ -205,46 +211,21 @@ function sameBn(a: BatchNormParams, b: BatchNormParams): boolean {
   return true;
 }
 
-function identity(m: number): Float64Array {
-  const I = new Float64Array(m * m);
-  for (let i = 0; i < m; i++) I[i * m + i] = 1;
-  return I;
-}
-
-/** Cz = W (C (x) T) W^T for an OIHW weight tensor [n][c][K], T = Th (x) Tw (K x K). */
-function propagateCovariance(w: Float32Array, n: number, c: number, K: number, C: Float64Array, T: Float64Array): Float64Array {
-  const X = new Float64Array(n * c * K);
-  const tmp = new Float64Array(c * K);
-  for (let j = 0; j < n; j++) {
-    const base = j * c * K;
-    // tmp = W_j T   (c x K)
-    for (let i = 0; i < c; i++) {
-      for (let u = 0; u < K; u++) {
-        let s = 0;
-        for (let t = 0; t < K; t++) s += w[base + i * K + t] * T[t * K + u];
-        tmp[i * K + u] = s;
-      }
-    }
-    // X_j = C tmp  (c x K)
-    for (let a = 0; a < c; a++) {
-      for (let u = 0; u < K; u++) {
-        let s = 0;
-        for (let i = 0; i < c; i++) s += C[a * c + i] * tmp[i * K + u];
-        X[base + a * K + u] = s;
-      }
-    }
-  }
-  const Cz = new Float64Array(n * n);
-  const len = c * K;
-  for (let j = 0; j < n; j++) {
-    for (let k = j; k < n; k++) {
-      let s = 0;
-      for (let q = 0; q < len; q++) s += X[j * len + q] * w[k * len + q];
-      Cz[j * n + k] = s;
-      Cz[k * n + j] = s;
-    }
-  }
-  return Cz;
+/** Cz = W (C (x) T) W^T for an OIHW weight tensor [n][c][K], T = Th (x) Tw (K x K, symmetric), on the backend. */
+function propagateCovariance(
+  backend: DecomposeBackend,
+  w: Float32Array,
+  n: number,
+  c: number,
+  K: number,
+  C: Float64Array,
+  T: Float64Array,
+): Float64Array {
+  const W = Float64Array.from(w);
+  // X_j = C W_j T (c x K): taps first (rows (j, i)), then channels.
+  const WT = backend.matmul(W, T, n * c, K, K);
+  const X = mixChannels(backend, WT, n, c, K, C);
+  return backend.matmul(X, W, n, n, c * K, { transB: true });
 }
 
 /**
@@ -254,6 +235,7 @@ function propagateCovariance(w: Float32Array, n: number, c: number, K: number, C
  */
 export function estimateInputs(
   convs: ConvLayerInfo[],
+  backend: DecomposeBackend,
   opts: StatsOptions = {},
 ): { inputs: Map<string, InputModel>; producerOf: Map<string, string> } {
   const plain = opts.weighting === 'plain';
@@ -297,7 +279,7 @@ export function estimateInputs(
     if (bn && producer) {
       const prev = centred.get(producer.name)!;
       const K = producer.kh * producer.kw;
-      const Cz = propagateCovariance(producer.weights, producer.n, producer.c, K, prev.C, prev.T);
+      const Cz = propagateCovariance(backend, producer.weights, producer.n, producer.c, K, prev.C, prev.T);
       const R = new Float64Array(c * c);
       const sd = new Float64Array(c);
       for (let j = 0; j < c; j++) sd[j] = Math.sqrt(Math.max(Cz[j * c + j], 0));
@@ -334,14 +316,4 @@ export function estimateInputs(
     if (producer) producerOf.set(layer.name, producer.name);
   }
   return { inputs: out, producerOf };
-}
-
-/** a (x) b for square a (p x p) and b (q x q). */
-export function kron(a: Float64Array, p: number, b: Float64Array, q: number): Float64Array {
-  const m = p * q;
-  const out = new Float64Array(m * m);
-  for (let i = 0; i < p; i++)
-    for (let j = 0; j < p; j++)
-      for (let k = 0; k < q; k++) for (let l = 0; l < q; l++) out[(i * q + k) * m + (j * q + l)] = a[i * p + j] * b[k * q + l];
-  return out;
 }

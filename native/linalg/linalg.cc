@@ -1,0 +1,154 @@
+#include "linalg.h"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace dac {
+namespace {
+
+using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Map = Eigen::Map<RowMat>;
+using ConstMap = Eigen::Map<const RowMat>;
+
+// Cholesky panel width: the diagonal block is factored column by column with
+// the pivot floor, the rest goes through Eigen's blocked triangular solve and
+// symmetric rank-k update.
+constexpr int kBlock = 64;
+
+Status check_dims(const char* fn, std::initializer_list<std::pair<const char*, int>> dims) {
+  for (const auto& d : dims) {
+    if (d.second < 0)
+      return Status::Error(std::string(fn) + ": " + d.first + " must be >= 0, got " + std::to_string(d.second));
+  }
+  return Status::Ok();
+}
+
+Status check_buffer(const char* fn, const char* field, const void* data, int64_t length, int64_t need) {
+  if (data == nullptr && need > 0) return Status::Error(std::string(fn) + ": " + field + " is null");
+  if (length != need)
+    return Status::Error(std::string(fn) + ": " + field + " length " + std::to_string(length) +
+                         " does not match the required " + std::to_string(need));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status gemm(const GemmParams& p) {
+  Status s = check_dims("gemm", {{"m", p.m}, {"n", p.n}, {"k", p.k}});
+  if (!s.ok) return s;
+  const int64_t m = p.m, n = p.n, k = p.k;
+  if (!(s = check_buffer("gemm", "a", p.a, p.a_length, m * k)).ok) return s;
+  if (!(s = check_buffer("gemm", "b", p.b, p.b_length, k * n)).ok) return s;
+  if (!(s = check_buffer("gemm", "c", p.c, p.c_length, m * n)).ok) return s;
+  if (m == 0 || n == 0) return Status::Ok();
+  Map c(p.c, m, n);
+  if (k == 0) {
+    c.setZero();
+    return Status::Ok();
+  }
+  ConstMap a(p.a, p.trans_a ? k : m, p.trans_a ? m : k);
+  ConstMap b(p.b, p.trans_b ? n : k, p.trans_b ? k : n);
+  if (p.a == p.b && p.trans_a != p.trans_b) {
+    // X X^T or X^T X: symmetric, so a rank-k update of one triangle, mirrored (half the work).
+    c.setZero();
+    if (p.trans_b) c.selfadjointView<Eigen::Lower>().rankUpdate(a);
+    else c.selfadjointView<Eigen::Lower>().rankUpdate(a.transpose());
+    c.triangularView<Eigen::StrictlyUpper>() = c.transpose();
+    return Status::Ok();
+  }
+  if (p.trans_a && p.trans_b) c.noalias() = a.transpose() * b.transpose();
+  else if (p.trans_a) c.noalias() = a.transpose() * b;
+  else if (p.trans_b) c.noalias() = a * b.transpose();
+  else c.noalias() = a * b;
+  return Status::Ok();
+}
+
+Status cholesky(const CholeskyParams& p) {
+  Status s = check_dims("cholesky", {{"m", p.m}});
+  if (!s.ok) return s;
+  const int64_t m = p.m;
+  if (!(s = check_buffer("cholesky", "a", p.a, p.a_length, m * m)).ok) return s;
+  if (!std::isfinite(p.ridge) || p.ridge < 0)
+    return Status::Error("cholesky: ridge must be a finite number >= 0, got " + std::to_string(p.ridge));
+  if (m == 0) return Status::Ok();
+  Map a(p.a, m, m);
+  const double mean = a.diagonal().sum() / static_cast<double>(m);
+  const double add = p.ridge * (mean > 0 ? mean : 1.0);
+  const double floor = add > 0 ? add * 1e-6 : 1e-300;
+  a.diagonal().array() += add;
+  // A pivot below the floor means the matrix is not positive semi-definite
+  // there (beyond what the ridge covers): that column is dropped (zero below
+  // the diagonal) instead of dividing by a vanishing pivot.
+  std::vector<char> dropped(static_cast<size_t>(m), 0);
+  for (int64_t k0 = 0; k0 < m; k0 += kBlock) {
+    const int64_t nb = std::min<int64_t>(kBlock, m - k0);
+    // The diagonal block already holds every update from earlier panels.
+    for (int64_t i = k0; i < k0 + nb; ++i) {
+      for (int64_t j = k0; j <= i; ++j) {
+        const double v = a(i, j) - a.row(i).segment(k0, j - k0).dot(a.row(j).segment(k0, j - k0));
+        if (i == j) {
+          dropped[size_t(i)] = v < floor;
+          a(i, i) = std::sqrt(dropped[size_t(i)] ? floor : v);
+        } else {
+          a(i, j) = dropped[size_t(j)] ? 0.0 : v / a(j, j);
+        }
+      }
+    }
+    const int64_t rest = m - k0 - nb;
+    if (rest == 0) break;
+    auto a21 = a.block(k0 + nb, k0, rest, nb);
+    a.block(k0, k0, nb, nb).transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(a21);
+    // Later columns of the panel do not depend on a dropped one (its entries in the block are zero).
+    for (int64_t j = 0; j < nb; ++j) {
+      if (dropped[size_t(k0 + j)]) a21.col(j).setZero();
+    }
+    a.block(k0 + nb, k0 + nb, rest, rest).selfadjointView<Eigen::Lower>().rankUpdate(a21, -1.0);
+  }
+  a.triangularView<Eigen::StrictlyUpper>().setZero();
+  for (int64_t i = 0; i < m; ++i) {
+    if (!std::isfinite(a(i, i)))
+      return Status::Error("cholesky: the matrix has non-finite entries (row " + std::to_string(i) + ")");
+  }
+  return Status::Ok();
+}
+
+Status triangular_solve(const TriangularSolveParams& p) {
+  Status s = check_dims("triangularSolve", {{"m", p.m}, {"k", p.k}, {"rows", p.rows}});
+  if (!s.ok) return s;
+  const int64_t m = p.m, k = p.k, rows = p.rows;
+  if (k > m) return Status::Error("triangularSolve: k " + std::to_string(k) + " exceeds m " + std::to_string(m));
+  if (!(s = check_buffer("triangularSolve", "l", p.l, p.l_length, m * m)).ok) return s;
+  if (!(s = check_buffer("triangularSolve", "b", p.b, p.b_length, rows * k)).ok) return s;
+  if (k == 0 || rows == 0) return Status::Ok();
+  ConstMap l(p.l, m, m);
+  for (int64_t i = 0; i < k; ++i) {
+    if (!(l(i, i) != 0) || !std::isfinite(l(i, i)))
+      return Status::Error("triangularSolve: diagonal entry " + std::to_string(i) + " is zero or not finite");
+  }
+  Map b(p.b, rows, k);
+  if (p.transpose) l.topLeftCorner(k, k).transpose().triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(b);
+  else l.topLeftCorner(k, k).triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(b);
+  return Status::Ok();
+}
+
+Status symmetric_eigenvalues(const SymmetricEigenvaluesParams& p) {
+  Status s = check_dims("symmetricEigenvalues", {{"m", p.m}});
+  if (!s.ok) return s;
+  const int64_t m = p.m;
+  if (!(s = check_buffer("symmetricEigenvalues", "a", p.a, p.a_length, m * m)).ok) return s;
+  if (!(s = check_buffer("symmetricEigenvalues", "values", p.values, p.values_length, m)).ok) return s;
+  if (m == 0) return Status::Ok();
+  ConstMap a(p.a, m, m);
+  // Only the lower triangle is read, here and by the solver.
+  Eigen::MatrixXd lower = a.triangularView<Eigen::Lower>();
+  if (!lower.allFinite()) return Status::Error("symmetricEigenvalues: the matrix has non-finite entries");
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(lower, Eigen::EigenvaluesOnly);
+  if (es.info() != Eigen::Success) return Status::Error("symmetricEigenvalues: the QR iteration did not converge");
+  for (int64_t i = 0; i < m; ++i) p.values[i] = es.eigenvalues()(m - 1 - i);
+  return Status::Ok();
+}
+
+}  // namespace dac
