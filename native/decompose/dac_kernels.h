@@ -1,6 +1,7 @@
-// The DAC core's two hot loops, built once per ISA (dac_kernels_ref.cc and
-// dac_kernels_avx2.cc from dac_kernels_impl.h) and picked at run time, so the
-// portable build stays free of ISA flags. No AVX-512 variant: on the machine
+// The DAC core's hot loops (Gram, projection, block transpose, batched
+// eigensolver), built once per ISA (dac_kernels_ref.cc, dac_kernels_avx2.cc,
+// dac_kernels_wasm_simd.cc from dac_kernels_impl.h) and picked at run time,
+// so the portable build stays free of ISA flags. No AVX-512 variant: on the machine
 // this was tuned on (Zen 4, 512-bit ops double-pumped) it was slower than
 // AVX2 for both kernels (wider lanes add horizontal sums and lane stores and
 // no FMA throughput).
@@ -45,6 +46,7 @@ constexpr int kJacobiMaxSweeps = 30;
 // libraries without the dispatcher's defines).
 extern const DacKernels kDacKernelsRef;
 extern const DacKernels kDacKernelsAvx2;
+extern const DacKernels kDacKernelsWasmSimd;
 
 // Every variant this build has and this CPU runs, best last.
 int dac_kernel_variants(const DacKernels** out, int max);

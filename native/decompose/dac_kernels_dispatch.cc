@@ -15,6 +15,9 @@ int dac_kernel_variants(const DacKernels** out, int max) {
   const CpuFeatures& f = cpu_features();
   if (f.avx2_fma) add(&kDacKernelsAvx2);
 #endif
+#if defined(__wasm_simd128__)
+  add(&kDacKernelsWasmSimd);  // SIMD is a property of the whole module
+#endif
   return count < max ? count : max;
 }
 
