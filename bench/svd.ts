@@ -85,6 +85,16 @@ function summarize(ms: number[]): Timing {
   return { bestMs: sorted[0], medianMs: sorted[Math.floor(sorted.length / 2)] };
 }
 
+/**
+ * One untimed call, then one timed: each round starts with other rows'
+ * leftovers in the caches (numpy's row is a whole Python process), and the
+ * numpy row gets the same one warm-up pass per round (bench/svd_numpy.py).
+ */
+function timeWarm(fn: () => void): number {
+  fn();
+  return timeOnce(fn);
+}
+
 function timeOnce(fn: () => void): number {
   const t0 = process.hrtime.bigint();
   fn();
@@ -150,13 +160,13 @@ function main(): void {
     singular = args.map((a) => a.singular!);
     const apiLayers = layers.map((l) => ({ weights: l.weights, shape: { n: l.n, c: l.c, kh: l.kh, kw: l.kw }, rank: RANK }));
     methods.push(
-      { name: 'native', threads: 1, note: 'raw binding, one batch call', run: () => timeOnce(() => nat.binding.decomposeDacBatch(args, 1)), ms: [] },
-      { name: 'native', threads: 2, note: 'raw binding, one batch call', run: () => timeOnce(() => nat.binding.decomposeDacBatch(args, 2)), ms: [] },
+      { name: 'native', threads: 1, note: 'raw binding, one batch call', run: () => timeWarm(() => nat.binding.decomposeDacBatch(args, 1)), ms: [] },
+      { name: 'native', threads: 2, note: 'raw binding, one batch call', run: () => timeWarm(() => nat.binding.decomposeDacBatch(args, 2)), ms: [] },
       {
         name: 'native API',
         threads: 1,
         note: 'Backend.decomposeDacBatch: + validation (finiteness scan), allocation',
-        run: () => timeOnce(() => nat.decomposeDacBatch(apiLayers, { threads: 1 })),
+        run: () => timeWarm(() => nat.decomposeDacBatch(apiLayers, { threads: 1 })),
         ms: [],
       },
     );
@@ -165,7 +175,7 @@ function main(): void {
   if (wasm) {
     const args = rawArgs(layers, true);
     singular = singular ?? args.map((a) => a.singular!);
-    methods.push({ name: 'wasm', threads: 1, note: 'raw binding (copies in and out of the WASM heap)', run: () => timeOnce(() => wasm.binding.decomposeDacBatch(args, 1)), ms: [] });
+    methods.push({ name: 'wasm', threads: 1, note: 'raw binding (copies in and out of the WASM heap)', run: () => timeWarm(() => wasm.binding.decomposeDacBatch(args, 1)), ms: [] });
   }
   for (const m of methods) m.run(); // warm-up (page faults, lazy initialization); fills `singular`
 
@@ -240,7 +250,7 @@ function main(): void {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   const context = [
     `VGG16 convs (13 layers, ${(params / 1e6).toFixed(1)}M parameters, ${channels} channel slices of n x 9), DAC rank ${RANK}.`,
-    `${REPEATS} rounds after a warm-up; each round runs every row once, interleaved, so load that drifts during the run hits all rows alike.`,
+    `${REPEATS} rounds after a warm-up; each round runs every row once (one untimed pass, then the timed one, for every row including numpy's), interleaved, so load that drifts during the run hits all rows alike.`,
     `Machine: ${cpu}, ${os.cpus().length} logical CPUs, Node ${process.version}; load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other work on the machine inflates every row, memory-bound ones most).`,
     nat ? `Native ISA: ${nat.info().isa}.` : 'Native backend not loaded: no native rows.',
     wasm ? '' : 'WASM backend not loaded: no WASM row.',

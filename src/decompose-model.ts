@@ -8,20 +8,12 @@ import { DacError } from './errors.js';
 import type { LoadedModel } from './formats/model.js';
 import type { Backend } from './backend/backend.js';
 import { getBackend } from './backend/loader.js';
-import type { ConvLayerInfo, LayerReplacement, Method } from './model/types.js';
-import { buildReplacements, planModel, planOptionsFrom, type ModelPlan } from './plan/index.js';
+import type { ConvLayerInfo, LayerPlan, LayerReplacement, Method } from './model/types.js';
+import { buildReplacements, planModel, planOptionsFrom, type ModelPlan, type PlanOptions } from './plan/index.js';
 
-export interface LayerReport {
-  name: string;
-  method: Method | 'keep';
-  rank: number;
-  macsBefore: number;
-  macsAfter: number;
-  paramsBefore: number;
-  paramsAfter: number;
+/** A layer of report.json: its plan, and the real weight error of what was built. */
+export interface LayerReport extends LayerPlan {
   relError: number;
-  predictedError: number;
-  reason?: string;
 }
 
 export interface Report {
@@ -36,17 +28,8 @@ export interface Report {
   layers: LayerReport[];
 }
 
-export interface DecomposeSettings {
-  method: Method | 'auto';
-  rank?: number;
-  ranks?: Record<string, number>;
-  energy?: number;
-  flopsSaved?: number;
-  paramsSaved?: number;
-  skipFirst?: boolean;
-  layers?: string[];
-  weighting?: 'bn' | 'plain';
-  depthPenalty?: number;
+/** A decomposition job: the plan's policy, and how the replacements are built. */
+export interface DecomposeSettings extends PlanOptions {
   biasCorrection?: boolean;
   threads?: number;
 }

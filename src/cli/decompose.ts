@@ -10,21 +10,12 @@ import { TfjsModel } from '../formats/tfjs/model.js';
 import { checkOutputPath, ensureParent, writeFileAtomic } from '../io/atomic.js';
 import { DEFAULT_MAX_MODEL_MB } from '../io/limits.js';
 import { fmtInt, fmtSaving, parse, UsageError, type Options } from './common.js';
-import { maxModelBytesFrom, settingsFrom } from './settings.js';
+import { maxModelBytesFrom, planFlags, settingsFrom } from './settings.js';
 
 export const decomposeOptions: Options = {
   output: { type: 'string', short: 'o' },
-  method: { type: 'string', short: 'm' },
-  rank: { type: 'string', short: 'r' },
-  ranks: { type: 'string' },
-  energy: { type: 'string' },
-  'flops-saved': { type: 'string' },
-  'params-saved': { type: 'string' },
-  'skip-first': { type: 'boolean' },
-  layers: { type: 'string' },
+  ...planFlags,
   'fold-bn': { type: 'boolean' },
-  weighting: { type: 'string' },
-  'depth-penalty': { type: 'string' },
   'no-bias-correction': { type: 'boolean' },
   report: { type: 'string' },
   threads: { type: 'string' },

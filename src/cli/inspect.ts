@@ -9,21 +9,7 @@ import { getBackend } from '../index.js';
 import type { ConvLayerInfo } from '../model/types.js';
 import { planModel, planOptionsFrom, type ModelPlan } from '../plan/index.js';
 import { fmtInt, fmtPct, fmtSaving, parse, UsageError, type Options } from './common.js';
-import { settingsFrom } from './settings.js';
-
-/** The planning flags, spelled as `dac decompose` spells them. */
-const planFlags: Options = {
-  method: { type: 'string', short: 'm' },
-  rank: { type: 'string', short: 'r' },
-  ranks: { type: 'string' },
-  energy: { type: 'string' },
-  'flops-saved': { type: 'string' },
-  'params-saved': { type: 'string' },
-  'skip-first': { type: 'boolean' },
-  layers: { type: 'string' },
-  weighting: { type: 'string' },
-  'depth-penalty': { type: 'string' },
-};
+import { planFlags, settingsFrom } from './settings.js';
 
 export const inspectOptions: Options = {
   json: { type: 'boolean' },

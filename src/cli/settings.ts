@@ -2,7 +2,21 @@
 // into decomposition settings with the same checks for both.
 import type { ModelSettings } from '../decompose-model.js';
 import { MB } from '../io/limits.js';
-import { floatOption, fractionOption, intOption, listOption, ranksOption, UsageError } from './common.js';
+import { floatOption, fractionOption, intOption, listOption, ranksOption, UsageError, type Options } from './common.js';
+
+/** The planning flags, spelled as `dac decompose` spells them. */
+export const planFlags: Options = {
+  method: { type: 'string', short: 'm' },
+  rank: { type: 'string', short: 'r' },
+  ranks: { type: 'string' },
+  energy: { type: 'string' },
+  'flops-saved': { type: 'string' },
+  'params-saved': { type: 'string' },
+  'skip-first': { type: 'boolean' },
+  layers: { type: 'string' },
+  weighting: { type: 'string' },
+  'depth-penalty': { type: 'string' },
+};
 
 /**
  * Settings from parsed flags; `command` names the command in usage errors.
