@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { availableBackends, type Backend } from '../src/index.js';
 import type { DacArgs } from '../src/backend/binding.js';
 import { referenceDac } from '../test/reference/svd.js';
+import { seededValues } from '../test/fixtures/util.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -46,17 +47,7 @@ interface Layer {
 
 /** Deterministic He-scaled uniform weights (mulberry32), OIHW. */
 function makeLayer(c: number, n: number, seed: number): Layer {
-  const w = new Float32Array(n * c * 9);
-  const scale = Math.sqrt(6 / (c * 9));
-  let s = seed >>> 0;
-  for (let i = 0; i < w.length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    w[i] = ((((z ^ (z >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
-  return { n, c, kh: 3, kw: 3, weights: w };
+  return { n, c, kh: 3, kw: 3, weights: seededValues(n * c * 9, seed, Math.sqrt(6 / (c * 9))) };
 }
 
 function rawArgs(layers: Layer[], withSingular: boolean): DacArgs[] {

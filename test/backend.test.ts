@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { availableBackends, backendInfo, getBackend } from '../src/index.js';
+import { mulberry32 } from '../src/random.js';
 
 const root = path.resolve(__dirname, '..');
 
@@ -101,15 +102,10 @@ t.test('getBackend rejects unknown names', async (t) => {
 
 // Dense double-precision linear algebra (planning's GEMM, Cholesky, triangular solves), on every backend.
 
+/** Uniform in [-0.5, 0.5). */
 function rand(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296 - 0.5;
-  };
+  const next = mulberry32(seed);
+  return () => next() - 0.5;
 }
 
 function randomMatrix(rows: number, cols: number, r: () => number): Float64Array {

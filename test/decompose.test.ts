@@ -17,22 +17,9 @@ import {
   type Layout,
   type Shape,
 } from './reference/svd.js';
+import { seededValues } from './fixtures/util.js';
 
 const backends = availableBackends();
-
-/** Deterministic uniform [-1, 1) weights (mulberry32). */
-function randomWeights(size: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    out[i] = (((z ^ (z >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 const sizeOf = (s: Shape): number => s.n * s.c * s.kh * s.kw;
 const shapeText = (s: Shape): string => `n=${s.n} c=${s.c} ${s.kh}x${s.kw}`;
@@ -120,7 +107,7 @@ if (backends.length === 0) t.fail('no backend loaded');
 for (const b of backends) {
   t.test(`${b.name}: DAC matches the reference on odd shapes, both layouts`, async (t) => {
     for (const { shape, rank, seed } of dacCases) {
-      const w = randomWeights(sizeOf(shape), seed);
+      const w = seededValues(sizeOf(shape), seed);
       const ref = referenceDac(w, shape, rank);
       const got = b.decomposeDac(w, shape, rank);
       const name = `${shapeText(shape)} r=${rank}`;
@@ -141,7 +128,7 @@ for (const b of backends) {
       { n: 64, c: 3, kh: 5, kw: 5 },
       { n: 2, c: 5, kh: 3, kw: 3 },
     ]) {
-      const w = randomWeights(sizeOf(shape), 77 + shape.n);
+      const w = seededValues(sizeOf(shape), 77 + shape.n);
       const rank = Math.min(shape.n, shape.kh * shape.kw);
       const r = b.decomposeDac(w, shape, rank);
       const errs = channelErrors(w, shape, 'OIHW', rank, r.depthwise, r.pointwise);
@@ -157,7 +144,7 @@ for (const b of backends) {
 
   t.test(`${b.name}: DAC error at rank r is the discarded singular values (Eckart-Young)`, async (t) => {
     const shape = { n: 48, c: 7, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 4242);
+    const w = seededValues(sizeOf(shape), 4242);
     for (const rank of [1, 2, 4, 7]) {
       const r = b.decomposeDac(w, shape, rank);
       const errs = channelErrors(w, shape, 'OIHW', rank, r.depthwise, r.pointwise);
@@ -173,12 +160,12 @@ for (const b of backends) {
 
   t.test(`${b.name}: DAC on zero and rank-deficient channels`, async (t) => {
     const shape = { n: 40, c: 4, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 5);
+    const w = seededValues(sizeOf(shape), 5);
     const set = (o: number, i: number, a: number, v: number) => {
       w[(o * shape.c + i) * 9 + a] = v;
     };
-    const u = randomWeights(40, 6);
-    const v = randomWeights(9, 7);
+    const u = seededValues(40, 6);
+    const v = seededValues(9, 7);
     for (let o = 0; o < 40; o++) {
       for (let a = 0; a < 9; a++) {
         set(o, 1, a, 0); // channel 1: all zero
@@ -203,7 +190,7 @@ for (const b of backends) {
       { shape: { n: 64, c: 3, kh: 3, kw: 3 }, rank: 4, layout: 'OIHW' as const },
       { shape: { n: 20, c: 33, kh: 5, kw: 5 }, rank: 3, layout: 'HWIO' as const },
       { shape: { n: 7, c: 90, kh: 3, kw: 3 }, rank: 7, layout: 'OIHW' as const },
-    ].map((l, i) => ({ ...l, weights: randomWeights(sizeOf(l.shape), 300 + i) }));
+    ].map((l, i) => ({ ...l, weights: seededValues(sizeOf(l.shape), 300 + i) }));
     const batch = b.decomposeDacBatch(layers, { threads: 2 });
     layers.forEach((l, i) => {
       const one = b.decomposeDac(l.weights, l.shape, l.rank, { layout: l.layout });
@@ -225,7 +212,7 @@ for (const b of backends) {
       { n: 513, c: 1, kh: 3, kw: 3 },
     ];
     shapes.forEach((shape, idx) => {
-      const w = randomWeights(sizeOf(shape), 500 + idx);
+      const w = seededValues(sizeOf(shape), 500 + idx);
       const hwio = toHwio(w, shape);
       const ms = Math.min(shape.c * shape.kh, shape.n * shape.kw);
       for (const width of new Set([1, Math.min(3, ms), ms])) {
@@ -254,7 +241,7 @@ for (const b of backends) {
 
   t.test(`${b.name}: spatial and channel at full width reconstruct, and Eckart-Young below it`, async (t) => {
     const shape = { n: 12, c: 5, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 808);
+    const w = seededValues(sizeOf(shape), 808);
     let energy = 0;
     for (const x of w) energy += x * x;
     const spatialError = (width: number) => {
@@ -303,7 +290,7 @@ for (const b of backends) {
     const cz = b.decomposeChannel(zero, shape, 4);
     t.ok([sz.vertical, sz.horizontal, sz.singular, cz.first, cz.second, cz.singular].every((a) => a.every((x) => x === 0)), 'all zero in, all zero out');
     // Rank 1 in both arrangements: W[o][i][h][x] = p[o] q[i] r[h] s[x].
-    const [p, q, r, s] = [randomWeights(6, 1), randomWeights(5, 2), randomWeights(3, 3), randomWeights(3, 4)];
+    const [p, q, r, s] = [seededValues(6, 1), seededValues(5, 2), seededValues(3, 3), seededValues(3, 4)];
     const w = new Float32Array(sizeOf(shape));
     for (let o = 0; o < 6; o++)
       for (let i = 0; i < 5; i++)
@@ -320,7 +307,7 @@ for (const b of backends) {
 
   t.test(`${b.name}: bad arguments throw clear errors`, async (t) => {
     const shape = { n: 8, c: 3, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 9);
+    const w = seededValues(sizeOf(shape), 9);
     const nan = w.slice();
     nan[40] = NaN;
     const inf = w.slice();
@@ -347,7 +334,7 @@ for (const b of backends) {
 
   t.test(`${b.name}: the C++ checks behind the raw binding reject what TypeScript would`, async (t) => {
     const shape = { n: 8, c: 3, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 10);
+    const w = seededValues(sizeOf(shape), 10);
     const args = (edit: Partial<DacArgs> = {}): DacArgs => ({
       weights: w,
       layout: 0,
@@ -390,7 +377,7 @@ if (backends.length === 2) {
   t.test('native and WASM agree', async (t) => {
     const [nat, wasm] = backends[0].name === 'native' ? backends : [backends[1], backends[0]];
     for (const { shape, rank, seed } of dacCases) {
-      const w = randomWeights(sizeOf(shape), seed);
+      const w = seededValues(sizeOf(shape), seed);
       const a = nat.decomposeDac(w, shape, rank);
       const b = wasm.decomposeDac(w, shape, rank);
       t.ok(
@@ -399,7 +386,7 @@ if (backends.length === 2) {
       );
     }
     const shape = { n: 24, c: 10, kh: 3, kw: 3 };
-    const w = randomWeights(sizeOf(shape), 99);
+    const w = seededValues(sizeOf(shape), 99);
     const sa = nat.decomposeSpatial(w, shape, 6);
     const sb = wasm.decomposeSpatial(w, shape, 6);
     t.ok(relDiff(sa.vertical, sb.vertical) < 1e-6 && relDiff(sa.horizontal, sb.horizontal) < 1e-6, 'spatial');

@@ -15,7 +15,8 @@ import { availableBackends } from '../src/index.js';
 import type { InspectRequest, ZooSettings } from '../src/zoo/job.js';
 import { checkDims, readFileBounded, resolveInside, topoOrder } from '../src/io/limits.js';
 import { WorkerPool } from '../src/zoo/pool.js';
-import { onnxNet, rng, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
+import { onnxNet, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
+import { mulberry32 } from '../src/random.js';
 
 const SEED = Number(process.env.DAC_FUZZ_SEED ?? 20190107);
 const SCALE = Math.max(0.1, Number(process.env.DAC_FUZZ_SCALE ?? 1));
@@ -25,7 +26,7 @@ const CASE_TIMEOUT_MS = 20_000;
 const MAX_MODEL_BYTES = 256 * 1024 * 1024;
 
 const repoRoot = path.resolve(__dirname, '..');
-const rand = rng(SEED);
+const rand = mulberry32(SEED);
 const randInt = (n: number): number => Math.floor(rand() * n);
 const pick = <T>(xs: readonly T[]): T => xs[randInt(xs.length)];
 

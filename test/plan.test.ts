@@ -16,17 +16,7 @@ import { reluCovariance, reluMoments, tapValidity, type InputModel } from '../sr
 import { LayerErrorModel } from '../src/plan/errors.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
 import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../src/random.js';
 
 /** Squared singular values (descending) of a rows x cols matrix: eigenvalues of its Gram matrix. */
 function squaredSingularValues(rows: number, cols: number, at: (r: number, c: number) => number): Float64Array {
@@ -49,7 +39,7 @@ function randomBn(n: number, rand: () => number): BatchNormParams {
 
 /** A random chain of convs, each followed by a BatchNorm that the next conv reads (sometimes after a 2x2 pool). */
 function randomChain(seed: number, count: number): { convs: ConvLayerInfo[]; other: OtherCost } {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
   let c = 1 + Math.floor(rand() * 4);
   let h = 9 + Math.floor(rand() * 12);
@@ -240,7 +230,7 @@ t.test('skipFirst and layers are honoured by every policy', async (t) => {
 });
 
 function exactLayer(method: Method, rank: number, seed: number): ConvLayerInfo {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const n = 6;
   const c = 5;
   const kh = 3;
@@ -319,7 +309,7 @@ t.test('energy 1 finds the exact rank of exactly low-rank weights, for each meth
 
 t.test('only an explicit rank decomposes a layer where that adds MACs', async (t) => {
   // n=2 outputs: DAC at any rank costs more than the conv (r/2 + r/9 >= 1 for r >= 2; r = 1 saves)
-  const rand = rng(7);
+  const rand = mulberry32(7);
   const layer: ConvLayerInfo = { ...exactLayer('dac', 1, 7), name: 'narrow', n: 2, c: 3 };
   layer.weights = Float32Array.from({ length: 2 * 3 * 9 }, () => rand() - 0.5);
   layer.bias = new Float32Array(2);
@@ -379,7 +369,7 @@ t.test('predicted errors under plain weighting are the truncated-SVD tail energi
 });
 
 t.test('budget solver: feasible, and at least as good as the best choice under the grid-tightened cap', async (t) => {
-  const rand = rng(5);
+  const rand = mulberry32(5);
   for (let trial = 0; trial < 40; trial++) {
     const items: BudgetOption[][] = Array.from({ length: 2 + Math.floor(rand() * 3) }, () => {
       const full = 50 + Math.floor(rand() * 200);
@@ -528,7 +518,7 @@ t.test('buildReplacements rejects plans that do not fit the model', async (t) =>
 
 /** A layer with an input model given directly: channel second moments A, tap matrices th = tw. */
 function modelledLayer(n: number, c: number, seed: number): ConvLayerInfo {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   return {
     ...exactLayer('dac', 1, seed),
     name: `modelled-${n}x${c}`,
@@ -549,7 +539,7 @@ function inputModel(A: Float64Array, c: number): InputModel {
 
 /** A random symmetric positive definite c x c matrix, or a diagonal one with one dead channel. */
 function channelMoments(c: number, diagonal: boolean, seed: number): Float64Array {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const A = new Float64Array(c * c);
   if (diagonal) {
     for (let i = 0; i < c; i++) A[i * c + i] = i === 1 ? 0 : 0.2 + rand();

@@ -30,20 +30,16 @@ inline void transpose8x8(const float* src, int64_t src_ld, float* dst, int64_t d
 
 void transpose_avx2(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
                     int64_t dst_ld) {
-  const int64_t rv = rows - rows % 8, cv = cols - cols % 8;
-  for (int64_t o0 = 0; o0 < rv; o0 += 8) {
-    // A block's row segments are short and a whole row pitch apart, too
-    // short for the hardware to learn: fetch the next 8 rows' lines ahead.
-    if (o0 + 16 <= rows)
-      for (int i = 8; i < 16; ++i)
-        for (int64_t q = 0; q < cols; q += 16)
-          _mm_prefetch(reinterpret_cast<const char*>(src + (o0 + i) * src_ld + q), _MM_HINT_T0);
-    for (int64_t q0 = 0; q0 < cv; q0 += 8)
-      transpose8x8(src + o0 * src_ld + q0, src_ld, dst + q0 * dst_ld + o0, dst_ld);
-  }
-  // Ragged edges: the right columns of every row, then the bottom rows.
-  if (cv < cols) transpose_tiles(src + cv, src_ld, rows, cols - cv, dst + cv * dst_ld, dst_ld);
-  if (rv < rows) transpose_tiles(src + rv * src_ld, src_ld, rows - rv, cv, dst + rv, dst_ld);
+  // A block's row segments are short and a whole row pitch apart, too short
+  // for the hardware to learn: fetch the next band's lines ahead.
+  auto prefetch_next = [&](int64_t o0) {
+    if (o0 + 16 > rows) return;
+    for (int i = 8; i < 16; ++i)
+      for (int64_t q = 0; q < cols; q += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(src + (o0 + i) * src_ld + q), _MM_HINT_T0);
+  };
+  transpose_blocked<8>(src, src_ld, rows, cols, dst, dst_ld, prefetch_next,
+                       [&](const float* s, float* d) { transpose8x8(s, src_ld, d, dst_ld); });
 }
 
 }  // namespace

@@ -279,6 +279,21 @@ void transpose_tiles(const float* src, int64_t src_ld, int64_t rows, int64_t col
   }
 }
 
+// A transpose through kB x kB register blocks (`block(src, dst)`), with a
+// hook at the start of each band of kB rows (`band(o0)`) and the ragged
+// right columns and bottom rows done by transpose_tiles.
+template <int kB, class Band, class Block>
+void transpose_blocked(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
+                       int64_t dst_ld, Band band, Block block) {
+  const int64_t rv = rows - rows % kB, cv = cols - cols % kB;
+  for (int64_t o0 = 0; o0 < rv; o0 += kB) {
+    band(o0);
+    for (int64_t q0 = 0; q0 < cv; q0 += kB) block(src + o0 * src_ld + q0, dst + q0 * dst_ld + o0);
+  }
+  if (cv < cols) transpose_tiles(src + cv, src_ld, rows, cols - cv, dst + cv * dst_ld, dst_ld);
+  if (rv < rows) transpose_tiles(src + rv * src_ld, src_ld, rows - rv, cv, dst + rv, dst_ld);
+}
+
 // Matrices per Jacobi call: two vectors' worth, i.e. two independent chains
 // through each rotation's divides and square roots for the core to overlap.
 constexpr int kJacobiGroups = 2;

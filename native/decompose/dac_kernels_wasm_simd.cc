@@ -11,22 +11,16 @@ namespace {
 // simd128 shuffles still beat moving floats one by one.
 void transpose_wasm(const float* src, int64_t src_ld, int64_t rows, int64_t cols, float* dst,
                     int64_t dst_ld) {
-  const int64_t rv = rows - rows % 4, cv = cols - cols % 4;
-  for (int64_t o0 = 0; o0 < rv; o0 += 4)
-    for (int64_t q0 = 0; q0 < cv; q0 += 4) {
-      const float* s = src + o0 * src_ld + q0;
-      const v128_t r0 = wasm_v128_load(s), r1 = wasm_v128_load(s + src_ld);
-      const v128_t r2 = wasm_v128_load(s + 2 * src_ld), r3 = wasm_v128_load(s + 3 * src_ld);
-      const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
-      const v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
-      float* d = dst + q0 * dst_ld + o0;
-      wasm_v128_store(d, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
-      wasm_v128_store(d + dst_ld, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
-      wasm_v128_store(d + 2 * dst_ld, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
-      wasm_v128_store(d + 3 * dst_ld, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
-    }
-  if (cv < cols) transpose_tiles(src + cv, src_ld, rows, cols - cv, dst + cv * dst_ld, dst_ld);
-  if (rv < rows) transpose_tiles(src + rv * src_ld, src_ld, rows - rv, cv, dst + rv, dst_ld);
+  transpose_blocked<4>(src, src_ld, rows, cols, dst, dst_ld, [](int64_t) {}, [&](const float* s, float* d) {
+    const v128_t r0 = wasm_v128_load(s), r1 = wasm_v128_load(s + src_ld);
+    const v128_t r2 = wasm_v128_load(s + 2 * src_ld), r3 = wasm_v128_load(s + 3 * src_ld);
+    const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+    const v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+    wasm_v128_store(d, wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5));
+    wasm_v128_store(d + dst_ld, wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7));
+    wasm_v128_store(d + 2 * dst_ld, wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5));
+    wasm_v128_store(d + 3 * dst_ld, wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7));
+  });
 }
 
 }  // namespace

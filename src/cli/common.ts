@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { DacError } from '../errors.js';
+import { mulberry32 } from '../random.js';
 
 /** A mistake in the command line (exit code 2), as opposed to bad input data (exit code 1). */
 export class UsageError extends Error {
@@ -122,14 +123,7 @@ export const demoAssets = {
 
 /** Deterministic N(0, 1) samples (mulberry32 + Box-Muller), so `dac compare` inputs are reproducible. */
 export function seededNormal(count: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const out = new Float32Array(count);
   for (let i = 0; i < count; i += 2) {
     const u = Math.max(next(), 1e-12);
