@@ -35,6 +35,12 @@ export interface LoadOptions {
    * before anything large is read. Default DEFAULT_MAX_MODEL_BYTES (2 GiB).
    */
   maxBytes?: number;
+  /**
+   * The input's [H, W] or [H, W, C], for models that declare free sizes
+   * (otherwise they are evaluated at NOMINAL_FREE_SIZE and costed per input
+   * pixel); must agree with every size the model does fix.
+   */
+  inputShape?: number[];
 }
 
 export async function loadModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {

@@ -14,6 +14,12 @@ export interface LoadedModel {
   readonly other: OtherCost;
   /** One image: [H, W, C]. */
   readonly inputShape: number[];
+  /**
+   * True when the model declares free input height/width and no size was
+   * stated: shapes were evaluated at NOMINAL_FREE_SIZE, and costs are
+   * reported per input pixel.
+   */
+  readonly freeInput: boolean;
   /** How the model itself takes its input; runners always take NHWC and transpose where needed. */
   readonly inputLayout: 'NHWC' | 'NCHW';
   /** A new model with every BatchNormalization that directly follows a linear conv folded into it. */
@@ -23,6 +29,14 @@ export interface LoadedModel {
   /** Writes the model atomically (TF.js: a folder with model.json; ONNX: one file). */
   save(outPath: string): Promise<void>;
 }
+
+/**
+ * Height and width at which a model with free input sizes is evaluated when
+ * the user states none: a multiple of every usual total stride, so the
+ * resolution of each layer relative to the input comes out exact for
+ * SAME-padded nets, and MACs / (H*W) is the cost per input pixel.
+ */
+export const NOMINAL_FREE_SIZE = 1024;
 
 /** Output length of one spatial axis. */
 export function convOutSize(size: number, k: number, stride: number, dilation: number, before: number, after: number): number {

@@ -176,6 +176,7 @@ export class OnnxModel implements LoadedModel {
   readonly convs: ConvLayerInfo[];
   readonly other: OtherCost;
   readonly inputShape: number[];
+  readonly freeInput = false;
   /** The graph input the runners feed, and the output they read. */
   readonly inputName: string;
   readonly outputName: string;

@@ -76,6 +76,7 @@ export class TfjsModel implements LoadedModel {
   readonly convs: ConvLayerInfo[];
   readonly other: OtherCost;
   readonly inputShape: number[];
+  readonly freeInput = false;
   private readonly graph: LayerGraph;
   private readonly shapes: Map<string, Shape>;
   private readonly byWeight: Map<string, WeightEntry>;
