@@ -3,11 +3,11 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
-import { checkOutputPath, writeFileAtomic } from '../../io/atomic.js';
+import { placeOutput } from '../../io/output.js';
 import { DEFAULT_MAX_MODEL_BYTES, readFileBounded } from '../../io/limits.js';
 import { foldBatchNorm as foldBn, oihwChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
-import { checkFinite, convOutSize, matchReplacements, uniqueName, type LoadedModel } from '../model.js';
+import { checkFinite, convOutSize, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
 import { inferShapes, resolvePads, type Shape } from './shapes.js';
 import {
   create,
@@ -19,6 +19,7 @@ import {
   type GraphProto,
   type ModelProto,
   type NodeProto,
+  type DimProto,
   type TensorProto,
   type ValueInfoProto,
 } from './schema.js';
@@ -27,13 +28,17 @@ import {
   attrInt,
   attrInts,
   attrString,
-  floatTensor,
+  attrTensor,
+  dataTypeName,
+  FLOAT_TYPES,
   intAttr,
   intsAttr,
   isExternal,
   stringAttr,
+  roundToHalf,
   tensorDims,
   tensorFloats,
+  typedTensor,
 } from './tensors.js';
 
 /** Ops a BatchNormalization's output may pass through and still count as the input statistics of a conv. */
@@ -44,6 +49,7 @@ interface ConvNode {
   node: number;
   /** Index of the BatchNormalization node that can be folded into this conv, or -1. */
   foldableBn: number;
+  weight: ConstTensor;
 }
 
 const AUTO_PAD = new Set(['NOTSET', 'SAME_UPPER', 'SAME_LOWER', 'VALID']);
@@ -104,26 +110,60 @@ function allNames(graph: GraphProto): Set<string> {
   return names;
 }
 
-/** Drops initializers nothing reads any more (and their graph-input entries, IR < 4 style). */
-function pruneInitializers(graph: GraphProto): void {
+/** Pure ops that carry a constant through unchanged in value (only in shape or type). */
+const CONST_CHAIN = new Set(['Identity', 'Cast', 'Reshape', 'Squeeze', 'Unsqueeze', 'Flatten']);
+
+/**
+ * Drops what nothing reads any more after an edit: constant-chain nodes
+ * (Constant, Identity, Cast, ... of weights we replaced), then initializers
+ * (and their graph-input entries, IR < 4 style), then value_info of tensors
+ * no longer in the graph.
+ */
+function pruneUnused(graph: GraphProto): void {
+  for (;;) {
+    const used = referencedNames(graph);
+    const before = graph.node.length;
+    graph.node = graph.node.filter(
+      (n) => !((n.op_type === 'Constant' || CONST_CHAIN.has(n.op_type ?? '')) && isDefaultDomain(n) && n.output.every((o) => !o || !used.has(o))),
+    );
+    if (graph.node.length === before) break;
+  }
   const used = referencedNames(graph);
   const dropped = new Set(graph.initializer.filter((t) => !used.has(t.name!)).map((t) => t.name!));
-  if (dropped.size === 0) return;
   graph.initializer = graph.initializer.filter((t) => !dropped.has(t.name!));
   graph.input = graph.input.filter((v) => !dropped.has(v.name!));
+  const present = new Set([...graph.node.flatMap((n) => n.output), ...graph.initializer.map((t) => t.name), ...graph.input.map((v) => v.name)]);
+  graph.value_info = graph.value_info.filter((v) => present.has(v.name!));
 }
 
-function tensorValueInfo(name: string, dims: number[]): ValueInfoProto {
+function tensorValueInfo(name: string, dims: number[], elemType: number): ValueInfoProto {
   return create<ValueInfoProto>('ValueInfoProto', {
     name,
-    type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: dims.map((d) => ({ dim_value: d })) } } },
+    type: { tensor_type: { elem_type: elemType, shape: { dim: dims.map((d) => ({ dim_value: d })) } } },
   });
 }
 
 /** Adds an initializer (and, when the model lists initializers as graph inputs, the matching input). */
 function addInitializer(graph: GraphProto, t: TensorProto, listsInitializersAsInputs: boolean): void {
   graph.initializer.push(t);
-  if (listsInitializersAsInputs) graph.input.push(tensorValueInfo(t.name!, tensorDims(t)));
+  if (listsInitializersAsInputs) graph.input.push(tensorValueInfo(t.name!, tensorDims(t), t.data_type ?? DataType.FLOAT));
+}
+
+/** Loading options of an ONNX model (see LoadOptions in src/formats). */
+export interface OnnxLoadOptions {
+  /** [H, W] or [H, W, C] for the sizes the model leaves free. */
+  inputShape?: number[];
+}
+
+/** A constant conv weight, bias or BatchNorm parameter, read through the nodes that carry it. */
+interface ConstTensor {
+  values: Float32Array;
+  dims: number[];
+  /** The data type the model stores it in, and the one the consuming node sees (after Casts). */
+  storeType: number;
+  computeType: number;
+  /** The initializer (or Constant node output) holding the data. */
+  source: string;
 }
 
 function parseBytes(bytes: Uint8Array, file: string): ModelProto {
@@ -146,6 +186,7 @@ function parseBytes(bytes: Uint8Array, file: string): ModelProto {
       { model: file, field: 'ir_version' },
     );
   }
+  const seen = new Set<string>();
   for (const t of proto.graph.initializer) {
     if (isExternal(t)) {
       throw new DacError(
@@ -154,19 +195,96 @@ function parseBytes(bytes: Uint8Array, file: string): ModelProto {
         { model: file, field: t.name },
       );
     }
+    // Runtimes differ in which of two same-named initializers they use, so no choice of ours is safe.
+    if (seen.has(t.name!)) {
+      throw new DacError('EFORMAT', `two initializers are named ${t.name}; the model is ambiguous (re-export it)`, { model: file, field: t.name });
+    }
+    seen.add(t.name!);
   }
   return proto;
 }
 
 /** Loads an .onnx file of at most `maxBytes`, refused by its size before it is read. */
-export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): Promise<OnnxModel> {
+export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES, inputShape?: number[]): Promise<OnnxModel> {
   const bytes = readFileBounded(file, maxBytes, { model: file, field: 'file' });
-  return new OnnxModel(file, parseBytes(bytes, file));
+  return new OnnxModel(file, parseBytes(bytes, file), { inputShape });
 }
 
 /** An ONNX model from bytes in memory (`file` is only used in messages). */
-export function parseOnnx(bytes: Uint8Array, file = '<memory>'): OnnxModel {
-  return new OnnxModel(file, parseBytes(bytes, file));
+export function parseOnnx(bytes: Uint8Array, file = '<memory>', options: OnnxLoadOptions = {}): OnnxModel {
+  return new OnnxModel(file, parseBytes(bytes, file), options);
+}
+
+/**
+ * The structure ONNX requires and every runtime checks: each node has an
+ * op_type, reads only tensors that exist before it (topological order, no
+ * cycles), and writes tensors no one else writes; the outputs exist.
+ */
+function checkGraph(graph: GraphProto, ctx: ErrorContext): void {
+  const known = new Set<string>([...graph.initializer.map((t) => t.name!), ...graph.input.map((v) => v.name!)]);
+  for (const node of graph.node) {
+    const where = { ...ctx, layer: node.name || node.output[0] };
+    if (!node.op_type) throw new DacError('EFORMAT', 'a node has no op_type', where);
+    for (const i of node.input) {
+      if (i && !known.has(i)) {
+        throw new DacError('EFORMAT', `reads ${i}, which no earlier node, initializer or graph input provides (a cycle, or nodes out of order)`, {
+          ...where,
+          field: i,
+        });
+      }
+    }
+    for (const o of node.output) {
+      if (!o) continue;
+      if (known.has(o)) throw new DacError('EFORMAT', `writes ${o}, which another node, initializer or graph input already provides`, { ...where, field: o });
+      known.add(o);
+    }
+  }
+  for (const o of graph.output) {
+    if (!known.has(o.name!)) throw new DacError('EFORMAT', `graph output ${o.name} is never computed`, { ...ctx, field: o.name });
+  }
+}
+
+const dimIs = (d: DimProto | undefined): boolean =>
+  !!d && Object.prototype.hasOwnProperty.call(d, 'dim_value') && d.dim_value !== undefined && d.dim_value !== null && toNumber(d.dim_value) >= 1;
+
+/**
+ * The NCHW shape the graph is evaluated at: the declared one, with free
+ * (dim_param or missing) height/width taken from `stated` when given, else
+ * NOMINAL_FREE_SIZE; a stated size must agree with every size the model fixes.
+ */
+function resolveInput(
+  declared: DimProto[] | undefined,
+  stated: number[] | undefined,
+  channelsFromWeights: number | null,
+  ctx: ErrorContext,
+): { nchw: Shape; free: boolean; freeSpatial: boolean } {
+  const field = 'inputShape';
+  if (declared && declared.length !== 4) {
+    throw new DacError('EFORMAT', `the input must be an NCHW image batch (4 dims), it has ${declared.length}`, ctx);
+  }
+  declared?.forEach((d, i) => {
+    if (Object.prototype.hasOwnProperty.call(d, 'dim_value') && !(toNumber(d.dim_value) >= 1)) {
+      throw new DacError('EFORMAT', `input dim ${i} is ${toNumber(d.dim_value)}; sizes are positive (or free)`, ctx);
+    }
+  });
+  const fixed = [1, 2, 3].map((i) => (declared && dimIs(declared[i]) ? toNumber(declared[i].dim_value) : -1));
+  const [c0, h0, w0] = fixed;
+  const freeSpatial = h0 < 1 || w0 < 1;
+  const show = () => `${h0 < 1 ? '?' : h0}x${w0 < 1 ? '?' : w0}x${c0 < 1 ? '?' : c0} (HxWxC)`;
+  if (stated !== undefined) {
+    const ok = Array.isArray(stated) && (stated.length === 2 || stated.length === 3) && stated.every((d) => Number.isInteger(d) && d >= 1 && d <= 2 ** 31 - 1);
+    if (!ok) throw new DacError('EINVAL', `inputShape must be [H, W] or [H, W, C] of positive integers, got ${JSON.stringify(stated)}`, { ...ctx, field });
+    const [h, w, c] = stated;
+    if ((h0 >= 1 && h !== h0) || (w0 >= 1 && w !== w0) || (c !== undefined && c0 >= 1 && c !== c0)) {
+      throw new DacError('EINVAL', `inputShape ${stated.join('x')} disagrees with the model's input ${show()}`, { ...ctx, field });
+    }
+    const ch = c ?? (c0 >= 1 ? c0 : channelsFromWeights);
+    if (!ch) throw new DacError('EINVAL', 'the model leaves its channel count free: state it as inputShape [H, W, C]', { ...ctx, field });
+    return { nchw: [1, ch, h, w], free: false, freeSpatial };
+  }
+  const ch = c0 >= 1 ? c0 : channelsFromWeights;
+  if (!ch) throw new DacError('EFORMAT', 'the model leaves its channel count free: state the input as [H, W, C]', { ...ctx, field });
+  return { nchw: [1, ch, h0 < 1 ? NOMINAL_FREE_SIZE : h0, w0 < 1 ? NOMINAL_FREE_SIZE : w0], free: freeSpatial, freeSpatial };
 }
 
 export class OnnxModel implements LoadedModel {
@@ -176,7 +294,9 @@ export class OnnxModel implements LoadedModel {
   readonly convs: ConvLayerInfo[];
   readonly other: OtherCost;
   readonly inputShape: number[];
-  readonly freeInput = false;
+  readonly freeInput: boolean;
+  readonly notes: string[] = [];
+  readonly weightDtype: string;
   /** The graph input the runners feed, and the output they read. */
   readonly inputName: string;
   readonly outputName: string;
@@ -184,15 +304,24 @@ export class OnnxModel implements LoadedModel {
   readonly fixedBatch: number | null;
   private readonly convNodes: ConvNode[];
   private readonly initializers: Map<string, TensorProto>;
+  private readonly producer = new Map<string, number>();
+  private readonly shapes: Map<string, Shape>;
+  private readonly consts = new Map<string, ConstTensor | null>();
+  /** Whether the model declares free input height/width (written tensors then keep free spatial dims). */
+  private readonly freeSpatial: boolean;
+  private readonly inputDims: DimProto[];
+  private readonly ctx: ErrorContext;
 
   constructor(
     readonly path: string,
     private readonly proto: ModelProto,
+    private readonly options: OnnxLoadOptions = {},
   ) {
     const graph = proto.graph!;
     this.name = nodePath.basename(path).replace(/\.onnx$/i, '');
     this.initializers = new Map(graph.initializer.map((t) => [t.name!, t]));
     const ctx: ErrorContext = { model: path };
+    this.ctx = ctx;
     const inputs = graph.input.filter((v) => !this.initializers.has(v.name!));
     if (inputs.length !== 1) {
       throw new DacError('EFORMAT', `expected one graph input (an image batch), found ${inputs.length}`, ctx);
@@ -200,20 +329,25 @@ export class OnnxModel implements LoadedModel {
     if (graph.output.length < 1) throw new DacError('EFORMAT', 'the graph has no outputs', ctx);
     this.inputName = inputs[0].name!;
     this.outputName = graph.output[0].name!;
-    const batchDim = inputs[0].type?.tensor_type?.shape?.dim?.[0];
-    this.fixedBatch = batchDim && Object.prototype.hasOwnProperty.call(batchDim, 'dim_value') ? toNumber(batchDim.dim_value) : null;
-    const shapes = inferShapes({ graph, initializers: this.initializers, ctx });
-    const inShape = shapes.get(this.inputName);
-    if (!inShape || inShape.length !== 4 || inShape.slice(1).some((d) => d < 1)) {
-      throw new DacError('EFORMAT', `input ${this.inputName} must be NCHW with fixed C, H, W; got [${inShape?.join(', ') ?? '?'}]`, {
-        ...ctx,
-        field: this.inputName,
-      });
-    }
-    this.inputShape = [inShape[2], inShape[3], inShape[1]];
-    this.convNodes = this.findConvs(graph, shapes, ctx);
+    checkGraph(graph, ctx);
+    graph.node.forEach((n, i) => {
+      for (const o of n.output) if (o) this.producer.set(o, i);
+    });
+    this.inputDims = inputs[0].type?.tensor_type?.shape?.dim ?? [];
+    const declaredDims = inputs[0].type?.tensor_type?.shape?.dim;
+    this.fixedBatch = dimIs(declaredDims?.[0]) ? toNumber(declaredDims![0].dim_value) : null;
+    const input = resolveInput(declaredDims, options.inputShape, this.channelsFromFirstConv(graph), { ...ctx, field: this.inputName });
+    this.freeInput = input.free;
+    this.freeSpatial = input.freeSpatial;
+    input.nchw[0] = this.fixedBatch ?? 1;
+    const inferred = inferShapes({ graph, initializers: this.initializers, ctx, inputs: new Map([[this.inputName, input.nchw]]) });
+    this.shapes = inferred.shapes;
+    this.inputShape = [input.nchw[2], input.nchw[3], input.nchw[1]];
+    this.convNodes = this.findConvs(graph, inferred.unknown, ctx);
     this.convs = this.convNodes.map((c) => c.info);
-    this.other = this.otherCost(graph, shapes);
+    this.other = this.otherCost(graph);
+    this.weightDtype = [...new Set(this.convNodes.map((cn) => dataTypeName(cn.weight.storeType)))].sort().join('+') || 'float32';
+    this.noteDataTypes();
   }
 
   /** The encoded model (what save() writes). */
@@ -221,76 +355,172 @@ export class OnnxModel implements LoadedModel {
     return encodeModel(this.proto);
   }
 
-  private floats(name: string, ctx: ErrorContext): Float32Array {
-    const t = this.initializers.get(name)!;
-    return tensorFloats(t, ctx);
+  /** Input channels of the first conv reading the graph input, for models that leave C free. */
+  private channelsFromFirstConv(graph: GraphProto): number | null {
+    const conv = graph.node.find((n) => n.op_type === 'Conv' && n.input[0] === this.inputName);
+    let name = conv?.input[1];
+    // Through the Identity/Cast nodes that keep a weight's dims.
+    for (let hops = 0; name && !this.initializers.has(name) && hops < 8; hops++) {
+      const p = this.producer.get(name);
+      const node = p === undefined ? undefined : graph.node[p];
+      name = node && (node.op_type === 'Identity' || node.op_type === 'Cast') ? node.input[0] : undefined;
+    }
+    const w = name ? this.initializers.get(name) : undefined;
+    if (!conv || !w || w.dims.length !== 4) return null;
+    return toNumber(w.dims[1]) * attrInt(conv, 'group', 1);
+  }
+
+  /**
+   * The value of a constant expression: an initializer or Constant node,
+   * possibly through Identity, Cast, Reshape, Squeeze, Unsqueeze, Flatten
+   * (exporters route deduplicated and half-precision weights this way); null
+   * when the tensor is computed at run time.
+   */
+  private constFloat(name: string): ConstTensor | null {
+    if (this.consts.has(name)) return this.consts.get(name)!;
+    const chain = this.constChain(name);
+    let out: ConstTensor | null = null;
+    if (chain && FLOAT_TYPES.has(chain.source.data_type ?? 0)) {
+      const { source, computeType, toHalf } = chain;
+      const storeType = source.data_type!;
+      let values = tensorFloats(source, { ...this.ctx, field: chain.sourceName });
+      if (toHalf && storeType !== DataType.FLOAT16) values = values.map(roundToHalf);
+      const dims = this.shapes.get(name) ?? tensorDims(source);
+      if (dims.reduce((a, b) => a * b, 1) === values.length) {
+        out = { values, dims, storeType, computeType: computeType ?? storeType, source: chain.sourceName };
+      }
+    }
+    this.consts.set(name, out);
+    return out;
+  }
+
+  /** The tensor a constant expression starts from, and what the Casts on the way do; null when computed at run time. */
+  private constChain(name: string): { source: TensorProto; sourceName: string; computeType?: number; toHalf: boolean } | null {
+    const graph = this.proto.graph!;
+    let cur = name;
+    let computeType: number | undefined;
+    let toHalf = false;
+    for (let hops = 0; hops < 64; hops++) {
+      const init = this.initializers.get(cur);
+      if (init) return { source: init, sourceName: cur, computeType, toHalf };
+      const p = this.producer.get(cur);
+      const node = p === undefined ? undefined : graph.node[p];
+      if (!node || !isDefaultDomain(node)) return null;
+      if (node.op_type === 'Constant') {
+        const t = attrTensor(node, 'value');
+        return t ? { source: t, sourceName: cur, computeType, toHalf } : null;
+      }
+      if (!CONST_CHAIN.has(node.op_type ?? '') || node.output[0] !== cur) return null;
+      if (node.op_type === 'Cast') {
+        const to = attrInt(node, 'to', 0);
+        if (!FLOAT_TYPES.has(to)) return null;
+        computeType ??= to;
+        if (to === DataType.FLOAT16) toHalf = true;
+      }
+      cur = node.input[0];
+    }
+    return null;
   }
 
   private bnParams(node: NodeProto, ctx: ErrorContext): BatchNormParams | null {
-    if (node.input.length < 5 || !node.input.slice(1, 5).every((n) => this.initializers.has(n))) return null;
-    const [, scale, bias, mean, variance] = node.input;
+    if (node.input.length < 5) return null;
+    const [scale, bias, mean, variance] = node.input.slice(1, 5).map((n) => (n ? this.constFloat(n) : null));
+    if (!scale || !bias || !mean || !variance) return null;
     const where = { ...ctx, layer: node.name || node.output[0] };
-    return {
-      gamma: this.floats(scale, where),
-      beta: this.floats(bias, where),
-      mean: this.floats(mean, where),
-      variance: this.floats(variance, where),
-      epsilon: attrFloat(node, 'epsilon', 1e-5),
-    };
+    const values = [scale, bias, mean, variance].map((t) => {
+      checkFinite(t.values, { ...where, field: t.source });
+      return t.values;
+    });
+    return { gamma: values[0], beta: values[1], mean: values[2], variance: values[3], epsilon: attrFloat(node, 'epsilon', 1e-5) };
   }
 
-  private findConvs(graph: GraphProto, shapes: Map<string, Shape>, ctx: ErrorContext): ConvNode[] {
-    const producer = new Map<string, number>();
+  private findConvs(graph: GraphProto, unknown: Map<string, string>, ctx: ErrorContext): ConvNode[] {
+    const shapes = this.shapes;
     const consumers = new Map<string, number[]>();
     graph.node.forEach((n, i) => {
-      for (const o of n.output) if (o) producer.set(o, i);
       for (const inp of n.input) if (inp) consumers.set(inp, [...(consumers.get(inp) ?? []), i]);
     });
     const graphOutputs = new Set(graph.output.map((o) => o.name!));
     const nameCount = new Map<string, number>();
     for (const n of graph.node) if (n.name) nameCount.set(n.name, (nameCount.get(n.name) ?? 0) + 1);
 
+    // Each conv gets arrays of its own, so that no caller editing one conv's weights changes a conv sharing them.
+    const handedOut = new Set<Float32Array>();
+    const own = (v: Float32Array) => {
+      if (!handedOut.has(v)) {
+        handedOut.add(v);
+        return v;
+      }
+      return v.slice();
+    };
     const out: ConvNode[] = [];
     graph.node.forEach((node, idx) => {
       if (node.op_type !== 'Conv' || !isDefaultDomain(node)) return;
-      const w = this.initializers.get(node.input[1]);
       const name = node.name && nameCount.get(node.name) === 1 ? node.name : node.output[0];
       const where = { ...ctx, layer: name };
-      if (w && tensorDims(w).length !== 4) return; // 1-D and 3-D convs are counted with the rest
+      const wc = this.constFloat(node.input[1]);
+      const wDims = wc?.dims ?? shapes.get(node.input[1]);
+      if (wDims && wDims.length !== 4) return; // 1-D and 3-D convs are counted with the rest
       const x = shapes.get(node.input[0]);
-      const y = shapes.get(node.output[0]);
-      if (!x || x.length !== 4 || x.some((d) => d < 1)) {
-        throw new DacError('EFORMAT', `cannot infer the input size of this conv (input ${node.input[0]})`, where);
+      // Convs we cannot size or read are kept as they are; the reader says so instead of refusing the model.
+      const sized = !!x && x.length === 4 && x.every((d) => d >= 1);
+      const reasons: string[] = [];
+      if (!sized) {
+        const why = unknown.get(node.input[0]) ?? `the size of ${node.input[0]} is unknown`;
+        reasons.push(`input size unknown (${why}); its MACs are counted as for a 1x1 output`);
       }
-      if (!w) {
-        throw new DacError('EFORMAT', `weight ${node.input[1]} is not an initializer; only constant weights are supported`, where);
+      if (!wc) {
+        // A constant the reader cannot take as float weights is malformed, not computed: say why.
+        const chain = this.constChain(node.input[1]);
+        if (chain) {
+          tensorFloats(chain.source, { ...where, field: chain.sourceName });
+          throw new DacError('EFORMAT', `weight ${node.input[1]}: its shape [${wDims?.join(', ') ?? '?'}] does not match its values`, {
+            ...where,
+            field: chain.sourceName,
+          });
+        }
+        this.notes.push(
+          `conv ${name} is kept as is: its weight ${node.input[1]} is computed at run time, not a constant` +
+            (sized && wDims ? ' (its MACs are counted with the other layers)' : '; its MACs are not counted'),
+        );
+        return;
       }
-      const [n, cg, kh, kw] = tensorDims(w);
+      const [n, cg, kh, kw] = wc.dims;
       const { groups, strides, dilations } = checkConvAttributes(node, [kh, kw], where);
-      const pads = resolvePads(node, x[2], x[3], [kh, kw], strides, dilations);
+      const [inH, inW] = sized ? [x[2], x[3]] : [1, 1];
+      const pads = resolvePads(node, inH, inW, [kh, kw], strides, dilations);
       if (n % groups !== 0) throw new DacError('EFORMAT', `group ${groups} does not divide the ${n} output channels`, { ...where, field: 'group' });
-      const weights = tensorFloats(w, where);
-      checkFinite(weights, { ...where, field: node.input[1] });
+      const weights = own(wc.values);
+      checkFinite(weights, { ...where, field: wc.source });
       let bias: Float32Array | null = null;
-      let skipReason: string | null = null;
       if (node.input[2]) {
-        if (this.initializers.has(node.input[2])) {
-          bias = tensorFloats(this.initializers.get(node.input[2])!, where);
-          checkFinite(bias, { ...where, field: node.input[2] });
-        } else skipReason = `bias ${node.input[2]} is computed, not an initializer`;
+        const b = this.constFloat(node.input[2]);
+        if (!b) reasons.push(`bias ${node.input[2]} is computed at run time, not a constant`);
+        else if (b.values.length !== n) {
+          throw new DacError('EFORMAT', `bias has ${b.values.length} values, the conv has ${n} output channels`, { ...where, field: b.source });
+        } else {
+          bias = own(b.values);
+          checkFinite(bias, { ...where, field: b.source });
+        }
       }
       const c = cg * groups;
-      if (x[1] !== c) {
-        throw new DacError('EFORMAT', `input has ${x[1]} channels, weights expect ${c}`, { ...where, field: node.input[1] });
+      let [outH, outW] = [1, 1];
+      if (sized) {
+        if (x[1] !== c) {
+          throw new DacError('EFORMAT', `input has ${x[1]} channels, weights expect ${c}`, { ...where, field: node.input[1] });
+        }
+        outH = convOutSize(inH, kh, strides[0], dilations[0], pads[0], pads[2]);
+        outW = convOutSize(inW, kw, strides[1], dilations[1], pads[1], pads[3]);
+        if (outH < 1 || outW < 1) {
+          throw new DacError('EFORMAT', `the ${kh}x${kw} kernel does not fit the padded ${inH}x${inW} input`, where);
+        }
+        const y = shapes.get(node.output[0]);
+        if (y && y.length === 4 && (y[2] !== outH || y[3] !== outW)) {
+          throw new DacError('EFORMAT', `declared output size ${y[2]}x${y[3]} differs from the computed ${outH}x${outW}`, where);
+        }
       }
-      const outH = convOutSize(x[2], kh, strides[0], dilations[0], pads[0], pads[2]);
-      const outW = convOutSize(x[3], kw, strides[1], dilations[1], pads[1], pads[3]);
-      if (outH < 1 || outW < 1) {
-        throw new DacError('EFORMAT', `the ${kh}x${kw} kernel does not fit the padded ${x[2]}x${x[3]} input`, where);
-      }
-      if (y && (y[2] !== outH || y[3] !== outW)) {
-        throw new DacError('EFORMAT', `declared output size ${y[2]}x${y[3]} differs from the computed ${outH}x${outW}`, where);
-      }
+      let skipReason = reasons.length ? reasons.join('; ') : null;
+      if (!sized) this.notes.push(`conv ${name} is kept as is: ${skipReason}`);
       if (!skipReason) {
         if (groups === c && groups > 1) skipReason = 'depthwise convolution (groups = channels)';
         else if (groups > 1) skipReason = `grouped convolution (groups=${groups})`;
@@ -313,7 +543,7 @@ export class OnnxModel implements LoadedModel {
       let bnBefore: BatchNormParams | null = null;
       let tensor = node.input[0];
       for (let hops = 0; hops < 16; hops++) {
-        const p = producer.get(tensor);
+        const p = this.producer.get(tensor);
         if (p === undefined) break;
         const prev = graph.node[p];
         if (prev.op_type === 'BatchNormalization') {
@@ -327,6 +557,7 @@ export class OnnxModel implements LoadedModel {
       out.push({
         node: idx,
         foldableBn,
+        weight: wc,
         info: {
           name,
           index: out.length,
@@ -338,8 +569,8 @@ export class OnnxModel implements LoadedModel {
           strides: [strides[0], strides[1]],
           dilations: [dilations[0], dilations[1]],
           pads,
-          inH: x[2],
-          inW: x[3],
+          inH,
+          inW,
           outH,
           outW,
           weights,
@@ -354,23 +585,46 @@ export class OnnxModel implements LoadedModel {
     return out;
   }
 
-  private otherCost(graph: GraphProto, shapes: Map<string, Shape>): OtherCost {
+  /** One note per non-float32 weight type: what was read and how the factors are written. */
+  private noteDataTypes(): void {
+    const kinds = new Set<string>();
+    for (const { weight } of this.convNodes) {
+      const { storeType, computeType } = weight;
+      if (storeType === DataType.FLOAT && computeType === DataType.FLOAT) continue;
+      kinds.add(
+        storeType === computeType
+          ? `conv weights stored and computed in ${dataTypeName(storeType)}: decomposed in float32, the factors are written as ${dataTypeName(storeType)}`
+          : `conv weights stored as ${dataTypeName(storeType)} and cast to ${dataTypeName(computeType)} in the graph: decomposed in float32, the factors are written as ${dataTypeName(storeType)} behind the same Cast`,
+      );
+    }
+    this.notes.push(...kinds);
+  }
+
+  private otherCost(graph: GraphProto): OtherCost {
+    const shapes = this.shapes;
     let macs = 0;
     let params = 0;
     const counted = new Set<string>();
-    const size = (name: string) => tensorDims(this.initializers.get(name)!).reduce((a, b) => a * b, 1);
-    const isFloatInit = (name: string) => {
-      const t = this.initializers.get(name);
-      return !!t && (t.data_type === DataType.FLOAT || t.data_type === DataType.FLOAT16 || t.data_type === DataType.DOUBLE);
-    };
     const convNodes = new Set(this.convNodes.map((c) => c.node));
+    // A listed conv's weights and bias are its own parameters, whichever nodes carry them.
+    for (const cn of this.convNodes) {
+      for (const name of graph.node[cn.node].input.slice(1)) {
+        const src = name ? this.constChain(name) : null;
+        if (src) counted.add(src.sourceName);
+      }
+    }
     graph.node.forEach((node, idx) => {
       if (convNodes.has(idx)) return;
-      const inputs = node.op_type === 'BatchNormalization' ? node.input.slice(1, 3) : node.input.slice(1);
+      if (CONST_CHAIN.has(node.op_type ?? '') && node.output[0] && this.constChain(node.output[0])) return;
+      // BatchNorm's statistics and Resize's scales/sizes are no parameters.
+      const inputs =
+        node.op_type === 'BatchNormalization' ? node.input.slice(1, 3) : node.op_type === 'Resize' || node.op_type === 'Upsample' ? [] : node.input.slice(1);
+      // Counted from the dims, without reading the values.
       for (const name of inputs) {
-        if (name && isFloatInit(name) && !counted.has(name)) {
-          counted.add(name);
-          params += size(name);
+        const src = name ? this.constChain(name) : null;
+        if (src && FLOAT_TYPES.has(src.source.data_type ?? 0) && !counted.has(src.sourceName)) {
+          counted.add(src.sourceName);
+          params += tensorDims(src.source).reduce((a, b) => a * b, 1);
         }
       }
       const x = shapes.get(node.input[0]);
@@ -398,6 +652,34 @@ export class OnnxModel implements LoadedModel {
     return this.proto.graph!.initializer.some((t) => inputs.has(t.name));
   }
 
+  /** Declared dims of a tensor (value_info, inputs, outputs), to copy symbolic ones into what we write. */
+  private declaredDims(name: string): DimProto[] | undefined {
+    const g = this.proto.graph!;
+    const v = [...g.value_info, ...g.input, ...g.output].find((vi) => vi.name === name);
+    return v?.type?.tensor_type?.shape?.dim;
+  }
+
+  /**
+   * value_info of an activation the writer adds, [batch, channels, h, w]:
+   * the batch as the input declares it; h and w fixed when the model fixes
+   * its input size, else the symbolic dim of `hFrom`/`wFrom` (tensors of the
+   * same height/width), else left free.
+   */
+  private activationInfo(name: string, elemType: number, channels: number, h: number, w: number, hFrom: string, wFrom: string): ValueInfoProto {
+    const free = (from: string, axis: number): DimProto => {
+      const d = this.declaredDims(from)?.[axis];
+      return d && Object.prototype.hasOwnProperty.call(d, 'dim_param') && d.dim_param ? { dim_param: d.dim_param } : {};
+    };
+    const batch: DimProto = this.inputDims[0] ? { ...this.inputDims[0] } : {};
+    const dims: DimProto[] = [
+      batch,
+      { dim_value: channels },
+      this.freeSpatial ? free(hFrom, 2) : { dim_value: h },
+      this.freeSpatial ? free(wFrom, 3) : { dim_value: w },
+    ];
+    return create<ValueInfoProto>('ValueInfoProto', { name, type: { tensor_type: { elem_type: elemType, shape: { dim: dims } } } });
+  }
+
   apply(replacements: LayerReplacement[]): OnnxModel {
     const matched = matchReplacements(this.convs, replacements, this.path);
     const proto = this.cloneProto();
@@ -408,21 +690,47 @@ export class OnnxModel implements LoadedModel {
     for (const cn of this.convNodes) {
       const m = matched.get(cn.info.name);
       if (!m) continue;
-      newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], m.conv, m.rep, taken, graph, asInputs));
+      newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], cn, m.rep, taken, graph, asInputs));
     }
     graph.node = graph.node.flatMap((n, i) => newNodes.get(i) ?? [n]);
-    pruneInitializers(graph);
-    return new OnnxModel(this.path, proto);
+    pruneUnused(graph);
+    return new OnnxModel(this.path, proto, this.options);
   }
 
-  private replacementNodes(
-    orig: NodeProto,
-    conv: ConvLayerInfo,
-    rep: LayerReplacement,
-    taken: Set<string>,
+  /**
+   * Adds a new constant in the conv's own types: an initializer in the type
+   * the weight is stored in, behind a Cast (with its value_info) when the
+   * graph casts the weight before the conv. Returns the tensor to feed.
+   */
+  private addConst(
     graph: GraphProto,
+    taken: Set<string>,
     asInputs: boolean,
-  ): NodeProto[] {
+    name: string,
+    dims: number[],
+    values: Float32Array,
+    types: Pick<ConstTensor, 'storeType' | 'computeType'>,
+    nodes: NodeProto[],
+  ): string {
+    const t = typedTensor(uniqueName(name, taken), dims, values, types.storeType);
+    addInitializer(graph, t, asInputs);
+    if (types.storeType === types.computeType) return t.name!;
+    const cast = uniqueName(`${name}_cast`, taken);
+    nodes.push(
+      create<NodeProto>('NodeProto', {
+        name: cast,
+        op_type: 'Cast',
+        input: [t.name!],
+        output: [cast],
+        attribute: [intAttr('to', types.computeType)],
+      }),
+    );
+    graph.value_info.push(tensorValueInfo(cast, dims, types.computeType));
+    return cast;
+  }
+
+  private replacementNodes(orig: NodeProto, cn: ConvNode, rep: LayerReplacement, taken: Set<string>, graph: GraphProto, asInputs: boolean): NodeProto[] {
+    const conv = cn.info;
     const { n, c, kh, kw } = conv;
     const base = orig.name || orig.output[0];
     const autoPad = attrString(orig, 'auto_pad', 'NOTSET');
@@ -431,11 +739,10 @@ export class OnnxModel implements LoadedModel {
     const [dh, dw] = conv.dilations;
     const [pt, pl, pb, pr] = conv.pads;
     const mid = uniqueName(`${orig.output[0]}_${rep.method}`, taken);
-    const init = (suffix: string, dims: number[], values: Float32Array) => {
-      const t = floatTensor(uniqueName(`${base}_${suffix}`, taken), dims, values);
-      addInitializer(graph, t, asInputs);
-      return t.name!;
-    };
+    const nodes: NodeProto[] = [];
+    const biasTypes = orig.input[2] ? (this.constFloat(orig.input[2]) ?? cn.weight) : cn.weight;
+    const init = (suffix: string, dims: number[], values: Float32Array, types = cn.weight) =>
+      this.addConst(graph, taken, asInputs, `${base}_${suffix}`, dims, values, types, nodes);
     const geometry = (kernel: [number, number], strides: [number, number], dil: [number, number], pads: number[], group: number) => {
       const attrs = [intsAttr('kernel_shape', kernel), intsAttr('strides', strides), intsAttr('dilations', dil), intAttr('group', group)];
       attrs.push(explicit ? intsAttr('pads', pads) : stringAttr('auto_pad', autoPad));
@@ -450,33 +757,52 @@ export class OnnxModel implements LoadedModel {
         output: [output],
         attribute,
       });
-    const biasInputs = rep.bias ? [init('bias', [n], rep.bias)] : [];
+    const biasInputs = rep.bias ? [init('bias', [n], rep.bias, biasTypes)] : [];
     const pointwiseAttrs = geometry([1, 1], [1, 1], [1, 1], [0, 0, 0, 0], 1);
+    const out = orig.output[0];
+    const midInfo = (channels: number, sameWidthAsInput: boolean) =>
+      graph.value_info.push(
+        this.activationInfo(
+          mid,
+          cn.weight.computeType,
+          channels,
+          conv.outH,
+          sameWidthAsInput ? conv.inW : conv.outW,
+          out,
+          sameWidthAsInput ? orig.input[0] : out,
+        ),
+      );
 
     if (rep.method === 'dac') {
       const r = rep.rank;
       const dwW = init('dw_weight', [c * r, 1, kh, kw], rep.depthwise);
       const pwW = init('pw_weight', [n, c * r, 1, 1], rep.pointwise);
+      midInfo(c * r, false);
       return [
+        ...nodes,
         node('dw', [orig.input[0], dwW], mid, geometry([kh, kw], [sh, sw], [dh, dw], [pt, pl, pb, pr], c)),
-        node('pw', [mid, pwW, ...biasInputs], orig.output[0], pointwiseAttrs),
+        node('pw', [mid, pwW, ...biasInputs], out, pointwiseAttrs),
       ];
     }
     if (rep.method === 'spatial') {
       const w = rep.width;
       const vW = init('v_weight', [w, c, kh, 1], rep.vertical);
       const hW = init('h_weight', [n, w, 1, kw], rep.horizontal);
+      midInfo(w, true);
       return [
+        ...nodes,
         node('v', [orig.input[0], vW], mid, geometry([kh, 1], [sh, 1], [dh, 1], [pt, 0, pb, 0], 1)),
-        node('h', [mid, hW, ...biasInputs], orig.output[0], geometry([1, kw], [1, sw], [1, dw], [0, pl, 0, pr], 1)),
+        node('h', [mid, hW, ...biasInputs], out, geometry([1, kw], [1, sw], [1, dw], [0, pl, 0, pr], 1)),
       ];
     }
     const w = rep.width;
     const fW = init('c1_weight', [w, c, kh, kw], rep.first);
     const sW = init('c2_weight', [n, w, 1, 1], rep.second);
+    midInfo(w, false);
     return [
+      ...nodes,
       node('c1', [orig.input[0], fW], mid, geometry([kh, kw], [sh, sw], [dh, dw], [pt, pl, pb, pr], 1)),
-      node('c2', [mid, sW, ...biasInputs], orig.output[0], pointwiseAttrs),
+      node('c2', [mid, sW, ...biasInputs], out, pointwiseAttrs),
     ];
   }
 
@@ -487,6 +813,7 @@ export class OnnxModel implements LoadedModel {
     const asInputs = this.listsInitializersAsInputs();
     const removed = new Set<number>();
     const removedTensors = new Set<string>();
+    const inserted = new Map<number, NodeProto[]>();
     for (const cn of this.convNodes) {
       if (cn.foldableBn < 0) continue;
       const info = cn.info;
@@ -497,27 +824,27 @@ export class OnnxModel implements LoadedModel {
         layer: bnNode.name || bnNode.output[0],
       });
       const base = conv.name || conv.output[0];
-      const wName = uniqueName(`${base}_bnfold_weight`, taken);
-      const bName = uniqueName(`${base}_bnfold_bias`, taken);
-      addInitializer(graph, floatTensor(wName, [info.n, info.c / info.groups, info.kh, info.kw], folded.weights), asInputs);
-      addInitializer(graph, floatTensor(bName, [info.n], folded.bias), asInputs);
+      const nodes: NodeProto[] = [];
+      // New tensors (never the originals in place): a weight may be shared with another conv.
+      const wName = this.addConst(graph, taken, asInputs, `${base}_bnfold_weight`, cn.weight.dims, folded.weights, cn.weight, nodes);
+      const bName = this.addConst(graph, taken, asInputs, `${base}_bnfold_bias`, [info.n], folded.bias, cn.weight, nodes);
       removedTensors.add(conv.output[0]);
       conv.input = [conv.input[0], wName, bName];
       conv.output = [bnNode.output[0]];
       removed.add(cn.foldableBn);
+      inserted.set(cn.node, nodes);
     }
     if (removed.size === 0) return this;
-    graph.node = graph.node.filter((_, i) => !removed.has(i));
+    graph.node = graph.node.flatMap((n, i) => (removed.has(i) ? [] : [...(inserted.get(i) ?? []), n]));
     graph.value_info = graph.value_info.filter((v) => !removedTensors.has(v.name!));
-    pruneInitializers(graph);
-    return new OnnxModel(this.path, proto);
+    pruneUnused(graph);
+    return new OnnxModel(this.path, proto, this.options);
   }
 
+  /** Writes the .onnx file atomically (src/io/output.ts): never over the input or a file dac did not create. */
   async save(outPath: string): Promise<void> {
-    checkOutputPath(outPath, [this.path]);
-    if (fs.existsSync(outPath) && fs.statSync(outPath).isDirectory()) {
-      throw new DacError('EISDIR', `${outPath} is a folder; an ONNX model is written to a file path`, { field: 'output' });
-    }
-    await writeFileAtomic(nodePath.resolve(outPath), this.bytes());
+    const target = nodePath.resolve(outPath);
+    const name = nodePath.basename(target);
+    await placeOutput({ target, kind: 'file', inputs: [this.path] }, { files: new Map([[name, this.bytes()]]), commit: name });
   }
 }

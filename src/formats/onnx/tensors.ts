@@ -27,7 +27,18 @@ function checkRawLength(t: TensorProto, count: number, bytesPer: number, ctx: Er
   }
 }
 
+let halfTable: Float32Array | null = null;
+
+/** IEEE half bits -> value, from a table of all 65536 (built on first use). */
 function halfToFloat(h: number): number {
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let i = 0; i < 65536; i++) halfTable[i] = decodeHalf(i);
+  }
+  return halfTable[h & 0xffff];
+}
+
+function decodeHalf(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;
   const frac = h & 0x3ff;
@@ -60,7 +71,9 @@ export function tensorFloats(t: TensorProto, ctx: ErrorContext): Float32Array {
       if (hasRaw(t)) {
         checkRawLength(t, count, 8, where);
         const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
-        return Float32Array.from({ length: count }, (_, i) => view.getFloat64(8 * i, true));
+        const out = new Float32Array(count);
+        for (let i = 0; i < count; i++) out[i] = view.getFloat64(8 * i, true);
+        return out;
       }
       if (t.double_data.length !== count) {
         throw new DacError('EFORMAT', `initializer ${t.name} has ${t.double_data.length} doubles, its dims need ${count}`, where);
@@ -71,7 +84,9 @@ export function tensorFloats(t: TensorProto, ctx: ErrorContext): Float32Array {
       if (hasRaw(t)) {
         checkRawLength(t, count, 2, where);
         const view = new DataView(t.raw_data.buffer, t.raw_data.byteOffset, t.raw_data.byteLength);
-        return Float32Array.from({ length: count }, (_, i) => halfToFloat(view.getUint16(2 * i, true)));
+        const out = new Float32Array(count);
+        for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+        return out;
       }
       if (t.int32_data.length !== count) {
         throw new DacError('EFORMAT', `initializer ${t.name} has ${t.int32_data.length} values, its dims need ${count}`, where);
@@ -108,9 +123,66 @@ export function tensorInts(t: TensorProto, ctx: ErrorContext): number[] {
 
 /** A new float32 initializer stored as raw_data (little-endian). */
 export function floatTensor(name: string, dims: number[], values: Float32Array): TensorProto {
-  const raw = Buffer.alloc(values.length * 4);
-  for (let i = 0; i < values.length; i++) raw.writeFloatLE(values[i], 4 * i);
-  return create<TensorProto>('TensorProto', { name, dims, data_type: DataType.FLOAT, raw_data: raw });
+  return typedTensor(name, dims, values, DataType.FLOAT);
+}
+
+/** float32 -> IEEE half bits, rounding to nearest even (overflow gives infinity). */
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+export function floatToHalf(v: number): number {
+  f32Scratch[0] = v;
+  const x = u32Scratch[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    // Subnormal half: shift the mantissa with its implicit bit, rounding to nearest even.
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    const half = m >>> shift;
+    const rest = m & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    return sign | (rest > mid || (rest === mid && half & 1) ? half + 1 : half);
+  }
+  const half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+  return sign | (rest > 0x1000 || (rest === 0x1000 && half & 1) ? half + 1 : half);
+}
+
+/** The value a float32 becomes when stored as float16. */
+export function roundToHalf(v: number): number {
+  return halfToFloat(floatToHalf(v));
+}
+
+/** Float data types a conv's weights can be stored or computed in. */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set([DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE]);
+
+export function dataTypeName(t: number): string {
+  return t === DataType.FLOAT16 ? 'float16' : t === DataType.DOUBLE ? 'float64' : t === DataType.FLOAT ? 'float32' : `type ${t}`;
+}
+
+/** A new initializer of FLOAT, FLOAT16 or DOUBLE holding `values` (float32), stored as raw_data (little-endian). */
+export function typedTensor(name: string, dims: number[], values: Float32Array, dataType: number): TensorProto {
+  let raw: Buffer;
+  if (dataType === DataType.FLOAT16) {
+    raw = Buffer.alloc(values.length * 2);
+    for (let i = 0; i < values.length; i++) raw.writeUInt16LE(floatToHalf(values[i]), 2 * i);
+  } else if (dataType === DataType.DOUBLE) {
+    raw = Buffer.alloc(values.length * 8);
+    for (let i = 0; i < values.length; i++) raw.writeDoubleLE(values[i], 8 * i);
+  } else if (dataType === DataType.FLOAT) {
+    raw = Buffer.alloc(values.length * 4);
+    for (let i = 0; i < values.length; i++) raw.writeFloatLE(values[i], 4 * i);
+  } else {
+    throw new DacError('EINVAL', `cannot write ${dataTypeName(dataType)} weights`, { field: name });
+  }
+  return create<TensorProto>('TensorProto', { name, dims, data_type: dataType, raw_data: raw });
 }
 
 /** Whether the tensor keeps its data outside the .onnx file. */
@@ -144,6 +216,12 @@ export function attrInts(node: NodeProto, name: string): number[] | null {
   const a = attribute(node, name);
   if (!a) return null;
   return a.ints.map(toNumber);
+}
+
+export function attrFloats(node: NodeProto, name: string): number[] | null {
+  const a = attribute(node, name);
+  if (!a) return null;
+  return (a.floats ?? []).slice();
 }
 
 export function attrString(node: NodeProto, name: string, fallback: string): string {
