@@ -1,15 +1,19 @@
 #!/usr/bin/env node
-// Builds the native addon at install time: cmake-js where cmake exists, else
-// node-gyp. A failed build is not a failed install: the package falls back
-// to the prebuilt WASM module, and this says so. `--required` (npm run
-// build:native, CI) makes a failure fatal instead.
+// Builds the native addon from source into build/Release: cmake-js where it
+// and cmake exist (a devDependency: a clone of the repository), else node-gyp
+// from binding.gyp (npm ships it: `npm run build:native` in an installed
+// package). Only on request: installs never compile (linux-x64 and
+// linux-arm64 load the addon shipped in prebuilds/, other platforms the WASM
+// backend). The loader takes a matching prebuild first, then this build; set
+// DAC_ADDON_PATH=build/Release/dac_addon.node to use this one instead.
+// Eigen comes from the system (libeigen3-dev) or EIGEN_INCLUDE; it is never
+// downloaded. Exits non-zero when no build succeeds.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const required = process.argv.includes('--required');
 
 function log(msg) {
   process.stderr.write(`dac-conv: ${msg}\n`);
@@ -34,7 +38,7 @@ function run(file, args) {
 
 function buildWithCmake() {
   const cmakeJs = resolveBin('cmake-js', 'bin/cmake-js');
-  if (!cmakeJs) return 'cmake-js is not installed';
+  if (!cmakeJs) return 'cmake-js is not installed (a devDependency)';
   if (!has('cmake')) return 'cmake is not on PATH';
   return run(cmakeJs, ['compile', '--out', 'build']) ? null : 'cmake-js build failed';
 }
@@ -49,26 +53,17 @@ function buildWithGyp() {
 }
 
 function main() {
-  if (process.env.DAC_SKIP_NATIVE === '1') {
-    log('DAC_SKIP_NATIVE=1: not building the native addon; the WASM backend will be used.');
-    return 0;
-  }
   const failures = [];
   for (const [name, build] of [['cmake-js', buildWithCmake], ['node-gyp', buildWithGyp]]) {
     const why = build();
     if (why === null) {
-      log(`native addon built with ${name}.`);
+      log(`native addon built with ${name}: build/Release/dac_addon.node`);
       return 0;
     }
     failures.push(`${name}: ${why}`);
   }
-  const msg = `native addon not built (${failures.join('; ')}).`;
-  if (required) {
-    log(msg);
-    return 1;
-  }
-  log(`${msg} Falling back to the prebuilt WASM backend.`);
-  return 0;
+  log(`native addon not built (${failures.join('; ')}).`);
+  return 1;
 }
 
 process.exitCode = main();

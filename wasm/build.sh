@@ -16,12 +16,16 @@ mapfile -t sources < <(cd "$root" && ls native/common/*.cc native/*/*.cc 2>/dev/
   | grep -Ev '_(sse41|avx2|avx512|neon)\.cc$' | grep -v '^native/addon\.cc$' | grep -v '^native/tests/')
 
 cd "$root"
+# NODEJS_CATCH_EXIT/REJECTION=0: a library must not install process-wide
+# uncaughtException/unhandledRejection handlers (they would take over the
+# host program's crashes and exit codes).
 emcc -O3 -std=c++17 -msimd128 -DNDEBUG -DEIGEN_MPL2_ONLY -DEIGEN_NO_DEBUG -DEIGEN_DONT_PARALLELIZE \
   -I"$EIGEN_INCLUDE" -fno-exceptions \
   "${sources[@]}" wasm/bindings.cc \
   -s MODULARIZE=1 -s EXPORT_NAME=createDacCore -s ENVIRONMENT=node \
   -s WASM_ASYNC_COMPILATION=0 -s ALLOW_MEMORY_GROWTH=1 -s MAXIMUM_MEMORY=4GB \
   -s INITIAL_MEMORY=32MB -s TOTAL_STACK=1MB -s FILESYSTEM=0 \
+  -s NODEJS_CATCH_EXIT=0 -s NODEJS_CATCH_REJECTION=0 \
   -s EXPORTED_FUNCTIONS='["_malloc","_free"]' \
   -s EXPORTED_RUNTIME_METHODS='["UTF8ToString","stringToUTF8","lengthBytesUTF8"]' \
   -o "$tmp/dac_core.js"

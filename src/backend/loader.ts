@@ -3,7 +3,7 @@
 // collected so a user who ends up on WASM (or on nothing) sees why.
 import type { Binding, BackendName } from './binding.js';
 import { Backend, type BackendInfo } from './backend.js';
-import { loadNativeBinding } from './native.js';
+import { loadedAddon, loadNativeBinding } from './native.js';
 import { loadWasmBinding } from './wasm.js';
 import { DacError } from '../errors.js';
 
@@ -40,9 +40,19 @@ function forcedByEnv(): BackendName | null {
   return v === undefined || v === '' ? null : checkName(v, 'DAC_BACKEND');
 }
 
+/** Whether the WASM fallback note was printed: once a process; DAC_NO_FALLBACK_NOTE=1 silences it. */
+let noted = false;
+
+/** The one line saying why WASM runs although native comes first. */
+function fallbackReason(failures: string[]): string {
+  return `dac-conv: using the WASM backend (slower than native): ${failures.join('; ')}. ` +
+    'Build the addon from source with `npm run build:native` in the package folder; DAC_NO_FALLBACK_NOTE=1 hides this note.';
+}
+
 /**
  * The backend to use: `name` if given, else DAC_BACKEND if set, else the
- * native addon, else WASM. Throws one error listing every failure.
+ * native addon, else WASM. Throws one error listing every failure. The first
+ * time WASM is chosen because native failed, one line on stderr says why.
  */
 export function getBackend(name?: BackendName): Backend {
   const forced = name !== undefined ? checkName(name, 'backend') : forcedByEnv();
@@ -54,7 +64,13 @@ export function getBackend(name?: BackendName): Backend {
   const failures: string[] = [];
   for (const n of BACKEND_ORDER) {
     const b = load(n);
-    if (!(b instanceof Error)) return b;
+    if (!(b instanceof Error)) {
+      if (failures.length > 0 && !noted && process.env.DAC_NO_FALLBACK_NOTE !== '1') {
+        noted = true;
+        process.stderr.write(`${fallbackReason(failures)}\n`);
+      }
+      return b;
+    }
     failures.push(`${n}: ${b.message}`);
   }
   throw new DacError('ENOBACKEND', `no dac-conv backend could be loaded (${failures.join('; ')})`);
@@ -68,6 +84,12 @@ export function availableBackends(): Backend[] {
 export interface BackendReport extends BackendInfo {
   /** Why a backend earlier in the order was not used, if one was skipped. */
   skipped: Array<{ backend: BackendName; reason: string }>;
+  /** The native addon's file (a shipped prebuild or a local build); null on WASM. */
+  addon: string | null;
+  /** True when the native addon is the one shipped in prebuilds/. */
+  prebuilt: boolean;
+  /** When WASM runs as a fallback (not asked for): the one-line reason; else null. */
+  fallback: string | null;
 }
 
 /** Which backend runs, its ISA and kernels, and why any earlier backend was skipped. */
@@ -79,5 +101,8 @@ export function backendInfo(name?: BackendName): BackendReport {
     const e = load(n);
     skipped.push({ backend: n, reason: e instanceof Error ? e.message : 'not selected (forced)' });
   }
-  return { ...b.info(), skipped };
+  const addon = b.name === 'native' ? loadedAddon : null;
+  const asked = name !== undefined || forcedByEnv() !== null;
+  const fallback = b.name === 'wasm' && !asked ? fallbackReason(skipped.map((s) => `${s.backend}: ${s.reason}`)) : null;
+  return { ...b.info(), skipped, addon, prebuilt: addon !== null && /[\\/]prebuilds[\\/]/.test(addon), fallback };
 }

@@ -1,5 +1,7 @@
-// Loads the Node addon built by cmake-js (build/Release) or node-gyp
-// (build/Release too); the path can be overridden with DAC_ADDON_PATH.
+// Loads the Node addon: the prebuilt one shipped for this platform
+// (prebuilds/<platform>-<arch>/dac.node, scripts/prebuild.sh), else one built
+// here from source (build/Release, by cmake-js or node-gyp: npm run
+// build:native). DAC_ADDON_PATH names the only file to try instead.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type {
@@ -47,14 +49,23 @@ const ADDON_FUNCTIONS: (keyof AddonExports)[] = [
 /** The package root: two levels up from src/backend or dist/backend. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
 
+/** The prebuilt addon's folder name for this process: `linux-x64`, `linux-arm64`, ... */
+export function prebuildTarget(): string {
+  return `${process.platform}-${process.arch}`;
+}
+
 export function addonCandidates(): string[] {
   const env = process.env.DAC_ADDON_PATH;
   if (env) return [path.resolve(env)];
   return [
+    path.join(packageRoot, 'prebuilds', prebuildTarget(), 'dac.node'),
     path.join(packageRoot, 'build', 'Release', 'dac_addon.node'),
     path.join(packageRoot, 'build', 'Debug', 'dac_addon.node'),
   ];
 }
+
+/** The addon file the native backend was loaded from, once it has loaded. */
+export let loadedAddon: string | null = null;
 
 export function loadNativeBinding(): Binding {
   const tried: string[] = [];
@@ -72,6 +83,7 @@ export function loadNativeBinding(): Binding {
         tried.push(`${file}: out of date, no ${missing.join(', ')} (rebuild it: npm run build:native)`);
         continue;
       }
+      loadedAddon = file;
       return {
         name: 'native',
         info: () => addon.info(),
