@@ -3,14 +3,18 @@
 //   (a) uniform rank r = 1..8 over all 3x3 convs but the first, per method (the paper's Table 2 / Fig 3);
 //   (b) accuracy at 20..70% of the model's MACs saved for: auto, and per method the automatic
 //       policy (--flops-saved) and the uniform one (the least compression that meets the budget);
-//   (c) one layer at a time, DAC rank 1..5 (the paper's Table 1).
+//   (c) one layer at a time, DAC rank 1..5 (the paper's Table 1);
+//   (f) the model with its BatchNorms folded into the convs (as exporters deliver models): DAC rank 4
+//       (all 3x3 convs but the first), and auto / dac automatic / uniform at 30% and 50%, planned with the
+//       default weighting, with bn forced and with plain.
 // Every model is planned, decomposed (buildReplacements, default corrections), applied to the ONNX
 // model and run by onnxruntime-node through src/runtime. Writes bench/results/accuracy.{md,json,svg}.
 //
 //   npm run bench:accuracy                   everything, 10k images (about 20 minutes)
 //   ACC_IMAGES=2000 npm run bench:accuracy   quick mode on the first 2000 images
-//   ACC_PARTS=b npm run bench:accuracy       only some parts (any of a, b, c); others keep earlier results
+//   ACC_PARTS=b npm run bench:accuracy       only some parts (any of a, b, c, f); others keep earlier results
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { getBackend } from '../src/index.js';
@@ -27,7 +31,7 @@ const modelPath = process.env.ACC_MODEL ?? path.join(shared, 'models/fashion-vgg
 const dataDir = process.env.ACC_DATA ?? path.join(shared, 'data/fashion-mnist');
 const outDir = path.join(root, 'bench/results');
 const images = Number(process.env.ACC_IMAGES ?? 10000);
-const parts = new Set((process.env.ACC_PARTS ?? 'abc').split(''));
+const parts = new Set((process.env.ACC_PARTS ?? 'abcf').split(''));
 const BUDGETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
 const METHODS: Method[] = ['dac', 'spatial', 'channel'];
 
@@ -41,6 +45,10 @@ interface Row {
   accuracy: number | null;
   plan: string;
   note?: string;
+  /** Part (f): the weighting asked for ('default', 'bn' or 'plain') on the BN-folded model. */
+  weighting?: string;
+  /** When and where the row was measured (rows kept from earlier runs may lack it). */
+  measured?: string;
 }
 
 function planText(plan: ModelPlan): string {
@@ -61,30 +69,18 @@ async function main(): Promise<void> {
   const x = normalizeImages(imgs, 0.286, 0.353, count);
   const backend = getBackend();
 
-  async function accuracy(m: LoadedModel): Promise<number> {
-    const runner = await createRunner(m, { chunk: 1000 });
-    try {
-      const out = await runner.run(x, count);
-      let ok = 0;
-      for (let i = 0; i < count; i++) {
-        let best = 0;
-        for (let k = 1; k < 10; k++) if (out[i * 10 + k] > out[i * 10 + best]) best = k;
-        if (best === labels[i]) ok++;
-      }
-      return (100 * ok) / count;
-    } finally {
-      runner.dispose();
-    }
-  }
+  const accuracy = (m: LoadedModel) => accuracyOf(m, x, labels, count);
 
-  async function evaluate(plan: ModelPlan): Promise<number> {
-    const reps = buildReplacements(model.convs, plan, backend);
-    return accuracy(model.apply(reps));
+  async function evaluate(plan: ModelPlan, m: LoadedModel = model): Promise<number> {
+    const reps = buildReplacements(m.convs, plan, backend);
+    return accuracy(m.apply(reps));
   }
 
   const saved = (plan: ModelPlan) => 1 - plan.flops.after / plan.flops.before;
   const rows: Row[] = [];
+  const measured = `${new Date().toISOString().slice(0, 10)}, ${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.cpus().length} vCPUs)`;
   const log = (r: Row) => {
+    r.measured = measured;
     rows.push(r);
     const acc = r.accuracy === null ? '   -  ' : r.accuracy.toFixed(2);
     console.log(`${r.policy.padEnd(18)} ${(100 * r.flopsSaved).toFixed(1).padStart(5)}% saved  acc ${acc}  ${r.note ?? r.plan}`);
@@ -137,6 +133,37 @@ async function main(): Promise<void> {
     }
   }
 
+  if (parts.has('f')) {
+    const folded = model.foldBatchNorm();
+    console.log(`BN-folded baseline ${(await accuracy(folded)).toFixed(2)}%`);
+    for (const weighting of ['default', 'bn', 'plain'] as const) {
+      const w: Partial<PlanOptions> = weighting === 'default' ? {} : { weighting };
+      const add = async (policy: string, method: string, budget: number | null, rank: number | null, plan: ModelPlan | null, note?: string) =>
+        log({
+          policy,
+          method,
+          budget,
+          rank,
+          layer: null,
+          weighting,
+          flopsSaved: plan ? saved(plan) : 0,
+          accuracy: plan ? await evaluate(plan, folded) : null,
+          plan: plan ? planText(plan) : '',
+          note: note ?? `${weighting}: ${plan ? planText(plan) : ''}`,
+        });
+      await add('folded dac r4', 'dac', null, 4, planModel(folded.convs, folded.other, { method: 'dac', rank: 4, skipFirst: true, ...w }, backend));
+      for (const F of [0.3, 0.5]) {
+        for (const method of ['auto', 'dac'] as const) {
+          await add(method === 'auto' ? 'folded auto' : 'folded dac automatic', method, F, null, planModel(folded.convs, folded.other, { method, flopsSaved: F, ...w }, backend));
+        }
+        for (const method of METHODS) {
+          const plan = uniformAtBudget(folded.convs, folded.other, threeByThree, method, F, backend, w);
+          await add(`folded ${method} uniform`, method, F, null, plan, plan ? undefined : 'no uniform rank meets the budget');
+        }
+      }
+    }
+  }
+
   const previous = readPrevious();
   const kept = previous ? previous.rows.filter((r) => !parts.has(partOf(r))) : [];
   const result = {
@@ -146,6 +173,7 @@ async function main(): Promise<void> {
     backend: backend.name,
     date: new Date().toISOString(),
     seconds: Math.round((Date.now() - started) / 1000),
+    parts: [...parts].sort().join(''),
     rows: [...kept, ...rows],
   };
   fs.mkdirSync(outDir, { recursive: true });
@@ -155,9 +183,27 @@ async function main(): Promise<void> {
   console.log(`wrote ${path.relative(root, outDir)}/accuracy.{md,json,svg} in ${result.seconds} s`);
 }
 
-type Result = { model: string; images: number; baseline: number; backend: string; date: string; seconds: number; rows: Row[] };
+/** Top-1 accuracy (%) of a model on the first `count` images of x (normalised NCHW) against labels, by onnxruntime/tfjs through src/runtime. */
+export async function accuracyOf(m: LoadedModel, x: Float32Array, labels: ArrayLike<number>, count: number): Promise<number> {
+  const runner = await createRunner(m, { chunk: 1000 });
+  try {
+    const out = await runner.run(x, count);
+    let ok = 0;
+    for (let i = 0; i < count; i++) {
+      let best = 0;
+      for (let k = 1; k < 10; k++) if (out[i * 10 + k] > out[i * 10 + best]) best = k;
+      if (best === labels[i]) ok++;
+    }
+    return (100 * ok) / count;
+  } finally {
+    runner.dispose();
+  }
+}
+
+export type Result = { model: string; images: number; baseline: number; backend: string; date: string; seconds: number; parts?: string; rows: Row[] };
 
 function partOf(r: Row): string {
+  if (r.weighting !== undefined) return 'f';
   if (r.layer !== null) return 'c';
   return r.budget === null ? 'a' : 'b';
 }
@@ -178,18 +224,19 @@ function readPrevious(): Result | null {
  * rank r that meets it; spatial/channel the largest (fractional) DAC-equivalent
  * rank whose matching widths, rounded per layer, meet it.
  */
-function uniformAtBudget(
+export function uniformAtBudget(
   convs: ConvLayerInfo[],
   other: { macs: number; params: number },
   layers: string[],
   method: Method,
   F: number,
   backend: ReturnType<typeof getBackend>,
+  extra: Partial<PlanOptions> = {},
 ): ModelPlan | null {
   const planFor = (rank: number) => {
     const ranks: Record<string, number> = {};
     for (const l of convs) if (layers.includes(l.name)) ranks[l.name] = method === 'dac' ? Math.min(Math.round(rank), maxRank(l, 'dac')) : matchingWidth(l, method, rank);
-    return planModel(convs, other, { method, ranks, layers }, backend);
+    return planModel(convs, other, { ...extra, method, ranks, layers }, backend);
   };
   const meets = (p: ModelPlan) => 1 - p.flops.after / p.flops.before >= F - 1e-12;
   if (method === 'dac') {
@@ -216,12 +263,13 @@ function fmt(v: number | null, digits = 2): string {
   return v === null ? '-' : v.toFixed(digits);
 }
 
-function markdown(res: Result): string {
+export function markdown(res: Result): string {
   const lines: string[] = [];
   lines.push('# Accuracy vs FLOPs saved: fashion-vgg on Fashion-MNIST');
   lines.push('');
   lines.push(
-    `Written by \`npm run bench:accuracy\` (${res.date}, backend ${res.backend}, ${res.images} test images, ${res.seconds} s). ` +
+    `Written by \`npm run bench:accuracy\` (last run ${res.date}${res.parts ? `, parts ${res.parts}` : ''}, backend ${res.backend}, ${res.images} test images, ${res.seconds} s; ` +
+      'parts not rerun keep their earlier rows, each section says when it was measured where known). ' +
       `Model: \`${res.model}\`, baseline accuracy **${res.baseline.toFixed(2)}%**. FLOPs saved is of the whole model's MACs ` +
       '(convs and the dense layer). Replacements are built by `buildReplacements` with its default corrections ' +
       '(weighted decomposition, DAC pointwise refit, variance and bias correction; see docs/auto.md), applied to the ONNX ' +
@@ -231,6 +279,7 @@ function markdown(res: Result): string {
   if (a.length) {
     lines.push('', '## (a) Uniform rank over all 3x3 convs but the first', '');
     lines.push('Spatial and channel use the paper\'s widths matching DAC rank r in cost.', '');
+    if (a[0].measured) lines.push(`Measured ${a[0].measured}.`, '');
     lines.push('| r | DAC saved | DAC acc | spatial saved | spatial acc | channel saved | channel acc |');
     lines.push('|---|---|---|---|---|---|---|');
     for (let r = 1; r <= 8; r++) {
@@ -248,6 +297,7 @@ function markdown(res: Result): string {
     lines.push('Automatic: `--flops-saved F` (data-free plan, docs/auto.md). Uniform: the least compression with one rank (DAC) ' +
       'or one DAC-equivalent width scale (spatial, channel) for all 3x3 convs but the first that meets the budget. ' +
       'Cells: accuracy % (FLOPs actually saved %).', '');
+    if (b[0].measured) lines.push(`Measured ${b[0].measured}.`, '');
     lines.push(`| policy | ${BUDGETS.map((f) => `${Math.round(f * 100)}%`).join(' | ')} |`);
     lines.push(`|---|${BUDGETS.map(() => '---').join('|')}|`);
     for (const p of POLICIES) {
@@ -268,12 +318,36 @@ function markdown(res: Result): string {
   const c = res.rows.filter((r) => partOf(r) === 'c');
   if (c.length) {
     lines.push('', '## (c) One layer at a time, DAC rank 1..5 (the paper\'s Table 1)', '');
+    if (c[0].measured) lines.push(`Measured ${c[0].measured}.`, '');
     lines.push('| layer | r=1 | r=2 | r=3 | r=4 | r=5 |');
     lines.push('|---|---|---|---|---|---|');
     const names = [...new Set(c.map((r) => r.layer!))];
     for (const name of names) {
       const cells = [1, 2, 3, 4, 5].map((r) => fmt(c.find((x) => x.layer === name && x.rank === r)?.accuracy ?? null));
       lines.push(`| ${name} | ${cells.join(' | ')} |`);
+    }
+  }
+  const f = res.rows.filter((r) => partOf(r) === 'f');
+  if (f.length) {
+    lines.push('', '## (f) BatchNorm folded into the convs', '');
+    lines.push(
+      'The same model after `foldBatchNorm()` (what exporters usually deliver): no BatchNorm statistics are left for the ' +
+        '`bn` error model. Planned with the default weighting (`plain` for a model without BatchNorm statistics, ' +
+        '`bn` otherwise), with `bn` forced (the default before), and with `plain`. DAC r=4: all 3x3 convs but the ' +
+        'first. Cells: accuracy % (FLOPs saved %).',
+      '',
+    );
+    if (f[0].measured) lines.push(`Measured ${f[0].measured}.`, '');
+    const keys = [...new Set(f.map((r) => `${r.policy}|${r.budget ?? ''}`))];
+    lines.push('| policy | budget | default | bn | plain |');
+    lines.push('|---|---|---|---|---|');
+    for (const key of keys) {
+      const [policy, budget] = key.split('|');
+      const cells = ['default', 'bn', 'plain'].map((w) => {
+        const r = f.find((x) => `${x.policy}|${x.budget ?? ''}` === key && x.weighting === w);
+        return r && r.accuracy !== null ? `${fmt(r.accuracy)} (${fmt(100 * r.flopsSaved, 1)})` : '-';
+      });
+      lines.push(`| ${policy.replace(/^folded /, '')} | ${budget ? `${Math.round(Number(budget) * 100)}%` : 'r=4'} | ${cells.join(' | ')} |`);
     }
   }
   lines.push('');
@@ -343,7 +417,10 @@ function svg(res: Result): string {
   return out.join('\n') + '\n';
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
-  process.exitCode = 1;
-});
+// bench/paper.ts imports the pieces above; only a direct run benchmarks.
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  });
+}

@@ -93,9 +93,10 @@ export function spatialIntermediateSize(layer: ConvShape): { h: number; w: numbe
  *   spatial : kh x 1 conv c -> width (vertical stride/padding/dilation, so its output is outH x inW)
  *             + 1 x kw conv width -> n (horizontal stride/padding/dilation, output outH x outW)
  *   channel : kh x kw conv c -> width + 1x1 conv width -> n, both at the output size
- * The bias (when the layer has one) moves to the last stage.
+ * The bias (when the layer has one) moves to the last stage; `addBias` counts
+ * one there for a bias-free layer (bias correction gives it one).
  */
-export function replacementCost(layer: ConvShape, method: Method, rank: number): Cost {
+export function replacementCost(layer: ConvShape, method: Method, rank: number, addBias = false): Cost {
   checkShape(layer);
   if (layer.groups !== 1) {
     throw new DacError('EINVAL', `${method} replaces ungrouped convolutions only (groups=${layer.groups})`, {
@@ -113,7 +114,7 @@ export function replacementCost(layer: ConvShape, method: Method, rank: number):
   }
   const { n, c, kh, kw, outH, outW } = layer;
   const out = outH * outW;
-  const bias = hasBias(layer) ? n : 0;
+  const bias = hasBias(layer) || addBias ? n : 0;
   switch (method) {
     case 'dac':
       return {
@@ -172,9 +173,9 @@ export interface ModelCost {
 export function modelCost(
   convs: ConvShape[],
   other: OtherCost,
-  plan?: { layers: Pick<LayerPlan, 'name' | 'method' | 'rank'>[] },
+  plan?: { layers: Pick<LayerPlan, 'name' | 'method' | 'rank' | 'biasAdded'>[] },
 ): ModelCost {
-  const byName = new Map<string, Pick<LayerPlan, 'name' | 'method' | 'rank'>>();
+  const byName = new Map<string, Pick<LayerPlan, 'name' | 'method' | 'rank' | 'biasAdded'>>();
   for (const lp of plan?.layers ?? []) byName.set(lp.name, lp);
   const names = new Set(convs.map((c) => c.name));
   for (const name of byName.keys()) {
@@ -183,7 +184,7 @@ export function modelCost(
   const conv: Cost = { macs: 0, params: 0 };
   for (const layer of convs) {
     const lp = byName.get(layer.name);
-    const cost = lp && lp.method !== 'keep' ? replacementCost(layer, lp.method, lp.rank) : convCost(layer);
+    const cost = lp && lp.method !== 'keep' ? replacementCost(layer, lp.method, lp.rank, lp.biasAdded === true) : convCost(layer);
     conv.macs += cost.macs;
     conv.params += cost.params;
   }

@@ -4,39 +4,55 @@
 // weight error of every layer. `dac decompose` and the zoo's workers both
 // come here, so a zoo result is what `dac decompose` writes for that model.
 import { convCost } from './cost.js';
-import { DacError } from './errors.js';
+import { DacError, toDacError } from './errors.js';
 import type { LoadedModel } from './formats/model.js';
 import type { Backend } from './backend/backend.js';
 import { getBackend } from './backend/loader.js';
 import type { ConvLayerInfo, LayerPlan, LayerReplacement, Method } from './model/types.js';
-import { buildReplacements, planModel, planOptionsFrom, type ModelPlan, type PlanOptions } from './plan/index.js';
+import { buildReplacements, planModel, planOptionsFrom, type DecompositionMode, type ModelPlan, type PlanOptions } from './plan/index.js';
 
 /** A layer of report.json: its plan, and the real weight error of what was built. */
 export interface LayerReport extends LayerPlan {
   relError: number;
+  /** Which decomposition built this layer (absent for kept layers): the papers' (--paper) or ours. */
+  mode?: DecompositionMode;
 }
 
 export interface Report {
   method: string;
+  /** 'paper': every replacement built as published (--paper); 'ours': weighted and corrected. */
+  mode: DecompositionMode;
   input: string;
   output: string | null;
   format: string;
   backend: string;
   foldedBatchNorm: boolean;
+  /** The [H, W, C] costs were counted at; with freeInput, NOMINAL_FREE_SIZE stands in for the free sizes. */
+  inputShape: number[];
+  /** The model leaves its input height/width free and none was stated: read flopsPerInputPixel. */
+  freeInput: boolean;
+  /** How the convs' weights are stored; replacements are written in the same dtype (float16 stays float16). */
+  weightDtype: string;
+  /** MACs at inputShape (per image); with freeInput, at the nominal size. */
   flops: { before: number; after: number };
+  /** With freeInput: MACs per input pixel (flops / (H*W)), the same at every input size. */
+  flopsPerInputPixel?: { before: number; after: number };
   params: { before: number; after: number };
   layers: LayerReport[];
+  /** The warnings of the run, when any (convs kept for an unknown size, weights stored as float32 instead of quantized, ...). */
+  warnings?: string[];
 }
 
 /** A decomposition job: the plan's policy, and how the replacements are built. */
 export interface DecomposeSettings extends PlanOptions {
-  biasCorrection?: boolean;
   threads?: number;
 }
 
 /** Settings of a whole decomposition job: the above, plus folding BatchNorm into the convs first. */
 export interface ModelSettings extends DecomposeSettings {
   foldBn?: boolean;
+  /** [H, W] or [H, W, C] for models with free input sizes (LoadOptions.inputShape). */
+  inputShape?: number[];
 }
 
 export interface DecomposeResult {
@@ -64,14 +80,21 @@ function totals(model: LoadedModel): { macs: number; params: number } {
  * (what src/model/reconstruct.ts builds). Computed slice by slice into a
  * small scratch, with the factors in locals, instead of building W' whole:
  * on a VGG16-sized model that halves the time of the report's error column,
- * the largest part of a decomposition outside planning.
+ * the largest part of a decomposition outside planning. Given a backend,
+ * spatial and channel pairs are formed by its GEMM instead (residualByGemm).
  */
-export function replacementError(rep: LayerReplacement, conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'>): number {
+export function replacementError(
+  rep: LayerReplacement,
+  conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'>,
+  backend?: Pick<Backend, 'matmul'>,
+): number {
   const w = conv.weights;
   const num =
     rep.method === 'dac'
       ? dacResidual(w, conv.n, conv.c, conv.kh * conv.kw, rep.rank, rep.depthwise, rep.pointwise)
-      : rep.method === 'spatial'
+      : backend
+        ? residualByGemm(rep, conv, backend)
+        : rep.method === 'spatial'
         ? spatialResidual(w, conv.n, conv.c, conv.kh, conv.kw, rep.width, rep.vertical, rep.horizontal)
         : channelResidual(w, conv.n, conv.c * conv.kh * conv.kw, rep.width, rep.first, rep.second);
   let den = 0;
@@ -94,6 +117,43 @@ function dacResidual(w: Float32Array, n: number, c: number, K: number, r: number
       for (let t = 0; t < K; t++) s[t] -= a * dw[d + t];
     }
     for (let t = 0; t < K; t++) num += s[t] * s[t];
+  }
+  return num;
+}
+
+/**
+ * ||W - W'||^2 of a spatial or channel pair, W' as one matrix product on the
+ * backend: (c*kh x w)(w x n*kw) for spatial, (n x w)(w x c*kh*kw) for
+ * channel. The slice loops below do the same multiply-adds in JavaScript,
+ * some 10x slower on the wide layers auto plans give these methods.
+ */
+function residualByGemm(
+  rep: Extract<LayerReplacement, { method: 'spatial' | 'channel' }>,
+  conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'>,
+  backend: Pick<Backend, 'matmul'>,
+): number {
+  const { n, c, kh, kw, weights: w } = conv;
+  const width = rep.width;
+  let num = 0;
+  if (rep.method === 'channel') {
+    const per = c * kh * kw;
+    const approx = backend.matmul(Float64Array.from(rep.second), Float64Array.from(rep.first), n, per, width);
+    for (let q = 0; q < w.length; q++) num += (w[q] - approx[q]) ** 2;
+    return num;
+  }
+  // vertical [w][c*kh] is op(A) transposed; horizontal [n][w][kw] regrouped as [w][n*kw].
+  const cols = n * kw;
+  const h = new Float64Array(width * cols);
+  for (let o = 0; o < n; o++) for (let j = 0; j < width; j++) for (let x = 0; x < kw; x++) h[j * cols + o * kw + x] = rep.horizontal[(o * width + j) * kw + x];
+  const approx = backend.matmul(Float64Array.from(rep.vertical), h, c * kh, cols, width, { transA: true });
+  for (let o = 0; o < n; o++) {
+    for (let i = 0; i < c; i++) {
+      for (let y = 0; y < kh; y++) {
+        const row = (i * kh + y) * cols + o * kw;
+        const base = ((o * c + i) * kh + y) * kw;
+        for (let x = 0; x < kw; x++) num += (w[base + x] - approx[row + x]) ** 2;
+      }
+    }
   }
   return num;
 }
@@ -162,9 +222,9 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
     plan = planModel(model.convs, model.other, options, backend);
   } catch (err) {
     if (err instanceof DacError) throw err;
-    throw new DacError('EINVAL', (err as Error).message, { model: model.path });
+    throw toDacError(err, { model: model.path });
   }
-  const warnings: string[] = [];
+  const warnings: string[] = [...(model.notes ?? [])];
   for (const lp of plan.layers) {
     if (lp.method !== 'keep' && lp.macsAfter >= lp.macsBefore) {
       warnings.push(
@@ -177,6 +237,8 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
     threads: s.threads,
   });
   const out = model.apply(replacements);
+  // What writing the replacements changed on its own (e.g. float32 instead of the original's quantization).
+  for (const note of out.notes ?? []) if (!warnings.includes(note)) warnings.push(note);
   const convs = new Map(model.convs.map((c) => [c.name, c]));
   const byName = new Map<string, LayerReplacement>(replacements.map((r) => [r.name, r]));
   const layers = plan.layers.map((lp): LayerReport => {
@@ -190,9 +252,11 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
       macsAfter: lp.macsAfter,
       paramsBefore: lp.paramsBefore,
       paramsAfter: lp.paramsAfter,
-      relError: rep ? replacementError(rep, conv) : 0,
+      relError: rep ? replacementError(rep, conv, backend) : 0,
       predictedError: lp.predictedError,
     };
+    if (lp.biasAdded) entry.biasAdded = true;
+    if (rep) entry.mode = plan.mode;
     if (lp.reason) entry.reason = lp.reason;
     return entry;
   });
@@ -205,20 +269,27 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
       { model: model.path },
     );
   }
+  const pixels = model.inputShape[0] * model.inputShape[1];
   return {
     model: out,
     plan,
     warnings,
     report: {
       method: s.method,
+      mode: plan.mode,
       input: model.path,
       output: null,
       format: model.format,
       backend: backend.name,
       foldedBatchNorm: false,
+      inputShape: model.inputShape.slice(),
+      freeInput: model.freeInput,
+      weightDtype: model.weightDtype ?? 'float32',
       flops: { before: before.macs, after: after.macs },
+      ...(model.freeInput ? { flopsPerInputPixel: { before: before.macs / pixels, after: after.macs / pixels } } : {}),
       params: { before: before.params, after: after.params },
       layers,
+      ...(warnings.length ? { warnings: warnings.slice() } : {}),
     },
   };
 }

@@ -1,5 +1,6 @@
 // dac-conv: data-free acceleration of convolutional networks.
-// The public API: backends, decompositions, and (re-exported) helpers.
+// The public API: the whole-model API (src/api.ts: load, plan, decompose,
+// save, report), backends, per-layer decompositions and kernels.
 import type { BackendName } from './backend/binding.js';
 import {
   type BatchLayer,
@@ -28,7 +29,8 @@ export {
   type WeightLayout,
 } from './backend/backend.js';
 export { availableBackends, backendInfo, getBackend, type BackendReport } from './backend/loader.js';
-export { DacError, type ErrorContext } from './errors.js';
+export { DAC_ERROR_KINDS, DacError, toDacError, type DacErrorCode, type DacErrorKind, type ErrorContext } from './errors.js';
+export * from './api.js';
 
 export interface BackendChoice {
   /** Force a backend; default: DAC_BACKEND, else native, else WASM. */

@@ -131,14 +131,14 @@ t.test('decompose --rank 9 (TF.js): exact model, report.json with exact MACs, wa
   }
 });
 
-t.test('decompose ONNX with a FLOPs budget; report beside the file; output loads', async (t) => {
+t.test('decompose ONNX with a FLOPs budget; <name>.report.json beside the file; output loads', async (t) => {
   const dir = path.join(tmp, 'onnx-out');
   fs.mkdirSync(dir, { recursive: true });
   const out = path.join(dir, 'vgg-channel.onnx');
   const r = dac('decompose', vggOnnx, '-o', out, '--method', 'channel', '--flops-saved', '0.4', '--skip-first');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /MACs\s+16,444,928 -> /);
-  const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
+  const report = JSON.parse(fs.readFileSync(path.join(dir, 'vgg-channel.report.json'), 'utf8'));
   t.ok(report.flops.after <= 0.6 * report.flops.before, `saved ${1 - report.flops.after / report.flops.before}`);
   t.equal(report.layers[0].method, 'keep', '--skip-first keeps the first conv');
   t.ok(report.layers.some((l: { method: string }) => l.method === 'channel'));
@@ -249,9 +249,9 @@ t.test('bad input: one clear line, non-zero exit, no partial output, input uncha
     { name: 'Inf weights (ONNX)', input: onnxCopy('inf', onnxWithInf()), code: 1, message: /field layers.3.weight: value \[5\] is Infinity/ },
     { name: 'rank 0', input: demoModel, args: ['--rank', '0'], code: 2, message: /--rank must be at least 1, got 0/ },
     { name: 'rank above max', input: demoModel, args: ['--rank', '10'], code: 1, message: /rank 10 is out of range 1\.\.9/ },
-    { name: 'output equal to input (TF.js)', input: demoModel, out: demoModel, code: 1, message: /refusing to overwrite the input/ },
+    { name: 'output equal to input (TF.js)', input: demoModel, out: demoModel, code: 1, message: /field output: .* contains the input .*; refusing to replace it/ },
     { name: 'output is the input model.json', input: demoModel, out: path.join(demoModel, 'model.json'), code: 1, message: /is a folder; got .*model.json/ },
-    { name: 'output equal to input (ONNX)', input: vggOnnx, out: vggOnnx, code: 1, message: /refusing to overwrite the input/ },
+    { name: 'output equal to input (ONNX)', input: vggOnnx, out: vggOnnx, code: 1, message: /field output: .* is the input .*; refusing to write over an input/ },
     { name: 'ONNX output without .onnx', input: vggOnnx, out: path.join(tmp, 'noext', 'out-no-ext'), code: 1, message: /must be a \.onnx file path/ },
     { name: 'missing model', input: path.join(tmp, 'nope'), code: 1, message: /model .*nope: no such file or folder/ },
     { name: 'two policies', input: demoModel, args: ['--rank', '3', '--energy', '0.9'], code: 2, message: /give only one policy/ },
@@ -333,15 +333,15 @@ t.test('zoo --help documents every zoo flag; --max-model-mb refuses a model befo
   const [small, bad, missingParent] = await Promise.all([
     dacAsync('decompose', demoModel, '-o', out, '--rank', '3', '--max-model-mb', '0.5'),
     dacAsync('decompose', demoModel, '-o', out, '--rank', '3', '--max-model-mb', '0'),
-    dacAsync('decompose', vggOnnx, '-o', path.join(tmp, 'no-such-folder', 'x.onnx'), '--rank', '3'),
+    dacAsync('decompose', vggOnnx, '-o', path.join(tmp, 'no-such-folder', 'deeper', 'x.onnx'), '--rank', '3'),
   ]);
   t.equal(small.status, 1);
   t.match(small.stderr, /field weightsManifest\.paths: .* over the limit of 0\.5 MB/, 'a 3.7 MB model under a 0.5 MB limit');
   t.notOk(fs.existsSync(out), 'nothing written');
   t.equal(bad.status, 2);
   t.match(bad.stderr, /--max-model-mb must be a number > 0/);
-  t.equal(missingParent.status, 1);
-  t.match(missingParent.stderr, /output folder .*no-such-folder does not exist/, 'a missing output folder: one clear error');
+  t.equal(missingParent.status, 0, `-o creates missing parent folders (${missingParent.stderr})`);
+  t.ok(fs.existsSync(path.join(tmp, 'no-such-folder', 'deeper', 'x.report.json')), 'with the report beside the model');
 });
 
 t.test('decompose and zoo read their shared flags with one settingsFrom', async (t) => {

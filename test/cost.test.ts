@@ -168,4 +168,11 @@ t.test('model totals: convs (as planned) plus everything else', async (t) => {
   t.same(planned.convs, { macs: 2176 + 4725, params: 144 + 135 });
   t.same(planned.total, { macs: 2176 + 4725 + 1000, params: 144 + 135 + 77 });
   t.throws(() => modelCost([a], other, { layers: [{ name: 'zz', method: 'dac', rank: 1 }] }), /not a conv/);
+  // b has no bias; bias correction gives its replacement one, and the count includes it.
+  const withBias = modelCost([a, b], other, { layers: [{ name: 'b', method: 'dac', rank: 2, biasAdded: true }] });
+  const without = modelCost([a, b], other, { layers: [{ name: 'b', method: 'dac', rank: 2 }] });
+  t.equal(withBias.total.params - without.total.params, 5, 'an added bias counts n parameters');
+  t.equal(withBias.total.macs, without.total.macs, 'and no MACs');
+  t.equal(replacementCost(b, 'spatial', 3, true).params, replacementCost(b, 'spatial', 3).params + 5);
+  t.equal(replacementCost(a, 'dac', 2, true).params, replacementCost(a, 'dac', 2).params, 'a layer with a bias already counts it');
 });

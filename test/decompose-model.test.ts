@@ -2,10 +2,26 @@
 // column (computed slice by slice) against the error of the whole
 // reconstructed conv, for every method on odd shapes.
 import t from 'tap';
-import { replacementError } from '../src/decompose-model.js';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { decomposeLoaded, replacementError, type DecomposeSettings } from '../src/decompose-model.js';
+import { getBackend } from '../src/backend/loader.js';
+import { availableBackends } from '../src/index.js';
+import { loadModel } from '../src/formats/index.js';
+import { loadTf } from '../src/runtime/index.js';
 import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
 import type { LayerReplacement } from '../src/model/types.js';
-import { seededValues } from './fixtures/util.js';
+import { biasFreeModel, saveModel } from './fixtures/tfjs-models.js';
+import { seededValues, tempDir } from './fixtures/util.js';
+
+const tmp = tempDir('decompose-model');
+
+async function tfjsFixture(name: string, build: () => import('@tensorflow/tfjs').LayersModel): Promise<string> {
+  await loadTf();
+  const dir = path.join(tmp, name);
+  if (!fs.existsSync(dir)) await saveModel(build(), dir);
+  return dir;
+}
 
 const shapes = [
   { n: 1, c: 1, kh: 3, kw: 3 },
@@ -33,10 +49,45 @@ t.test('replacementError is the relative error of the reconstructed conv, for ev
       const want = relativeError(weights, reconstructWeights(rep, shape));
       const got = replacementError(rep, { ...shape, weights });
       t.ok(Math.abs(got - want) <= 1e-6 * want, `${rep.method} ${JSON.stringify(shape)}: ${got} vs ${want}`);
+      // With a backend, spatial and channel pairs go through its GEMM (decomposeLoaded's path).
+      if (availableBackends().length > 0) {
+        const viaGemm = replacementError(rep, { ...shape, weights }, getBackend());
+        t.ok(Math.abs(viaGemm - got) <= 1e-12 * got, `${rep.method} ${JSON.stringify(shape)} on the backend: ${viaGemm} vs ${got}`);
+      }
     }
     // Exact pairs (zero error) and all-zero weights are handled like relativeError does.
     const exactDac: LayerReplacement = { method: 'dac', name: 'x', rank: 1, depthwise: new Float32Array(c * K), pointwise: new Float32Array(n * c), bias: null };
     t.equal(replacementError(exactDac, { ...shape, weights: new Float32Array(n * c * K) }), 0, 'zero weights approximated exactly');
     t.equal(replacementError(exactDac, { ...shape, weights }), 1, 'a zero pair misses everything');
+  }
+});
+
+t.test('bias-free convs + BatchNorm (depthwise after BN too): default options work for every policy', async (t) => {
+  const dir = await tfjsFixture('bias-free', biasFreeModel);
+  const m = await loadModel(dir);
+  t.same(m.convs.map((c) => [c.name, c.bias === null]), [['b1', true], ['b2', true], ['b3_dw', true], ['b4', true], ['b5', true]]);
+  const policies: DecomposeSettings[] = [
+    { method: 'dac', rank: 2 },
+    { method: 'spatial', rank: 2 },
+    { method: 'channel', rank: 2 },
+    { method: 'dac', flopsSaved: 0.3 },
+    { method: 'auto', flopsSaved: 0.3 },
+    { method: 'auto', paramsSaved: 0.2 },
+    { method: 'dac', energy: 0.9 },
+  ];
+  for (const s of policies) {
+    const label = JSON.stringify(s);
+    const r = decomposeLoaded(m, s);
+    t.equal(r.report.params.after, r.plan.params.after, `${label}: the plan counts the parameters written`);
+    const added = r.report.layers.filter((l) => l.biasAdded).map((l) => l.name);
+    const replaced = r.report.layers.filter((l) => l.method !== 'keep').map((l) => l.name);
+    // Bias correction gives every replaced conv that reads a ReLU output a bias; b1 reads the image (mean 0).
+    t.same(added, replaced.filter((n) => n !== 'b1'), `${label}: biases added where bias correction puts them`);
+    t.ok(added.length > 0 || replaced.length === 0, `${label}: something was corrected`);
+    const n = r.report.layers.reduce((a, l) => a + (l.biasAdded ? m.convs.find((c) => c.name === l.name)!.n : 0), 0);
+    const noCorrection = decomposeLoaded(m, { ...s, biasCorrection: false });
+    if (noCorrection.plan.layers.map((l) => l.method + l.rank).join() === r.plan.layers.map((l) => l.method + l.rank).join()) {
+      t.equal(r.report.params.after - noCorrection.report.params.after, n, `${label}: exactly the added biases differ`);
+    }
   }
 });

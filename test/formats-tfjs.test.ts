@@ -4,7 +4,7 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { fileHandler, loadModel, TfjsModel, type LoadedModel } from '../src/formats/index.js';
 import { normalizeImages, readIdxImages } from '../src/data/idx.js';
 import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
@@ -12,8 +12,11 @@ import type { DacReplacement, Method } from '../src/model/types.js';
 import { createRunner, loadTf } from '../src/runtime/index.js';
 import { svdReplacement } from './fixtures/decompose.js';
 import { exactReplacement } from './fixtures/exact.js';
-import { functionalModel, oneChannelModel, saveModel, sequentialModel } from './fixtures/tfjs-models.js';
-import { demoImages, demoModel, hashTree, relErr, seededValues, tempDir, vggReference } from './fixtures/util.js';
+import { freeSizeModel, functionalModel, nestedModel, oneChannelModel, saveModel, sequentialModel } from './fixtures/tfjs-models.js';
+import { decomposeLoaded } from '../src/decompose-model.js';
+import { NOMINAL_FREE_SIZE } from '../src/formats/model.js';
+import { settingsFrom } from '../src/cli/settings.js';
+import { demoImages, demoModel, hashTree, relErr, root, seededValues, tempDir, vggReference } from './fixtures/util.js';
 
 const METHODS: Method[] = ['dac', 'spatial', 'channel'];
 const tmp = tempDir('tfjs');
@@ -266,7 +269,7 @@ t.test('bad input gives clear errors', async (t) => {
     ['absolute-path', (d) => { const j = jsonOf(d); j.weightsManifest[0].paths = ['/etc/passwd']; writeJson(d, j); }, /must be relative/],
     ['nan-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(NaN, 8); fs.writeFileSync(shard(d), b); }, /layer k1, field k1\/kernel: value \[2\] is NaN/],
     ['inf-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(-Infinity, 0); fs.writeFileSync(shard(d), b); }, /is -Infinity/],
-    ['graph-model', (d) => { const j = jsonOf(d); j.format = 'graph-model'; writeJson(d, j); }, /only TF.js Layers models/],
+    ['graph-model', (d) => { const j = jsonOf(d); j.format = 'graph-model'; writeJson(d, j); }, /field format: modelTopology is a Keras config, not GraphDef nodes: a Layers model labelled 'graph-model'/],
     ['no-topology', (d) => { const j = jsonOf(d); delete j.modelTopology; writeJson(d, j); }, /no modelTopology/],
     ['unknown-layer', (d) => { const j = jsonOf(d); j.modelTopology.config.layers[2].class_name = 'MysteryLayer'; writeJson(d, j); }, /layer k2: cannot infer shapes through layer class MysteryLayer/],
     ['bad-shape', (d) => { const j = jsonOf(d); j.weightsManifest[0].weights[0].shape = [3, 3, 'x']; writeJson(d, j); }, /shape must be an array of non-negative integers/],
@@ -276,7 +279,8 @@ t.test('bad input gives clear errors', async (t) => {
     await t.rejects(loadModel(dir), re, name);
   }
   await t.rejects(loadModel(path.join(tmp, 'does-not-exist')), /no such file/);
-  await t.rejects(loadModel(path.join(tmp, 'bad-truncated-json', 'group1-shard1of1.bin')), /unknown model format/);
+  const shardFile = fs.readdirSync(path.join(tmp, 'bad-truncated-json')).find((f) => f.endsWith('.bin'))!;
+  await t.rejects(loadModel(path.join(tmp, 'bad-truncated-json', shardFile)), /unknown model format/);
 });
 
 t.test('Functional layer order: any listing order reads the same, a cycle is refused naming a layer on it', async (t) => {
@@ -332,7 +336,7 @@ t.test('apply and save: inputs untouched, bad replacements and outputs refused',
   const foreign = path.join(tmp, 'foreign');
   fs.mkdirSync(foreign, { recursive: true });
   fs.writeFileSync(path.join(foreign, 'notes.txt'), 'keep me');
-  await t.rejects(m2.save(foreign), /non-empty folder without model.json/);
+  await t.rejects(m2.save(foreign), /is a non-empty folder \(notes.txt\); refusing to replace it/);
   t.equal(fs.readFileSync(path.join(foreign, 'notes.txt'), 'utf8'), 'keep me');
   const out = path.join(tmp, 'replace-me');
   await m2.save(out);
@@ -395,4 +399,148 @@ t.test('size limits: files over the limit are refused by their size, before they
     made = false;
   }
   if (made) await refused(loadModel(fifo), 'EINVAL', /weightsManifest/, 'a FIFO as shard');
+});
+
+/** A copy of a saved model with every weight stored as float16 (TF.js quantization dtype float16). */
+function toFloat16Copy(dir: string, model: LoadedModel, dest: string): void {
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+  const raw = (model as TfjsModel).artifacts();
+  const data = new Float32Array(raw.weightData);
+  const parts: Buffer[] = [];
+  let offset = 0;
+  const specs = raw.weightSpecs.map((spec) => {
+    const count = spec.shape.reduce((a, b) => a * b, 1);
+    const buf = Buffer.alloc(count * 2);
+    data.subarray(offset, offset + count).forEach((x, i) => buf.writeUInt16LE(toHalf(x), 2 * i));
+    offset += count;
+    parts.push(buf);
+    return { ...spec, quantization: { dtype: 'float16' } };
+  });
+  json.weightsManifest = [{ paths: ['h.bin'], weights: specs }];
+  fs.mkdirSync(dest, { recursive: true });
+  fs.writeFileSync(path.join(dest, 'model.json'), JSON.stringify(json));
+  fs.writeFileSync(path.join(dest, 'h.bin'), Buffer.concat(parts));
+}
+
+t.test('float16 manifests: decomposed in float32, factors written as float16; a permuted manifest shape is refused', async (t) => {
+  const dir = await fixtureDir('functional', functionalModel);
+  const hdir = path.join(tmp, 'half');
+  toFloat16Copy(dir, await loadModel(dir), hdir);
+  const h = await loadModel(hdir);
+  t.equal(h.weightDtype, 'float16');
+  const x = seededValues(2 * 8 * 7 * 2, 6);
+  const y0 = await tfjsOutputs(hdir, x, h.inputShape, 2);
+  const r = decomposeLoaded(h, { method: 'dac', ranks: Object.fromEntries(h.convs.map((c) => [c.name, Math.min(c.n, c.kh * c.kw)])) });
+  t.equal(r.report.weightDtype, 'float16', 'the report says the weights are float16');
+  t.ok(r.report.layers.every((l) => l.method !== 'keep'), 'every conv replaced at full rank');
+  const out = path.join(tmp, 'half-out');
+  await r.model.save(out);
+  const written = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')).weightsManifest[0].weights as { name: string; quantization?: { dtype: string } }[];
+  const added = written.filter((w) => /_(dw|pw)\//.test(w.name));
+  t.ok(added.length >= 10 && added.every((w) => w.quantization?.dtype === 'float16'), `the ${added.length} new weights are float16`);
+  const y = await tfjsOutputs(out, x, h.inputShape, 2);
+  // Full rank is exact in float32; storing the factors in float16 rounds them (2^-11 relative each).
+  t.ok(relErr(y0, y) < 5e-3, `full rank matches the float16 original within float16 rounding (rel ${relErr(y0, y).toExponential(2)})`);
+  t.ok(relErr(y0, y) > 0, 'and really was rounded to float16');
+
+  // Same element count, axes permuted: the kernel would be read scrambled.
+  const pdir = path.join(tmp, 'permuted');
+  fs.cpSync(dir, pdir, { recursive: true });
+  const json = JSON.parse(fs.readFileSync(path.join(pdir, 'model.json'), 'utf8'));
+  const spec = json.weightsManifest[0].weights.find((w: { name: string }) => w.name === 'fb/kernel');
+  spec.shape = [3, 3, 6, 6].map((_, i, a) => a[[0, 1, 3, 2][i]]).reverse();
+  fs.writeFileSync(path.join(pdir, 'model.json'), JSON.stringify(json));
+  await t.rejects(loadModel(pdir), { code: 'ESHAPE', context: { layer: 'fb', field: 'fb/kernel' } }, 'a permuted kernel shape is refused by name');
+});
+
+t.test('nested models (Functional in Sequential in Functional) and a shared layer load, decompose and run', async (t) => {
+  const dir = await fixtureDir('nested', nestedModel);
+  const m = await loadModel(dir);
+  t.same(m.convs.map((c) => c.name), ['stem', 'backbone_head', 'reduce', 'twice', 'head_conv'], 'every conv of the nested models, names made unique');
+  t.match(m.convs.find((c) => c.name === 'twice')!.skipReason, /shared/, 'the shared conv is kept with a reason');
+  t.ok(m.convs.find((c) => c.name === 'stem')!.bnAfter, 'a nested conv sees its BatchNorm');
+  t.same(m.convs.map((c) => c.inputConv), [null, 'stem', null, null, null], 'the conv each reads through BN/ReLU (not through an Add or a shared layer)');
+  const x = seededValues(3 * 10 * 9 * 3, 8);
+  const y0 = await tfjsOutputs(dir, x, m.inputShape, 3);
+  t.ok(relErr(y0, await outputs(m, x, 3)) < 1e-6, 'the flattened model computes what TF.js computes with the nested one');
+  const out = path.join(tmp, 'nested-exact');
+  await m.apply(m.convs.filter((c) => !c.skipReason).map((c) => exactReplacement(c, 'dac'))).save(out);
+  t.ok(relErr(y0, await tfjsOutputs(out, x, m.inputShape, 3)) < 1e-5, 'exact replacements: the written model equals the original in TF.js');
+  const r = decomposeLoaded(m, { method: 'auto', flopsSaved: 0.3 });
+  const budget = path.join(tmp, 'nested-budget');
+  await r.model.save(budget);
+  const y = await tfjsOutputs(budget, x, m.inputShape, 3);
+  t.equal(y.length, y0.length, 'the 30% model loads and runs in TF.js');
+});
+
+t.test('free input sizes: null H/W evaluated at the nominal size or a stated one, kept free in what is written', async (t) => {
+  const dir = await fixtureDir('free-size', freeSizeModel);
+  const m = await loadModel(dir);
+  t.equal(m.freeInput, true);
+  t.same(m.inputShape, [NOMINAL_FREE_SIZE, NOMINAL_FREE_SIZE, 3]);
+  const res = m.convs.map((c) => [c.name, c.inH / NOMINAL_FREE_SIZE, c.outH / NOMINAL_FREE_SIZE]);
+  t.same(res, [['head', 1, 1], ['down', 1, 0.5], ['body', 0.5, 0.5], ['mid', 0.5, 0.5], ['tail', 1, 1]], 'each layer at its resolution relative to the input');
+  const stated = await loadModel(dir, { inputShape: [20, 12] });
+  t.equal(stated.freeInput, false);
+  t.same(stated.convs.map((c) => [c.inH, c.inW, c.outH, c.outW]), [[20, 12, 20, 12], [20, 12, 10, 6], [10, 6, 10, 6], [10, 6, 10, 6], [20, 12, 20, 12]]);
+  await t.rejects(loadModel(dir, { inputShape: [20, 12, 4] }), { code: 'EINVAL', context: { field: 'inputShape' } }, 'a stated channel count must agree');
+  await t.rejects(loadModel(dir, { inputShape: [0, 12] }), { code: 'EINVAL', context: { field: 'inputShape' } });
+
+  // Per input pixel, the cost (and so every ratio and plan) is the same at any size.
+  const r = decomposeLoaded(m, { method: 'auto', flopsSaved: 0.3 });
+  t.equal(r.report.freeInput, true);
+  t.same(r.report.inputShape, [NOMINAL_FREE_SIZE, NOMINAL_FREE_SIZE, 3]);
+  const big = await loadModel(dir, { inputShape: [64, 64] });
+  const rBig = decomposeLoaded(big, { method: 'auto', flopsSaved: 0.3 });
+  t.equal(r.report.flopsPerInputPixel!.before, rBig.report.flops.before / (64 * 64), 'MACs per input pixel = MACs at 64x64 / 64^2');
+  t.equal(r.report.flopsPerInputPixel!.after, rBig.report.flops.after / (64 * 64));
+  t.same(r.plan.layers.map((l) => l.method + l.rank), rBig.plan.layers.map((l) => l.method + l.rank), 'the same plan at either size');
+
+  for (const [label, result] of [
+    ['full rank', decomposeLoaded(m, { method: 'dac', ranks: Object.fromEntries(m.convs.map((c) => [c.name, Math.min(c.n, c.kh * c.kw)])) })],
+    ['30% saved', r],
+  ] as const) {
+    const out = path.join(tmp, `free-${label.replace(/\W+/g, '-')}`);
+    await result.model.save(out);
+    const written = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+    t.same(written.modelTopology.config.layers[0].config.batch_input_shape, [null, null, null, 3], `${label}: the input stays free`);
+    for (const [h, w] of [
+      [16, 24],
+      [36, 20],
+    ]) {
+      const x = seededValues(2 * h * w * 3, h + w);
+      const y0 = await tfjsOutputs(dir, x, [h, w, 3], 2);
+      const y = await tfjsOutputs(out, x, [h, w, 3], 2);
+      t.equal(y.length, 2 * h * w * 3, `${label}: runs at ${h}x${w}`);
+      if (label === 'full rank') t.ok(relErr(y0, y) < 1e-4, `full rank equals the original at ${h}x${w} (rel ${relErr(y0, y).toExponential(2)})`);
+    }
+  }
+});
+
+t.test('CLI --input-shape: inspect and decompose say which input size costs are counted at', async (t) => {
+  const dir = await fixtureDir('free-size', freeSizeModel);
+  const dac = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { cwd: root, encoding: 'utf8' });
+  const free = dac('inspect', dir, '--json');
+  t.equal(free.status, 0, free.stderr);
+  const ins = JSON.parse(free.stdout);
+  t.equal(ins.freeInput, true);
+  t.equal(ins.totals.macsPerInputPixel, ins.totals.macs / NOMINAL_FREE_SIZE ** 2, 'MACs per input pixel');
+  const text = dac('inspect', dir);
+  t.match(text.stdout, /input free: HxWx3 .*MACs per input pixel/, 'the table says costs are per input pixel');
+  const stated = JSON.parse(dac('inspect', dir, '--input-shape', '20x12', '--json').stdout);
+  t.same([stated.freeInput, stated.inputShape], [false, [20, 12, 3]]);
+  const out = path.join(tmp, 'cli-free');
+  const d = dac('decompose', dir, '-o', out, '--flops-saved', '0.3', '--input-shape', '40x24x3', '-q');
+  t.equal(d.status, 0, d.stderr);
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+  t.same([report.inputShape, report.freeInput, report.flopsPerInputPixel], [[40, 24, 3], false, undefined], 'report.json names the stated size');
+  const cmp = dac('compare', dir, out, '--inputs', '1');
+  t.equal(cmp.status, 0, cmp.stderr);
+  t.match(cmp.stdout, /^input 64x64x3 \(the models leave the size free/, 'compare runs free-size models at a small size and says so');
+  // zoo takes it with the decompose settings (hashed into its resume markers, passed to loadModel).
+  t.same(settingsFrom({ 'flops-saved': '0.3', 'input-shape': '20x12' }, 'zoo').inputShape, [20, 12]);
+  t.equal('inputShape' in settingsFrom({ 'flops-saved': '0.3' }, 'zoo'), false, 'absent when not given');
+  const bad = dac('inspect', dir, '--input-shape', '20');
+  t.equal(bad.status, 2, 'a malformed --input-shape is a usage error');
+  t.match(bad.stderr, /--input-shape must be HxW or HxWxC/);
 });

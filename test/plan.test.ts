@@ -5,14 +5,14 @@
 // the budget solver against brute force; the error model against its
 // definition; replacements built under it (every backend that loads).
 import t, { type Test } from 'tap';
-import { availableBackends } from '../src/index.js';
+import { availableBackends, getBackend } from '../src/index.js';
 import { DacError } from '../src/errors.js';
 import { convCost, convOutputSize, maxRank, modelCost, replacementCost } from '../src/cost.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
 import { jacobiEigen, kron } from '../src/plan/linalg.js';
 import { layerModel, modelSet } from '../src/plan/models.js';
-import { reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
+import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
 import { LayerErrorModel } from '../src/plan/errors.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
 import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
@@ -615,3 +615,22 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
   return d;
 }
+
+t.test('a model with no BatchNorm statistics (BN folded) is planned as plain by default', async (t) => {
+  const { convs } = randomChain(71, 6);
+  const folded: ConvLayerInfo[] = convs.map((c, k) => ({ ...c, bnAfter: null, bnBefore: null, inputConv: k > 0 ? convs[k - 1].name : null }));
+  const other = { macs: 0, params: 0 };
+  const options: PlanOptions = { method: 'dac', flopsSaved: 0.3 };
+  const byDefault = planModel(folded, other, options);
+  const plain = planModel(folded, other, { ...options, weighting: 'plain' });
+  t.equal(byDefault.errorModel.weighting, 'plain', 'the plan records the weighting it used');
+  t.same(byDefault.layers, plain.layers, 'the same plan as plain');
+  t.equal(planModel(convs, other, options).errorModel.weighting, 'bn', 'with BatchNorms the default stays bn');
+  // Asked for bn anyway: a hidden layer fed by a conv gets white taps, not the network input's image prior.
+  const { inputs } = estimateInputs(folded, getBackend(), { weighting: 'bn' });
+  const hidden = folded.find((c) => c.index > 0 && c.kh === 3)!;
+  const th = inputs.get(hidden.name)!.th;
+  t.equal(th[1], 0, 'neighbouring taps of a hidden layer are uncorrelated');
+  const first = estimateInputs([{ ...folded[0], kh: 3, kw: 3, pads: [1, 1, 1, 1], weights: new Float32Array(folded[0].n * folded[0].c * 9), inH: 8, inW: 8, outH: 8, outW: 8, skipReason: null }], getBackend(), { weighting: 'bn' });
+  t.ok(first.inputs.get(folded[0].name)!.th[1] > 0.5, 'the network input keeps its neighbouring-pixel prior');
+});

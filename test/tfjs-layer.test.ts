@@ -250,3 +250,124 @@ t.test('bad configs and inputs are rejected', async (t) => {
   layer.apply(tf.zeros([1, 5, 5, 3]));
   t.throws(() => layer.call(tf.zeros([1, 5, 5, 6])), /input has 6 channels/, 'channel count different from the built one');
 });
+
+// ---------- `dac decompose --tfjs-layer dac` ----------
+
+/** A child program that loads model.json + shards with plain fs and stock tf.loadLayersModel, and predicts. */
+function loaderProgram(dir: string, xFile: string, shape: number[], importUs: boolean): string {
+  return `
+    const fs = require('node:fs'); const path = require('node:path');
+    const tf = require('@tensorflow/tfjs');
+    ${importUs ? "require('./src/tfjs/dac-conv2d-layer.ts');" : ''}
+    (async () => {
+      const dir = ${JSON.stringify(dir)};
+      const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+      const groups = j.weightsManifest;
+      const bufs = groups.flatMap((g) => g.paths.map((p) => fs.readFileSync(path.join(dir, p))));
+      const b = Buffer.concat(bufs);
+      const m = await tf.loadLayersModel(tf.io.fromMemory({
+        modelTopology: j.modelTopology,
+        weightSpecs: groups.flatMap((g) => g.weights),
+        weightData: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength),
+      }));
+      const x = tf.tensor4d(JSON.parse(fs.readFileSync(${JSON.stringify(xFile)}, 'utf8')), ${JSON.stringify(shape)});
+      const y = m.predict(x);
+      process.stdout.write(JSON.stringify({ y: Array.from(y.dataSync()), classes: m.layers.map((l) => l.getClassName()) }));
+    })().catch((e) => { process.stderr.write(String(e && e.message)); process.exit(3); });`;
+}
+
+function runLoader(dir: string, xFile: string, shape: number[], importUs = true) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', loaderProgram(dir, xFile, shape, importUs)], { cwd: root, encoding: 'utf8' });
+  return { status: r.status, stderr: r.stderr, out: r.status === 0 ? (JSON.parse(r.stdout) as { y: number[]; classes: string[] }) : null };
+}
+
+t.test('dac decompose --tfjs-layer dac: DacConv2D layers that stock tf.loadLayersModel loads; full rank equals the original', async (t) => {
+  const { main } = await import('../src/cli/main.js');
+  const { sequentialModel, functionalModel, saveModel } = await import('./fixtures/tfjs-models.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-layer-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cases = [
+    // c1 relu same, c2 valid stride 2 (BN after), c5 2x3 stride 2 without bias, c6 dilated: full rank = min(n, kh*kw).
+    { name: 'sequential', model: sequentialModel(), shape: [2, 9, 11, 3], ranks: 'c1=5,c2=7,c5=4,c6=6', dac: ['c1_dac', 'c2_dac', 'c5_dac', 'c6_dac'] },
+    { name: 'functional', model: functionalModel(), shape: [2, 8, 7, 2], ranks: 'fa=6,fb=6,fd=5,fe=3,fout=4', dac: ['fa_dac', 'fb_dac', 'fd_dac', 'fe_dac', 'fout_dac'] },
+  ];
+  for (const c of cases) {
+    const src = path.join(dir, `${c.name}-in`);
+    await saveModel(c.model, src);
+    const xData = randomArray(c.shape.reduce((a, b) => a * b, 1), rng(77));
+    const xFile = path.join(dir, `${c.name}-x.json`);
+    fs.writeFileSync(xFile, JSON.stringify(Array.from(xData)));
+    const want = (c.model.predict(tf.tensor4d(xData, c.shape as [number, number, number, number])) as tf.Tensor).dataSync();
+    const out = path.join(dir, `${c.name}-dac`);
+    const stockOut = path.join(dir, `${c.name}-stock`);
+    t.equal(await main(['decompose', src, '-o', out, '--ranks', c.ranks, '--tfjs-layer', 'dac', '--no-bias-correction', '-q']), 0);
+    t.equal(await main(['decompose', src, '-o', stockOut, '--ranks', c.ranks, '--no-bias-correction', '-q']), 0);
+    const json = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+    const text = JSON.stringify(json.modelTopology);
+    for (const name of c.dac) t.match(text, new RegExp(`"class_name":"DacConv2D"[^}]*"name":"${name}"`), `${c.name}: ${name} is a DacConv2D`);
+    t.notMatch(JSON.stringify(JSON.parse(fs.readFileSync(path.join(stockOut, 'model.json'), 'utf8')).modelTopology), /DacConv2D/, `${c.name}: default stays stock`);
+    const got = runLoader(out, xFile, c.shape);
+    t.equal(got.status, 0, got.status === 0 ? `${c.name}: loads` : got.stderr);
+    if (got.out) {
+      t.ok(got.out.classes.filter((k) => k === 'DacConv2D').length === c.dac.length, `${c.name}: loaded as DacConv2D`);
+      const err = maxRelError(got.out.y, want);
+      t.ok(err < 1e-4, `${c.name}: full-rank output equals the original (max rel error ${err.toExponential(1)})`);
+    }
+    const without = runLoader(out, xFile, c.shape, false);
+    t.not(without.status, 0, `${c.name}: stock TF.js alone does not know DacConv2D`);
+  }
+  // The dilated conv is decomposable only when written as DacConv2D.
+  const seq = path.join(dir, 'sequential-in');
+  t.equal(await main(['decompose', seq, '-o', path.join(dir, 'x'), '--ranks', 'c6=6', '-q']), 0);
+  const report = JSON.parse(fs.readFileSync(path.join(dir, 'x', 'report.json'), 'utf8')) as { layers: { name: string; method: string; reason?: string }[] };
+  const c6 = report.layers.find((l) => l.name === 'c6');
+  t.ok(c6?.method === 'keep' && /dilated/.test(c6.reason ?? ''), 'stock: the dilated conv is kept, saying why');
+  t.equal(await main(['decompose', seq, '-o', path.join(dir, 'x'), '--rank', '2', '--tfjs-layer', 'tf', '-q']), 2, 'unknown --tfjs-layer value');
+});
+
+t.test('--tfjs-layer dac keeps the original weight encoding (uint8, uint16, float16)', async (t) => {
+  const { main } = await import('../src/cli/main.js');
+  const { oneChannelModel, saveModel } = await import('./fixtures/tfjs-models.js');
+  const { readArtifacts, serializeArtifacts, weightFloats } = await import('../src/formats/tfjs/manifest.js');
+  const { encodedEntry } = await import('../src/formats/tfjs/quantize.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-quant-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // float16 encoding decodes back through the reader to the nearest half.
+  const probe = new Float32Array([0, -0, 1, -2.5, 65504, 1e-7, 6.1e-5, 3.14159, 1e6, -1e-9]);
+  const half = weightFloats(encodedEntry('p', [probe.length], probe, { dtype: 'float16' }));
+  t.same(Array.from(half), [0, -0, 1, -2.5, 65504, 1.1920928955078125e-7, 0.00006097555160522461, 3.140625, Infinity, -0], 'float16 round to nearest');
+  const m = oneChannelModel();
+  const src = path.join(dir, 'float');
+  await saveModel(m, src);
+  const xData = randomArray(13 * 13, rng(5));
+  const xFile = path.join(dir, 'x.json');
+  fs.writeFileSync(xFile, JSON.stringify(Array.from(xData)));
+  const floatOut = runLoader(src, xFile, [1, 13, 13, 1]);
+  for (const dtype of ['uint8', 'uint16', 'float16'] as const) {
+    const art = readArtifacts(path.join(src, 'model.json'));
+    const weights = art.weights.map((w) =>
+      /kernel|bias/.test(w.spec.name) ? encodedEntry(w.spec.name, w.spec.shape, weightFloats(w), { dtype }) : w,
+    );
+    const qdir = path.join(dir, `q-${dtype}`);
+    fs.mkdirSync(qdir);
+    for (const [name, data] of serializeArtifacts(art.json, weights)) fs.writeFileSync(path.join(qdir, name), data);
+    const want = runLoader(qdir, xFile, [1, 13, 13, 1]);
+    t.equal(want.status, 0, want.status === 0 ? `${dtype}: quantized original loads` : want.stderr);
+    const out = path.join(dir, `dac-${dtype}`);
+    // k1: 16 filters, 3x3 -> full rank 9; k2: 9 filters -> 9.
+    t.equal(await main(['decompose', qdir, '-o', out, '--rank', '9', '--tfjs-layer', 'dac', '--no-bias-correction', '-q']), 0);
+    const specs = (JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8')).weightsManifest as { weights: { name: string; quantization?: { dtype: string } }[] }[])
+      .flatMap((g) => g.weights)
+      .filter((w) => /_dac\//.test(w.name));
+    t.equal(specs.length, 6, `${dtype}: depthwise, pointwise and bias of both layers`);
+    t.ok(specs.every((s) => s.quantization?.dtype === dtype), `${dtype}: replacement weights stored as ${dtype}`);
+    const got = runLoader(out, xFile, [1, 13, 13, 1]);
+    t.equal(got.status, 0, got.status === 0 ? `${dtype}: decomposed model loads` : got.stderr);
+    if (got.out && want.out && floatOut.out) {
+      // Re-quantizing the factors adds about one more quantization error: compare with the original's own.
+      const own = maxRelError(want.out.y, floatOut.out.y);
+      const err = maxRelError(got.out.y, floatOut.out.y);
+      t.ok(err < 3 * own + 1e-5, `${dtype}: error vs float ${err.toExponential(1)}, the quantized original's ${own.toExponential(1)}`);
+    }
+  }
+});

@@ -16,11 +16,12 @@ import { createRunner } from '../src/runtime/index.js';
 import type { InspectResult } from '../src/zoo/job.js';
 import { WorkerPool } from '../src/zoo/pool.js';
 import { discoverModels } from '../src/zoo/discover.js';
-import { acquireLock } from '../src/zoo/lock.js';
+import { acquireLock, REMOTE_STALE_MS } from '../src/zoo/lock.js';
 import { formatDuration, Progress } from '../src/zoo/progress.js';
 import { readDone, settingsHash, STATE_DIR } from '../src/zoo/resume.js';
 import { packageVersion, runZoo, UP_TO_DATE } from '../src/zoo/run.js';
-import type { ZooSummary } from '../src/zoo/summary.js';
+import type { ModelRecord, ZooSummary } from '../src/zoo/summary.js';
+import { mergeShards, mergeShardSummaries, parseShard, shardOf } from '../src/zoo/shard.js';
 import { decodeModel, encodeModel } from '../src/formats/onnx/schema.js';
 import { onnxNet, randomSpec, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
 import { mulberry32 } from '../src/random.js';
@@ -124,11 +125,22 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
   tt.equal(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid);
   b.release();
 
-  // Another host's lock cannot be judged from here: never taken.
+  // Another host's lock: its pid cannot be asked, so it holds while it is refreshed, and is stale once it is not.
   const remote = { pid: dead, hostname: `not-${os.hostname()}`, startedAt: '2020-01-01T00:00:00.000Z' };
   writeLock(remote);
   tt.match(thrown(() => acquireLock(out, STATE_DIR)), { code: 'ELOCKED', message: /on another host/ });
   tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), remote, 'left as it was');
+  const late = new Date(Date.now() - REMOTE_STALE_MS - 60_000);
+  fs.utimesSync(file, late, late);
+  const r = acquireLock(out, STATE_DIR);
+  tt.same(r.tookOver, remote, 'not refreshed for too long: taken over');
+  r.release();
+  // A holder refreshes its lock's mtime.
+  const h = acquireLock(out, STATE_DIR, 'lock', 20);
+  fs.utimesSync(file, late, late);
+  await new Promise((res) => setTimeout(res, 200));
+  tt.ok(fs.statSync(file).mtimeMs > Date.now() - 60_000, 'the heartbeat refreshed it');
+  h.release();
 
   // An unreadable lock is being written when fresh, left by a crash when old.
   writeLock('');
@@ -145,6 +157,22 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
   tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), other, 'another run\'s lock is kept');
   fs.rmSync(file);
   tt.same(fs.readdirSync(path.dirname(file)), [], 'no takeover guard left');
+});
+
+t.test('shards: K/N parsed strictly; the split is a function of the path alone', async (tt) => {
+  tt.same(parseShard('2/3'), { index: 2, count: 3 });
+  tt.same(parseShard(' 1/1 '), { index: 1, count: 1 });
+  for (const bad of ['0/3', '4/3', '1/0', '3', '1/2/3', '-1/2', 'a/b', '1.5/2', '']) tt.equal(parseShard(bad), null, `'${bad}' refused`);
+  // Pinned: the first 48 bits of SHA-256 of the path, mod N, plus 1; a change would re-split every zoo under way.
+  tt.same([2, 3, 7, 1000].map((n) => shardOf('a/model.json', n)), [1, 3, 1, 333]);
+  tt.same([2, 3, 7, 1000].map((n) => shardOf('zoo/resnet50/model.json', n)), [1, 2, 4, 731]);
+  tt.same([2, 3, 7, 1000].map((n) => shardOf('x/y/z.onnx', n)), [1, 3, 2, 273]);
+  const rels = Array.from({ length: 500 }, (_, i) => `d${i % 7}/m${i}${i % 2 ? '.onnx' : '/model.json'}`);
+  for (const n of [1, 2, 3, 8]) {
+    const sizes = new Array<number>(n).fill(0);
+    for (const rel of rels) sizes[shardOf(rel, n) - 1]++;
+    tt.ok(sizes.every((k) => k > (rels.length / n) * 0.7), `${n} shards of about equal size: ${sizes.join(', ')}`);
+  }
 });
 
 if (availableBackends().length === 0) {
@@ -267,6 +295,19 @@ if (availableBackends().length === 0) {
   const total = good.length + broken.size + skipped.size;
 
   const byModel = (s: ZooSummary) => new Map(s.models.map((m) => [m.model, m]));
+  // What an interrupted write leaves: staging folders and temporary siblings (src/io/output.ts, atomic.ts).
+  const leftovers = (dir: string): string[] => {
+    const found: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (/\.dac-stage-|\.(tmp|old)-\d+-/.test(e.name)) found.push(p);
+        else if (e.isDirectory()) walk(p);
+      }
+    };
+    walk(dir);
+    return found;
+  };
   // What a run ended with per model, whether now or remembered from an earlier run.
   const outcome = (s: ZooSummary) =>
     s.models.map((m) => ({
@@ -306,7 +347,7 @@ if (availableBackends().length === 0) {
     for (const f of ['model.json', 'report.json', 'a/model.json', 'a/report.json', 'a/beside.onnx', 'a/beside.report.json', 'a/b/tf1/model.json']) {
       tt.ok(fs.existsSync(path.join(out1, f)), `output ${f}`);
     }
-    tt.same(fs.readdirSync(path.join(out1, STATE_DIR, 'tmp')), [], 'no scratch left');
+    tt.same(leftovers(out1), [], 'no staging or temporary files left');
   });
 
   t.test('every decomposed model loads again (in workers), and two run in a runtime', async (tt) => {
@@ -435,17 +476,7 @@ if (availableBackends().length === 0) {
     tt.match(resumed.notes, [/took over the lock of an earlier run that is gone \(pid \d+/], 'the killed run\'s lock was taken over, with a note');
     tt.notOk(fs.existsSync(path.join(out2, STATE_DIR, 'lock')), 'and released at the end');
     tt.same(outcome(resumed), outcome(first), 'same outcome per model as an uninterrupted run');
-    tt.same(fs.readdirSync(path.join(out2, STATE_DIR, 'tmp')), [], 'scratch of the killed run cleaned');
-    const stray: string[] = [];
-    const walk = (d: string) => {
-      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-        const p = path.join(d, e.name);
-        if (e.isDirectory() && e.name !== STATE_DIR) walk(p);
-        else if (/\.(tmp|old)-\d+-/.test(e.name)) stray.push(p);
-      }
-    };
-    walk(out2);
-    tt.same(stray, [], 'no half-written files among the outputs');
+    tt.same(leftovers(out2), [], 'no half-written files among the outputs');
   });
 
   t.test('failures are remembered: a re-run redoes neither timeouts nor size refusals, unless retried or the limit is raised', async (tt) => {
@@ -500,5 +531,105 @@ if (availableBackends().length === 0) {
     child.kill('SIGTERM');
     tt.same(await exited, { code: null, signal: 'SIGTERM' }, 'the first run dies of the signal');
     tt.notOk(fs.existsSync(lockFile), 'having released its lock');
+  });
+
+  t.test('shards: N shards cover every model once, a killed shard resumes, the merged summary is a single run\'s', async (tt) => {
+    const z = path.join(work, 'zoo-shard');
+    for (let i = 0; i < 60; i++) {
+      const dir = ['p', 'q/r', 's'][i % 3];
+      if (i % 2) writeOnnxNet(path.join(z, dir, `n${i}.onnx`), randomSpec(`n${i}`, 5000 + i), i);
+      else writeTfjsNet(path.join(z, dir, `t${i}`), randomSpec(`t${i}`, 5000 + i), i);
+    }
+    fs.writeFileSync(path.join(z, 'p/garbage.onnx'), 'not a model');
+    fs.symlinkSync(outside, path.join(z, 's/outside.onnx'));
+    const run = (out: string, extra: Partial<Parameters<typeof runZoo>[0]> = {}) => runZoo({ root: z, out, settings, jobs: 1, progress: null, ...extra });
+    const single = await run(path.join(work, 'out-single'), { jobs: 2 });
+    tt.same(single.counts, { total: 62, ok: 60, failed: 1, skipped: 1, cached: 0 });
+    const N = 3;
+    const shard = (index: number, count = N) => ({ index, count });
+    const noTime = (r: ModelRecord) => ({ ...r, seconds: undefined });
+    // What a model ended with, now or in an earlier run of the same output folder.
+    const settled = (r: ModelRecord) => ({ ...noTime(r), cached: undefined, ...(r.reason === UP_TO_DATE ? { status: 'ok', reason: undefined } : {}) });
+    const totals = (s: ZooSummary) => [s.version, s.root, s.options, s.flops, s.params, s.inputBytes];
+
+    // Shard 2 of 3 from the command line, killed once its first models are done.
+    const shared = path.join(work, 'out-shards');
+    const tsx = pathToFileURL(require.resolve('tsx')).href;
+    const cli = path.join(repoRoot, 'src/cli/main.ts');
+    const child = spawn(process.execPath, ['--import', tsx, cli, 'zoo', z, '-o', shared, '--energy', '0.9', '--jobs', '1', '--quiet', '--shard', '2/3'], {
+      cwd: repoRoot,
+      stdio: 'ignore',
+    });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const markers = () => single.models.filter((m) => fs.existsSync(path.join(shared, STATE_DIR, 'done', m.model) + '.done')).length;
+    let killedAt = -1;
+    while (child.exitCode === null) {
+      const n = markers();
+      if (n >= 2) {
+        child.kill('SIGKILL');
+        killedAt = n;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await exited;
+    const inTwo = single.models.filter((m) => shardOf(m.model, N) === 2).length;
+    tt.ok(killedAt >= 2 && killedAt < inTwo, `shard 2/3 killed after ${killedAt} of its ${inTwo} models`);
+    tt.ok(fs.existsSync(path.join(shared, STATE_DIR, 'lock.2-of-3')), 'leaving its lock');
+    tt.notOk(fs.existsSync(path.join(shared, 'summary-2-of-3.json')), 'and no summary');
+
+    // The three shards at once in one output folder, shard 2 resuming.
+    const shards = await Promise.all([1, 2, 3].map((k) => run(shared, { shard: shard(k) })));
+    tt.match(shards[1].notes, [/took over the lock of an earlier run that is gone/], 'the killed shard\'s lock is taken over');
+    tt.ok(shards[1].counts.cached >= killedAt, `the resumed shard takes ${shards[1].counts.cached} outcomes from the killed run`);
+    tt.same(shards.map((s) => s.shard), [shard(1), shard(2), shard(3)]);
+    const seen = new Map<string, number>();
+    for (const s of shards) for (const m of s.models) seen.set(m.model, (seen.get(m.model) ?? 0) + 1);
+    tt.same([...seen.keys()].sort(), single.models.map((m) => m.model), 'together the shards hold every model');
+    tt.ok([...seen.values()].every((k) => k === 1), 'each exactly once');
+    tt.ok(shards.every((s) => s.models.length > 5), `and share them out: ${shards.map((s) => s.models.length).join(', ')}`);
+    for (const k of [1, 2, 3]) tt.ok(fs.existsSync(path.join(shared, `summary-${k}-of-3.md`)), `summary-${k}-of-3 written`);
+    tt.notOk(fs.existsSync(path.join(shared, 'summary.json')), 'no whole-zoo summary before the merge');
+    tt.same(fs.readdirSync(path.join(shared, STATE_DIR)).filter((n) => n.startsWith('lock')), [], 'every lock released');
+
+    const merged = await mergeShards([shared], shared);
+    tt.same(merged.models.map(settled), single.models.map(settled), 'merged: every model as in a single run');
+    tt.same(totals(merged), totals(single), 'with the same totals');
+    tt.same(merged.counts.total, single.counts.total);
+    tt.same(JSON.parse(fs.readFileSync(path.join(shared, 'summary.json'), 'utf8')).counts, merged.counts, 'written to summary.json');
+
+    // While a shard of 3 runs, the whole zoo and other splits are refused there; the other shards of 3 are not.
+    const held = acquireLock(shared, STATE_DIR, 'lock.1-of-3');
+    try {
+      await tt.rejects(run(shared), { code: 'ELOCKED', message: /in use by a dac zoo run of shard 1\/3/ });
+      await tt.rejects(run(shared, { shard: shard(1, 2) }), { code: 'ELOCKED', message: /shard 1\/3/ });
+      const again = await run(shared, { shard: shard(3) });
+      tt.ok(again.models.every((m) => m.cached || m.format === null), 'shard 3/3 runs beside it, with nothing left to do');
+    } finally {
+      held.release();
+    }
+
+    // Separate output folders, one per machine, merged into a third: equal to the single run but for timings.
+    const outs = [1, 2].map((k) => path.join(work, `out-sep-${k}`));
+    await Promise.all(outs.map((o, i) => run(o, { shard: shard(i + 1, 2) })));
+    const sep = path.join(work, 'out-sep-merged');
+    const res = spawnSync(process.execPath, ['--import', tsx, cli, 'zoo', '--merge', ...outs, '-o', sep], { cwd: repoRoot, encoding: 'utf8' });
+    tt.equal(res.status, 1, `--merge exits 1: a model failed (${res.stdout.trim().split('\n')[0]})`);
+    const fromCli = JSON.parse(fs.readFileSync(path.join(sep, 'summary.json'), 'utf8')) as ZooSummary;
+    tt.same(fromCli.models.map(noTime), single.models.map(noTime), 'merged from separate folders: the single run\'s records');
+    tt.same(fromCli.counts, single.counts);
+    tt.same(totals(fromCli), totals(single));
+    tt.same(fromCli.jobs, 2, 'jobs of the shards added up');
+    tt.same(fromCli.shards?.map((s) => s.shard), ['1/2', '2/2']);
+
+    // Merging refuses what would not be a whole zoo.
+    const partial = path.join(work, 'out-partial');
+    fs.mkdirSync(partial);
+    fs.copyFileSync(path.join(shared, 'summary-1-of-3.json'), path.join(partial, 'summary-1-of-3.json'));
+    fs.copyFileSync(path.join(shared, 'summary-3-of-3.json'), path.join(partial, 'summary-3-of-3.json'));
+    tt.throws(() => mergeShardSummaries([partial], partial), { code: 'EINVAL', message: /missing shard summaries: 2\/3/ });
+    tt.throws(() => mergeShardSummaries([partial, shared], partial), { code: 'EINVAL', message: /shard 1\/3 found twice/ });
+    tt.throws(() => mergeShardSummaries([partial, outs[0]], partial), { code: 'EINVAL', message: /one split at a time/ });
+    tt.throws(() => mergeShardSummaries([path.join(work, 'out-single')], partial), { code: 'ENOENT', message: /no shard summary/ });
   });
 }

@@ -130,6 +130,23 @@ export function maxChannelWidth(shape: ConvShape): number {
   return Math.min(shape.n, shape.c * shape.kh * shape.kw);
 }
 
+/**
+ * The decompositions run in double, so weights near the float32 limit do
+ * not overflow inside; but a singular value or a factor scaled by one can
+ * exceed float32 (e.g. every weight 1e38: sigma ~ 1e38 * sqrt(n*kh*kw)).
+ * No rescaling can represent such a result in float32, so it is refused by
+ * name instead of returned as Infinity.
+ */
+function checkResult(fields: Array<[string, Float32Array]>, ctx: ErrorContext): void {
+  for (const [field, values] of fields) {
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        throw new DacError('ERANGE', `${field} [${i}] overflows float32: the weights are too large to decompose in float32 (scale them down)`, { ...ctx, field });
+      }
+    }
+  }
+}
+
 export class Backend {
   constructor(readonly binding: Binding) {}
 
@@ -158,6 +175,7 @@ export class Backend {
   decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DecomposeOptions = {}): DacResult {
     const args = this.dacArgs({ weights, shape, rank, layout: opts.layout }, opts.context ?? {}, threadsOf(opts, opts.context ?? {}));
     this.binding.decomposeDac(args);
+    checkResult([['singular', args.singular!], ['depthwise', args.depthwise], ['pointwise', args.pointwise]], opts.context ?? {});
     return { rank: args.rank, depthwise: args.depthwise, pointwise: args.pointwise, singular: args.singular! };
   }
 
@@ -170,6 +188,7 @@ export class Backend {
       this.dacArgs(layer, { ...ctx, layer: layer?.name ?? `#${i}` }, 1),
     );
     if (args.length > 0) this.binding.decomposeDacBatch(args, threads);
+    args.forEach((a, i) => checkResult([['singular', a.singular!], ['depthwise', a.depthwise], ['pointwise', a.pointwise]], { ...ctx, layer: layers[i]?.name ?? `#${i}` }));
     return args.map((a) => ({ rank: a.rank, depthwise: a.depthwise, pointwise: a.pointwise, singular: a.singular! }));
   }
 
@@ -189,6 +208,7 @@ export class Backend {
       threads: threadsOf(opts, ctx),
     };
     this.binding.decomposeSpatial(args);
+    checkResult([['singular', args.singular], ['vertical', args.vertical], ['horizontal', args.horizontal]], ctx);
     return { width: w, vertical: args.vertical, horizontal: args.horizontal, singular: args.singular };
   }
 
@@ -208,6 +228,7 @@ export class Backend {
       threads: threadsOf(opts, ctx),
     };
     this.binding.decomposeChannel(args);
+    checkResult([['singular', args.singular], ['first', args.first], ['second', args.second]], ctx);
     return { width: w, first: args.first, second: args.second, singular: args.singular };
   }
 

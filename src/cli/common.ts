@@ -99,6 +99,53 @@ export function ranksOption(value: string | boolean | undefined): Record<string,
   return out;
 }
 
+/**
+ * Progress of a long command on stderr (stdout stays for results): one line
+ * per phase as it starts, with the time so far, once the command has run
+ * for a second; earlier phases are printed then too, so a quick run prints
+ * nothing. The decomposition itself is synchronous, so a timer alone would
+ * not fire during it: phase boundaries check the time as well. Silent with --quiet / --json.
+ */
+export class Progress {
+  private readonly t0 = performance.now();
+  private held: string[] = [];
+  private shown = false;
+
+  private readonly silent: boolean;
+
+  /**
+   * Shown on a terminal (or with DAC_PROGRESS=1): a script reading stderr
+   * gets the one-line error contract (main.ts) and nothing else.
+   */
+  constructor(quiet: boolean) {
+    const silent = quiet || !(process.stderr.isTTY || process.env.DAC_PROGRESS === '1');
+    this.silent = silent;
+    // Covers the asynchronous phases (reading, writing) between boundaries.
+    if (!silent) setTimeout(() => this.flushIfSlow(), 1000).unref();
+  }
+
+  step(what: string): void {
+    if (this.silent) return;
+    const line = `dac: ${what} (${((performance.now() - this.t0) / 1000).toFixed(1)} s)\n`;
+    if (this.shown || this.flushIfSlow()) process.stderr.write(line);
+    else this.held.push(line);
+  }
+
+  /** The final line, if anything was shown. */
+  done(): void {
+    if (this.silent) return;
+    if (this.shown || this.flushIfSlow()) process.stderr.write(`dac: done in ${((performance.now() - this.t0) / 1000).toFixed(1)} s\n`);
+  }
+
+  private flushIfSlow(): boolean {
+    if (performance.now() - this.t0 < 1000) return false;
+    for (const l of this.held) process.stderr.write(l);
+    this.held = [];
+    this.shown = true;
+    return true;
+  }
+}
+
 export function fmtInt(n: number): string {
   return Math.round(n).toLocaleString('en-US');
 }

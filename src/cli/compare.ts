@@ -7,6 +7,10 @@ import { loadModel, type LoadedModel } from '../formats/index.js';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../data/idx.js';
 import { createRunner, type Runner, type TfjsBackendName } from '../runtime/index.js';
 import { argmax, floatOption, intOption, parse, seededNormal, UsageError, type Options } from './common.js';
+import { inputShapeFlag, inputShapeFrom } from './settings.js';
+
+/** Height and width compare runs models with free input sizes at, unless --input-shape says otherwise. */
+export const COMPARE_FREE_SIZE = 64;
 
 export const compareOptions: Options = {
   inputs: { type: 'string', short: 'n' },
@@ -18,6 +22,7 @@ export const compareOptions: Options = {
   'tfjs-backend': { type: 'string' },
   threads: { type: 'string' },
   json: { type: 'boolean' },
+  ...inputShapeFlag,
 };
 
 export const compareHelp = `Usage: dac compare <a> <b> [--inputs N] [--input FILE] [options]
@@ -35,6 +40,7 @@ Options:
   --mean M, --std S     normalization of IDX pixels (default 0.286, 0.353: Fashion-MNIST)
   --tfjs-backend B      TF.js backend: tensorflow, wasm or cpu (default: the fastest installed)
   --threads N           onnxruntime threads
+  --input-shape HxW[xC] the input size for models that leave it free (default 64x64)
   --json                machine-readable output
   -h, --help            this help
 `;
@@ -142,7 +148,15 @@ export async function runCompare(args: string[]): Promise<number> {
   if (n === 0 && values.input === undefined) throw new UsageError('--inputs 0 needs --input FILE', 'compare');
   if (values.labels !== undefined && values.input === undefined) throw new UsageError('--labels needs --input', 'compare');
 
-  const [a, b]: LoadedModel[] = [await loadModel(positionals[0]), await loadModel(positionals[1])];
+  const inputShape = inputShapeFrom(values, 'compare');
+  let [a, b]: LoadedModel[] = [await loadModel(positionals[0], { inputShape }), await loadModel(positionals[1], { inputShape })];
+  let sizeNote = '';
+  if (a.freeInput && b.freeInput) {
+    // Free sizes would run at the nominal 1024x1024: a small size shows the same agreement far faster.
+    const small = { inputShape: [COMPARE_FREE_SIZE, COMPARE_FREE_SIZE] };
+    [a, b] = [await loadModel(positionals[0], small), await loadModel(positionals[1], small)];
+    sizeNote = `input ${a.inputShape.join('x')} (the models leave the size free; --input-shape to choose)\n`;
+  }
   if (a.inputShape.join('x') !== b.inputShape.join('x')) {
     throw new DacError('ESHAPE', `the models take different inputs (${a.inputShape.join('x')} vs ${b.inputShape.join('x')})`, {});
   }
@@ -172,7 +186,7 @@ export async function runCompare(args: string[]): Promise<number> {
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ a: a.path, b: b.path, engines: runners.map((r) => r.engine), results }, null, 2)}\n`);
     } else {
-      process.stdout.write(`a: ${a.path} (${runners[0].engine})\nb: ${b.path} (${runners[1].engine})\n`);
+      process.stdout.write(`${sizeNote}a: ${a.path} (${runners[0].engine})\nb: ${b.path} (${runners[1].engine})\n`);
       for (const r of results) process.stdout.write(`${formatComparison(r)}\n`);
     }
   } finally {

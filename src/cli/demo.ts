@@ -5,8 +5,10 @@
 import { performance } from 'node:perf_hooks';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../data/idx.js';
 import { decomposeLoaded, type DecomposeSettings } from '../decompose-model.js';
-import { loadModel, TfjsModel } from '../formats/index.js';
+import { loadModel } from '../formats/index.js';
 import { getBackend } from '../index.js';
+import { explainPlan, type LayerChoice } from '../plan/explain.js';
+import { prepareWrite, writeDecomposed } from '../write.js';
 import { createRunner, type Runner, type TfjsBackendName } from '../runtime/index.js';
 import { argmax, demoAssets, floatOption, fmtInt, fmtPct, fmtSaving, fractionOption, intOption, median, parse, UsageError, type Options } from './common.js';
 
@@ -15,6 +17,7 @@ export const demoOptions: Options = {
   method: { type: 'string', short: 'm' },
   weighting: { type: 'string' },
   'depth-penalty': { type: 'string' },
+  paper: { type: 'boolean' },
   'fold-bn': { type: 'boolean' },
   images: { type: 'string', short: 'n' },
   runs: { type: 'string' },
@@ -39,6 +42,8 @@ Options:
   -m, --method M      auto (default), dac, spatial or channel
   --weighting W       planning error model: bn (default) or plain
   --depth-penalty X   extra weight of early-layer errors (default here 2)
+  --paper             the decompositions exactly as published (plain SVDs, original
+                      bias, no corrections; planned on the plain weight error)
   --fold-bn           fold BatchNormalization into the convs first
   -n, --images N      images to evaluate, 1..500 (default 500)
   --runs K            timed runs per model after one warm-up (default 5)
@@ -61,6 +66,10 @@ export interface DemoResult {
   after: { accuracy: number; macs: number; params: number; latencyMs: number };
   top1Agreement: number;
   layers: { name: string; method: string; rank: number }[];
+  /** 'paper' (--paper) or 'ours': which decomposition built the layers. */
+  mode: string;
+  /** Per decomposable layer: each method's option at the chosen cost, and why DAC was or was not chosen. */
+  choices: LayerChoice[];
 }
 
 async function timeRuns(runner: Runner, x: Float32Array, n: number, runs: number): Promise<{ y: Float32Array; ms: number }> {
@@ -86,7 +95,9 @@ export async function runDemo(args: string[]): Promise<number> {
   if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
     throw new UsageError(`--method must be dac, spatial, channel or auto, got '${method}'`, 'demo');
   }
-  const weighting = (values.weighting as string | undefined) ?? 'bn';
+  const paper = values.paper === true;
+  if (paper && values.weighting === 'bn') throw new UsageError('--paper decomposes the plain weights: drop --weighting bn', 'demo');
+  const weighting = (values.weighting as string | undefined) ?? (paper ? 'plain' : 'bn');
   if (weighting !== 'plain' && weighting !== 'bn') throw new UsageError(`--weighting must be bn or plain, got '${weighting}'`, 'demo');
   const depthPenalty = floatOption(values['depth-penalty'], '--depth-penalty') ?? 2;
   if (depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', 'demo');
@@ -96,6 +107,8 @@ export async function runDemo(args: string[]): Promise<number> {
     if (!values.json) process.stdout.write(`${s}\n`);
   };
 
+  // The output's paths are checked before any work, as `dac decompose` does.
+  const plan = values.output === undefined ? null : prepareWrite({ input: demoAssets.model, output: String(values.output), kind: 'folder' });
   const original = await loadModel(demoAssets.model);
   const model = values['fold-bn'] ? original.foldBatchNorm() : original;
   const images = readIdxImages(demoAssets.images);
@@ -105,17 +118,21 @@ export async function runDemo(args: string[]): Promise<number> {
   const backend = getBackend();
   log(`demo model: fashion-vgg (${model.convs.length} convs), ${n} Fashion-MNIST test images, decomposition backend: ${backend.name}`);
 
-  const settings: DecomposeSettings = { method: method as DecomposeSettings['method'], flopsSaved, weighting, depthPenalty };
+  const settings: DecomposeSettings = { method: method as DecomposeSettings['method'], flopsSaved, weighting, depthPenalty, ...(paper ? { paper } : {}) };
   const t0 = performance.now();
   const result = decomposeLoaded(model, settings, backend);
   const decomposeMs = performance.now() - t0;
-  log(`decomposed (method ${method}, --flops-saved ${flopsSaved}, --weighting ${weighting}, --depth-penalty ${depthPenalty}${values['fold-bn'] ? ', --fold-bn' : ''}) in ${decomposeMs.toFixed(0)} ms, no data used`);
+  log(`decomposed (method ${method}, --flops-saved ${flopsSaved}, --weighting ${weighting}, --depth-penalty ${depthPenalty}${values['fold-bn'] ? ', --fold-bn' : ''}${paper ? ', --paper' : ''}) in ${decomposeMs.toFixed(0)} ms, no data used`);
+  // Which method each layer got and why DAC was or was not it: every method's predicted error at the chosen cost.
+  const choices = explainPlan(model.convs, result.plan, backend);
+  const why = new Map(choices.map((c) => [c.name, c.why]));
   for (const l of result.report.layers) {
     log(`  ${l.name.padEnd(12)} ${l.method === 'keep' ? 'kept' : `${l.method} ${l.method === 'dac' ? 'rank' : 'width'} ${l.rank}`}`);
+    if (why.has(l.name)) log(`      ${why.get(l.name)}`);
   }
-  if (values.output !== undefined && result.model instanceof TfjsModel) {
+  if (plan) {
     const report = { ...result.report, input: demoAssets.model, output: String(values.output) };
-    await result.model.save(String(values.output), new Map([['report.json', `${JSON.stringify(report, null, 2)}\n`]]));
+    await writeDecomposed(plan, result.model, report);
     log(`wrote ${String(values.output)}`);
   }
 
@@ -149,6 +166,8 @@ export async function runDemo(args: string[]): Promise<number> {
       after: { accuracy: accB / n, macs: flops.after, params: params.after, latencyMs: b.ms },
       top1Agreement: agree / n,
       layers: result.report.layers.map((l) => ({ name: l.name, method: l.method, rank: l.rank })),
+      mode: result.report.mode,
+      choices,
     };
     if (values.json) {
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

@@ -9,12 +9,15 @@ import { getBackend } from '../index.js';
 import type { ConvLayerInfo } from '../model/types.js';
 import { planModel, planOptionsFrom, type ModelPlan } from '../plan/index.js';
 import { fmtInt, fmtPct, fmtSaving, parse, UsageError, type Options } from './common.js';
-import { planFlags, settingsFrom } from './settings.js';
+import { latencyFlags, latencyFlagsHelp, withLatency } from './bench.js';
+import { inputShapeFlag, inputShapeFrom, planFlags, settingsFrom } from './settings.js';
 
 export const inspectOptions: Options = {
   json: { type: 'boolean' },
   'fold-bn': { type: 'boolean' },
+  ...inputShapeFlag,
   ...planFlags,
+  ...latencyFlags,
 };
 
 export const inspectHelp = `Usage: dac inspect <model> [--json] [--fold-bn] [policy [planning options]]
@@ -33,6 +36,8 @@ then the totals. See dac decompose --help for what each flag means.
 Options:
   --json                 machine-readable output (one JSON object on stdout; the plan under "plan")
   --fold-bn              fold BatchNormalization into the preceding convs first
+  --input-shape HxW[xC]  input size for a model that leaves height/width free;
+                         without it, costs of such a model are per input pixel
   -h, --help             this help
 
 Policy (at most one; as in dac decompose):
@@ -46,9 +51,14 @@ Planning options:
   -m, --method M         dac (default), spatial, channel or auto
   --skip-first           keep the first conv
   --layers a,b           plan only these convs
-  --weighting bn|plain   planning error model (default bn)
+  --weighting bn|plain   planning error model (default bn; plain for a model with no
+                         BatchNorm statistics, e.g. BN folded into the convs)
   --depth-penalty X      budget policies: how much more early-layer errors cost (>= 0, default 0)
-`;
+  --paper                the decompositions exactly as published: plain SVDs (DAC: per input
+                         channel, pointwise = U_r S_r), original bias, no refit or corrections;
+                         planned on the plain weight error; report.json says mode "paper"
+
+${latencyFlagsHelp}`;
 
 export interface LayerInspection {
   name: string;
@@ -75,9 +85,21 @@ export interface LayerInspection {
 export interface Inspection {
   model: string;
   format: string;
+  /** The [H, W, C] the costs are counted at (with freeInput: the nominal size standing in for free sizes). */
   inputShape: number[];
+  /** The model leaves its input height/width free and none was stated: read macsPerInputPixel. */
+  freeInput: boolean;
   convs: LayerInspection[];
-  totals: { macs: number; params: number; convMacs: number; convParams: number; otherMacs: number; otherParams: number };
+  totals: {
+    macs: number;
+    params: number;
+    convMacs: number;
+    convParams: number;
+    otherMacs: number;
+    otherParams: number;
+    /** With freeInput: MACs per input pixel (macs / (H*W)), the same at every input size. */
+    macsPerInputPixel?: number;
+  };
   /** The plan for the policy given, if one was. */
   plan?: ModelPlan;
 }
@@ -137,20 +159,30 @@ export function inspectModel(model: LoadedModel): Inspection {
   });
   const convMacs = convs.reduce((a, c) => a + c.macs, 0);
   const convParams = convs.reduce((a, c) => a + c.params, 0);
+  const macs = convMacs + model.other.macs;
   return {
     model: model.path,
     format: model.format,
     inputShape: model.inputShape,
+    freeInput: model.freeInput,
     convs,
     totals: {
-      macs: convMacs + model.other.macs,
+      macs,
       params: convParams + model.other.params,
       convMacs,
       convParams,
       otherMacs: model.other.macs,
       otherParams: model.other.params,
+      ...(model.freeInput ? { macsPerInputPixel: macs / (model.inputShape[0] * model.inputShape[1]) } : {}),
     },
   };
+}
+
+/** MACs as printed: per image, or per input pixel (to 2 decimals) for a model with free input sizes. */
+function macsFormatter(ins: Pick<Inspection, 'freeInput' | 'inputShape'>): (macs: number) => string {
+  if (!ins.freeInput) return fmtInt;
+  const pixels = ins.inputShape[0] * ins.inputShape[1];
+  return (macs) => (macs / pixels).toLocaleString('en-US', { maximumFractionDigits: 2 });
 }
 
 function table(rows: string[][]): string {
@@ -159,7 +191,8 @@ function table(rows: string[][]): string {
 }
 
 export function formatInspection(ins: Inspection): string {
-  const rows = [['#', 'name', 'kernel', 'stride', 'c -> n', 'output', 'MACs', 'params', 'saves', 'DAC energy kept at rank 1..k']];
+  const fmtMacs = macsFormatter(ins);
+  const rows = [['#', 'name', 'kernel', 'stride', 'c -> n', 'output', ins.freeInput ? 'MACs/px' : 'MACs', 'params', 'saves', 'DAC energy kept at rank 1..k']];
   for (const c of ins.convs) {
     rows.push([
       String(c.index),
@@ -168,32 +201,37 @@ export function formatInspection(ins: Inspection): string {
       `${c.strides[0]}x${c.strides[1]}`,
       `${c.in} -> ${c.out}`,
       `${c.outputSize[0]}x${c.outputSize[1]}`,
-      fmtInt(c.macs),
+      fmtMacs(c.macs),
       fmtInt(c.params),
       c.skipReason ? 'no' : c.canSaveFlops ? `r<=${c.maxSavingRank}` : 'no',
       c.skipReason ? `(${c.skipReason})` : c.energy.map((e) => e.toFixed(3)).join(' '),
     ]);
   }
   const t = ins.totals;
+  const input = ins.freeInput
+    ? `input free: HxWx${ins.inputShape[2]} (shapes at ${ins.inputShape[0]}x${ins.inputShape[1]}; MACs per input pixel, the same at every size; --input-shape for one size)`
+    : `input ${ins.inputShape.join('x')} (HxWxC)`;
   return [
-    `model ${ins.model} (${ins.format}), input ${ins.inputShape.join('x')} (HxWxC), ${ins.convs.length} convs`,
+    `model ${ins.model} (${ins.format}), ${input}, ${ins.convs.length} convs`,
     table(rows),
-    `total: ${fmtInt(t.macs)} MACs (convs ${fmtInt(t.convMacs)}, other ${fmtInt(t.otherMacs)}), ` +
+    `total: ${fmtMacs(t.macs)} MACs${ins.freeInput ? ' per input pixel' : ''} (convs ${fmtMacs(t.convMacs)}, other ${fmtMacs(t.otherMacs)}), ` +
       `${fmtInt(t.params)} params (convs ${fmtInt(t.convParams)}, other ${fmtInt(t.otherParams)})`,
   ].join('\n');
 }
 
-/** The plan as a table: one row per conv, then the totals. */
-export function formatPlan(plan: ModelPlan): string {
-  const rows = [['name', 'method', 'rank', 'MACs before', 'MACs after', 'saved', 'predicted error', 'note']];
+/** The plan as a table: one row per conv, then the totals; MACs per input pixel for a model with free input sizes. */
+export function formatPlan(plan: ModelPlan, input: Pick<Inspection, 'freeInput' | 'inputShape'> = { freeInput: false, inputShape: [] }): string {
+  const fmtMacs = macsFormatter(input);
+  const unit = input.freeInput ? ' per input pixel' : '';
+  const rows = [['name', 'method', 'rank', `MACs before${input.freeInput ? '/px' : ''}`, `MACs after${input.freeInput ? '/px' : ''}`, 'saved', 'predicted error', 'note']];
   for (const l of plan.layers) {
     const kept = l.method === 'keep';
     rows.push([
       l.name,
       l.method,
       kept ? '-' : String(l.rank),
-      fmtInt(l.macsBefore),
-      fmtInt(l.macsAfter),
+      fmtMacs(l.macsBefore),
+      fmtMacs(l.macsAfter),
       kept ? '-' : fmtPct(1 - l.macsAfter / l.macsBefore),
       kept ? '-' : l.predictedError.toFixed(4),
       l.reason ?? '',
@@ -202,9 +240,9 @@ export function formatPlan(plan: ModelPlan): string {
   const { flops, params, errorModel } = plan;
   const changed = plan.layers.filter((l) => l.method !== 'keep').length;
   return [
-    `plan (method ${plan.method}, weighting ${errorModel.weighting}): ${changed} of ${plan.layers.length} convs replaced`,
+    `plan (method ${plan.method}, weighting ${errorModel.weighting}${plan.mode === 'paper' ? ', paper decompositions' : ''}): ${changed} of ${plan.layers.length} convs replaced`,
     table(rows),
-    `total: MACs ${fmtInt(flops.before)} -> ${fmtInt(flops.after)} (${fmtSaving(flops.before, flops.after)}), ` +
+    `total: MACs${unit} ${fmtMacs(flops.before)} -> ${fmtMacs(flops.after)} (${fmtSaving(flops.before, flops.after)}), ` +
       `params ${fmtInt(params.before)} -> ${fmtInt(params.after)} (${fmtSaving(params.before, params.after)}), ` +
       `predicted loss ${plan.predictedLoss.toFixed(4)}`,
   ].join('\n');
@@ -218,9 +256,10 @@ export async function runInspect(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path', 'inspect');
   // Any planning flag asks for a plan, and then a policy is required (as for decompose).
-  const settings = Object.keys(planFlags).some((f) => values[f] !== undefined) ? settingsFrom(values, 'inspect') : null;
-  let model = await loadModel(positionals[0]);
+  let settings = [...Object.keys(planFlags), 'latency-saved'].some((f) => values[f] !== undefined) ? settingsFrom(values, 'inspect') : null;
+  let model = await loadModel(positionals[0], { inputShape: inputShapeFrom(values, 'inspect') });
   if (values['fold-bn']) model = model.foldBatchNorm();
+  if (settings) settings = await withLatency(settings, values, model, model.format === 'onnx' ? 'ort' : 'tfjs', 'inspect');
   const backend = getBackend();
   const ins = inspectModel(model);
   if (settings) {
@@ -232,7 +271,7 @@ export async function runInspect(args: string[]): Promise<number> {
       throw err;
     }
   }
-  const text = ins.plan ? `${formatInspection(ins)}\n\n${formatPlan(ins.plan)}` : formatInspection(ins);
+  const text = ins.plan ? `${formatInspection(ins)}\n\n${formatPlan(ins.plan, ins)}` : formatInspection(ins);
   process.stdout.write(values.json ? `${JSON.stringify(ins, null, 2)}\n` : `${text}\n`);
   return 0;
 }

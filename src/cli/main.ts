@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The `dac` command line. Exit codes: 0 success, 1 bad input or a failed
 // operation (one line on stderr saying why), 2 a mistake in the command line.
-import { DacError } from '../errors.js';
+import { toDacError } from '../errors.js';
+import { benchHelp, runBench } from './bench.js';
 import { compareHelp, runCompare } from './compare.js';
 import { UsageError } from './common.js';
 import { decomposeHelp, runDecompose } from './decompose.js';
@@ -14,6 +15,7 @@ const commands: Record<string, { run: (args: string[]) => Promise<number>; help:
   decompose: { run: runDecompose, help: decomposeHelp, summary: 'replace convs by cheaper pairs and write the model' },
   compare: { run: runCompare, help: compareHelp, summary: 'run two models on the same inputs and compare outputs' },
   demo: { run: runDemo, help: demoHelp, summary: 'decompose the embedded demo model; accuracy, MACs, latency' },
+  bench: { run: runBench, help: benchHelp, summary: 'time every conv and its replacements (and the whole model) on this device' },
   zoo: { run: runZooCommand, help: zooHelp, summary: 'decompose every model under a folder (parallel, resumable)' },
 };
 
@@ -56,9 +58,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`dac ${cmd}: ${err.message} (see dac ${cmd} --help)\n`);
       return 2;
     }
-    const msg = err instanceof Error ? err.message : String(err);
-    const oneLine = msg.split('\n')[0];
-    process.stderr.write(err instanceof DacError ? `dac ${cmd}: ${oneLine}\n` : `dac ${cmd}: unexpected error: ${oneLine}\n`);
+    // File-system errors become EIO/EACCES naming the path; anything else untyped is a bug (EINTERNAL).
+    const e = toDacError(err);
+    process.stderr.write(`dac ${cmd}: ${e.message.split('\n')[0]}\n`);
     if (process.env.DAC_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return 1;
   }

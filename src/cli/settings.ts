@@ -1,6 +1,7 @@
 // The policy and method flags `dac decompose` and `dac zoo` share, turned
 // into decomposition settings with the same checks for both.
 import type { ModelSettings } from '../decompose-model.js';
+import type { TfjsLayerKind } from '../formats/tfjs/model.js';
 import { MB } from '../io/limits.js';
 import { floatOption, fractionOption, intOption, listOption, ranksOption, UsageError, type Options } from './common.js';
 
@@ -16,6 +17,7 @@ export const planFlags: Options = {
   layers: { type: 'string' },
   weighting: { type: 'string' },
   'depth-penalty': { type: 'string' },
+  paper: { type: 'boolean' },
 };
 
 /**
@@ -39,27 +41,48 @@ export function settingsFrom(values: Record<string, string | boolean | undefined
     energy: fractionOption(values.energy, '--energy', true),
     flopsSaved: fractionOption(values['flops-saved'], '--flops-saved', false),
     paramsSaved: fractionOption(values['params-saved'], '--params-saved', false),
+    latencySaved: fractionOption(values['latency-saved'], '--latency-saved', false),
     skipFirst: values['skip-first'] === true || undefined,
     layers: listOption(values.layers, '--layers'),
     weighting: weighting as ModelSettings['weighting'],
     depthPenalty: floatOption(values['depth-penalty'], '--depth-penalty'),
+    paper: values.paper === true || undefined,
     biasCorrection: values['no-bias-correction'] === true ? false : undefined,
     threads: intOption(values.threads, '--threads', 1, 1024),
     foldBn: values['fold-bn'] === true || undefined,
+    inputShape: inputShapeFrom(values, command),
   };
   if (s.rank === 0) throw new UsageError('--rank must be at least 1, got 0', command);
+  if (s.paper && s.weighting === 'bn') throw new UsageError('--paper decomposes the plain weights: drop --weighting bn', command);
   if (s.depthPenalty !== undefined && s.depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', command);
   const explicit = s.rank !== undefined || s.ranks !== undefined;
-  const budget = s.flopsSaved !== undefined || s.paramsSaved !== undefined;
+  if (s.latencySaved !== undefined && (s.flopsSaved !== undefined || s.paramsSaved !== undefined)) {
+    throw new UsageError('give --latency-saved or --flops-saved/--params-saved, not both', command);
+  }
+  const budget = s.flopsSaved !== undefined || s.paramsSaved !== undefined || s.latencySaved !== undefined;
   const policies = [explicit, s.energy !== undefined, budget].filter(Boolean).length;
   if (s.rank !== undefined && s.ranks !== undefined) throw new UsageError('give --rank or --ranks, not both', command);
-  if (policies === 0) throw new UsageError('give a policy: --rank, --ranks, --energy, --flops-saved or --params-saved', command);
-  if (policies > 1) throw new UsageError('give only one policy: --rank/--ranks, --energy, or --flops-saved/--params-saved', command);
+  if (policies === 0) throw new UsageError('give a policy: --rank, --ranks, --energy, --flops-saved, --params-saved or --latency-saved', command);
+  if (policies > 1) throw new UsageError('give only one policy: --rank/--ranks, --energy, or --flops-saved/--params-saved/--latency-saved', command);
   if (s.method === 'auto' && explicit) {
     throw new UsageError('--method auto picks ranks itself: use --flops-saved, --params-saved or --energy', command);
   }
   for (const k of Object.keys(s) as (keyof ModelSettings)[]) if (s[k] === undefined) delete s[k];
   return s;
+}
+
+/** --input-shape: fixes the input sizes a model leaves free (LoadOptions.inputShape). */
+export const inputShapeFlag: Options = { 'input-shape': { type: 'string' } };
+
+/** --input-shape HxW or HxWxC as [H, W] or [H, W, C] (undefined: not given). */
+export function inputShapeFrom(values: Record<string, string | boolean | undefined>, command: string): number[] | undefined {
+  const v = values['input-shape'];
+  if (v === undefined) return undefined;
+  const dims = String(v).split(/x/i).map((d) => (/^\d+$/.test(d.trim()) ? Number(d.trim()) : NaN));
+  if ((dims.length !== 2 && dims.length !== 3) || !dims.every((d) => Number.isSafeInteger(d) && d >= 1)) {
+    throw new UsageError(`--input-shape must be HxW or HxWxC with positive integers, got '${String(v)}'`, command);
+  }
+  return dims;
 }
 
 /** --max-model-mb as a byte limit for loadModel (undefined: its default). */
@@ -68,4 +91,12 @@ export function maxModelBytesFrom(values: Record<string, string | boolean | unde
   if (mb === undefined) return undefined;
   if (!(mb > 0) || !Number.isFinite(mb)) throw new UsageError('--max-model-mb must be a number > 0', command);
   return mb * MB;
+}
+
+/** --tfjs-layer: how DAC replacements are written into TF.js Layers models (undefined: not given). */
+export function tfjsLayerFrom(values: Record<string, string | boolean | undefined>, command: string): TfjsLayerKind | undefined {
+  const v = values['tfjs-layer'];
+  if (v === undefined) return undefined;
+  if (v !== 'stock' && v !== 'dac') throw new UsageError(`--tfjs-layer must be stock or dac, got '${String(v)}'`, command);
+  return v;
 }

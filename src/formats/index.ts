@@ -1,5 +1,6 @@
 // Format-neutral entry: loadModel() picks the reader from the path.
-//   a folder, or a *.json file   -> TF.js Layers (model.json + shards)
+//   a folder, or a *.json file   -> TF.js (model.json + shards): Layers, or a
+//                                   graph model when its "format" is "graph-model"
 //   a *.onnx file                -> ONNX
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,10 +10,12 @@ import type { ModelFormat } from '../model/types.js';
 import type { LoadedModel } from './model.js';
 import { loadOnnx } from './onnx/model.js';
 import { loadTfjs } from './tfjs/model.js';
+import { isGraphModel, loadTfjsGraph } from './tfjs-graph/model.js';
 
 export type { LoadedModel } from './model.js';
 export { OnnxModel, parseOnnx } from './onnx/model.js';
 export { TfjsModel } from './tfjs/model.js';
+export { GraphModel } from './tfjs-graph/model.js';
 export { fileHandler, memoryHandler } from './tfjs/io.js';
 
 /** The format a path holds, or an error saying why it is neither. */
@@ -21,7 +24,7 @@ export function detectFormat(file: string): ModelFormat {
   const st = fs.statSync(file);
   if (st.isDirectory()) {
     if (fs.existsSync(path.join(file, 'model.json'))) return 'tfjs';
-    throw new DacError('EFORMAT', 'folder has no model.json (expected a TF.js Layers model)', { model: file });
+    throw new DacError('EFORMAT', 'folder has no model.json (expected a TF.js model)', { model: file });
   }
   if (/\.onnx$/i.test(file)) return 'onnx';
   if (/\.json$/i.test(file)) return 'tfjs';
@@ -48,7 +51,12 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
     throw new DacError('EINVAL', 'model path must be a non-empty string', { field: 'path' });
   }
   const maxBytes = checkByteLimit(options.maxBytes ?? DEFAULT_MAX_MODEL_BYTES, 'maxBytes');
-  const model = await (detectFormat(file) === 'onnx' ? loadOnnx(file, maxBytes) : loadTfjs(file, maxBytes));
+  const format = detectFormat(file);
+  const model = await (format === 'onnx'
+    ? loadOnnx(file, maxBytes, options.inputShape)
+    : isGraphModel(file)
+      ? loadTfjsGraph(file, { maxBytes, inputShape: options.inputShape })
+      : loadTfjs(file, maxBytes, options.inputShape));
   // Absurd declared sizes would make cost accounting and planning walk them.
   checkConvSizes(model.convs, path.basename(file));
   return model;

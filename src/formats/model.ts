@@ -20,6 +20,16 @@ export interface LoadedModel {
    * reported per input pixel.
    */
   readonly freeInput: boolean;
+  /**
+   * How the convs' weights are stored ('float32', 'float16', ...; several joined
+   * by '+'): weights are decomposed in float32 and written back in this dtype.
+   */
+  readonly weightDtype?: string;
+  /**
+   * What the reader wants the user to know, one line each: convs kept as they
+   * are and why (e.g. an input size it cannot infer), weight types converted.
+   */
+  readonly notes?: string[];
   /** How the model itself takes its input; runners always take NHWC and transpose where needed. */
   readonly inputLayout: 'NHWC' | 'NCHW';
   /** A new model with every BatchNormalization that directly follows a linear conv folded into it. */

@@ -2,7 +2,8 @@
 // and ONNX readers (src/formats/*) produce it; cost accounting and rank
 // planning (src/cost.ts, src/plan/*) consume it; the writers apply a plan.
 
-export type ModelFormat = 'tfjs' | 'onnx';
+/** 'tfjs': TF.js Layers; 'tfjs-graph': TF.js graph model (GraphDef); both are a folder with model.json. */
+export type ModelFormat = 'tfjs' | 'tfjs-graph' | 'onnx';
 export type Method = 'dac' | 'spatial' | 'channel';
 
 export interface BatchNormParams {
@@ -42,6 +43,13 @@ export interface ConvLayerInfo {
   bnAfter: BatchNormParams | null;
   /** BatchNorm that produced this conv's input (possibly through an activation or pooling), if any. */
   bnBefore: BatchNormParams | null;
+  /**
+   * The conv whose output this conv reads through nothing but BatchNorm, ReLU,
+   * pooling or dropout; null when the input comes from elsewhere (the model
+   * input, a merge), absent when the reader does not say. Planning uses it to
+   * tell a hidden layer of a BN-folded model from one reading the image.
+   */
+  inputConv?: string | null;
   /** Why this layer cannot be decomposed (1x1, grouped, ...), or null. */
   skipReason: string | null;
 }
@@ -99,5 +107,7 @@ export interface LayerPlan {
   paramsAfter: number;
   /** Predicted relative error of the layer's output (data-free estimate). */
   predictedError: number;
+  /** Bias correction gives this bias-free conv's replacement a bias (counted in paramsAfter). */
+  biasAdded?: boolean;
   reason?: string;
 }

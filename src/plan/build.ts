@@ -17,8 +17,9 @@ import type { ConvLayerInfo, LayerReplacement, Method } from '../model/types.js'
 import { maxRank } from '../cost.js';
 import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './errors.js';
-import { layerModel, modelSet } from './models.js';
+import { defaultWeighting, layerModel, modelSet } from './models.js';
 import { FEATURE_CORRELATION } from './stats.js';
+import { paperReplacement, type DecompositionMode } from './paper.js';
 
 export interface BuildOptions {
   /** Fold the modelled mean shift of each output into its bias (default true). */
@@ -31,6 +32,15 @@ export interface BuildOptions {
 interface PlanLike {
   layers: { name: string; method: string; rank: number }[];
   errorModel?: ErrorModelOptions;
+  /** What the plan counted on (a bias added to bias-free convs); the default when options do not say. */
+  biasCorrection?: boolean;
+  /** 'paper': built as published (paper.ts), the correction options do not apply. */
+  mode?: DecompositionMode;
+}
+
+/** Whether bias correction changes this layer's bias (so a bias-free conv gains one): its input has a modelled mean. */
+export function correctsBias(model: LayerErrorModel, biasCorrection: boolean): boolean {
+  return biasCorrection && model.input.mean.some((m) => m !== 0);
 }
 
 const VARIANCE_CLAMP: [number, number] = [0.5, 2];
@@ -48,7 +58,7 @@ export function buildReplacements(
   if (!plan || !Array.isArray(plan.layers)) throw new DacError('EINVAL', 'plan must have a layers array', { field: 'plan' });
   const byName = new Map(convs.map((c) => [c.name, c]));
   const errOpts: Required<ErrorModelOptions> = {
-    weighting: plan.errorModel?.weighting ?? 'bn',
+    weighting: plan.errorModel?.weighting ?? defaultWeighting(convs),
     spatialCorrelation: plan.errorModel?.spatialCorrelation ?? FEATURE_CORRELATION,
   };
   const work: { layer: ConvLayerInfo; method: Method; rank: number }[] = [];
@@ -68,9 +78,11 @@ export function buildReplacements(
   }
   if (work.length === 0) return [];
   const b = backend ?? getBackend();
+  if (plan.mode === 'paper') return work.map(({ layer, method, rank }) => paperReplacement(layer, method, rank, b, options.threads));
   const set = modelSet(convs, errOpts, b);
   const plain = errOpts.weighting === 'plain';
-  return work.map(({ layer, method, rank }) => replaceLayer(layerModel(set, layer, plain), method, rank, b, options));
+  const opts = { ...options, biasCorrection: options.biasCorrection ?? plan.biasCorrection ?? true };
+  return work.map(({ layer, method, rank }) => replaceLayer(layerModel(set, layer, plain), method, rank, b, opts));
 }
 
 function replaceLayer(
@@ -118,16 +130,17 @@ function replaceLayer(
     first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
     last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
     lastPer = rank * kw;
+    // W[j][i][y][x] = sum_m last[j][m][x] first[m][i][y]: one native GEMM per column tap x. As a
+    // JS loop (n*w*c*kh*kw steps) this was most of the time on wide layers: 1024->1024 3x3 at
+    // --rank 4 (w = 688) took 86 of 131 s.
     reconstruct = () => {
       const w = new Float64Array(n * c * K);
-      for (let j = 0; j < n; j++)
-        for (let m = 0; m < rank; m++)
-          for (let i = 0; i < c; i++)
-            for (let y = 0; y < kh; y++) {
-              const v = first[(m * c + i) * kh + y];
-              if (v === 0) continue;
-              for (let x = 0; x < kw; x++) w[((j * c + i) * kh + y) * kw + x] += v * last[(j * rank + m) * kw + x];
-            }
+      const L = new Float64Array(n * rank);
+      for (let x = 0; x < kw; x++) {
+        for (let q = 0; q < n * rank; q++) L[q] = last[q * kw + x];
+        const R = backend.matmul(L, first, n, c * kh, rank, { context: { layer: layer.name } });
+        for (let q = 0; q < n * c * kh; q++) w[q * kw + x] = R[q];
+      }
       return w;
     };
   } else {
@@ -136,16 +149,8 @@ function replaceLayer(
     first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
     last = Float64Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
     lastPer = rank;
-    reconstruct = () => {
-      const w = new Float64Array(n * c * K);
-      for (let j = 0; j < n; j++)
-        for (let m = 0; m < rank; m++) {
-          const s = last[j * rank + m];
-          if (s === 0) continue;
-          for (let q = 0; q < c * K; q++) w[j * c * K + q] += s * first[m * c * K + q];
-        }
-      return w;
-    };
+    // W[j][q] = sum_m last[j][m] first[m][q]: one native GEMM (a JS loop was O(n*w*c*kh*kw)).
+    reconstruct = () => backend.matmul(last, first, n, c * K, rank, { context: { layer: layer.name } });
   }
   let approx: Float64Array | null = null;
   if (options.varianceCorrection ?? true) {
@@ -161,7 +166,7 @@ function replaceLayer(
   }
   let bias = layer.bias ? Float32Array.from(layer.bias) : null;
   const mean = model.input.mean;
-  if ((options.biasCorrection ?? true) && mean.some((m) => m !== 0)) {
+  if (correctsBias(model, options.biasCorrection ?? true)) {
     approx ??= reconstruct();
     const { validH, validW } = model.input;
     const out = new Float32Array(n);

@@ -17,12 +17,17 @@ import { convCost, matchingWidth, maxRank, modelCost, replacementCost } from '..
 import { getBackend } from '../backend/loader.js';
 import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './errors.js';
-import { layerModel, modelSet, type ModelSet } from './models.js';
+import { defaultWeighting, layerModel, modelSet, type ModelSet } from './models.js';
+export { defaultWeighting } from './models.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { solveBudget, type BudgetOption } from './budget.js';
+import { checkLatencies, fasterTime, type LayerLatency } from './latency.js';
+import type { DecompositionMode } from './paper.js';
 
 export type { DecomposeBackend } from './backend.js';
 export { buildReplacements, type BuildOptions } from './build.js';
+export { paperReplacement, type DecompositionMode } from './paper.js';
+import { correctsBias } from './build.js';
 
 export type PlanMethod = Method | 'auto';
 
@@ -40,6 +45,23 @@ export interface PlanOptions extends ErrorModelOptions {
    * decomposable layers is weighed (1 + depthPenalty * (L-1-k)/(L-1)) more. Default 0.
    */
   depthPenalty?: number;
+  /**
+   * The replacements will be built with bias correction (default true), which
+   * gives a bias-free conv's replacement a bias: the plan counts its parameters.
+   */
+  biasCorrection?: boolean;
+  /**
+   * The decompositions exactly as published (src/plan/paper.ts): plain SVDs,
+   * original bias, no corrections; planned under the plain Frobenius error.
+   */
+  paper?: boolean;
+  /**
+   * Measured times of one runtime per conv (src/plan/latency.ts, from `dac bench`):
+   * budget policies then never choose a replacement that was not measured faster.
+   */
+  latency?: Record<string, LayerLatency>;
+  /** Save at least this fraction of the measured conv time (needs latency). */
+  latencySaved?: number;
 }
 
 export interface ModelPlan {
@@ -51,6 +73,10 @@ export interface ModelPlan {
   predictedLoss: number;
   /** The error model the ranks were chosen under; buildReplacements builds under the same one. */
   errorModel: Required<ErrorModelOptions>;
+  /** Whether the parameter counts assume bias correction (buildReplacements then applies it by default). */
+  biasCorrection: boolean;
+  /** Which decomposition buildReplacements applies: the papers' or this project's. */
+  mode: DecompositionMode;
 }
 
 export const DEFAULT_DEPTH_PENALTY = 0;
@@ -67,6 +93,10 @@ const PLAN_KEYS = [
   'weighting',
   'spatialCorrelation',
   'depthPenalty',
+  'biasCorrection',
+  'paper',
+  'latency',
+  'latencySaved',
 ] as const satisfies readonly (keyof PlanOptions)[];
 
 /** The planning fields of a larger settings object (a command's), leaving out absent ones. */
@@ -119,10 +149,18 @@ function validate(convs: ConvLayerInfo[], options: PlanOptions): void {
   checkFraction('energy', options.energy, true);
   checkFraction('flopsSaved', options.flopsSaved, false);
   checkFraction('paramsSaved', options.paramsSaved, false);
+  if (options.paper !== undefined && typeof options.paper !== 'boolean') fail(`must be a boolean, got ${String(options.paper)}`, { field: 'paper' });
+  if (options.paper && options.weighting === 'bn') fail('paper decompositions are unweighted: weighting bn does not apply', { field: 'weighting' });
+  if (options.paper && options.biasCorrection) fail('paper decompositions keep the original bias: biasCorrection does not apply', { field: 'biasCorrection' });
   if (options.depthPenalty !== undefined && !(options.depthPenalty >= 0 && Number.isFinite(options.depthPenalty))) {
     fail(`must be a finite number >= 0, got ${String(options.depthPenalty)}`, { field: 'depthPenalty' });
   }
-  const budget = options.flopsSaved !== undefined || options.paramsSaved !== undefined;
+  checkFraction('latencySaved', options.latencySaved, false);
+  checkLatencies(options.latency, options.latencySaved);
+  if (options.latencySaved !== undefined && (options.flopsSaved !== undefined || options.paramsSaved !== undefined)) {
+    fail('give latencySaved or flopsSaved/paramsSaved, not both');
+  }
+  const budget = options.flopsSaved !== undefined || options.paramsSaved !== undefined || options.latencySaved !== undefined;
   const explicit = options.rank !== undefined || options.ranks !== undefined;
   const policies = [explicit, options.energy !== undefined, budget].filter(Boolean).length;
   if (policies === 0) fail('give one policy: rank, ranks, energy, flopsSaved or paramsSaved');
@@ -215,10 +253,11 @@ function keepPlan(layer: ConvLayerInfo, reason: string): LayerPlan {
   };
 }
 
-function decomposedPlan(model: LayerErrorModel, method: Method, rank: number): LayerPlan {
+function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, biasCorrection: boolean): LayerPlan {
   const layer = model.layer;
   const before = convCost(layer);
-  const after = replacementCost(layer, method, rank);
+  const biasAdded = !layer.bias && correctsBias(model, biasCorrection);
+  const after = replacementCost(layer, method, rank, biasAdded);
   const lp: LayerPlan = {
     name: layer.name,
     method,
@@ -229,6 +268,7 @@ function decomposedPlan(model: LayerErrorModel, method: Method, rank: number): L
     paramsAfter: after.params,
     predictedError: model.curve(method)[rank],
   };
+  if (biasAdded) lp.biasAdded = true;
   if (after.macs >= before.macs) lp.reason = 'asked for, though it does not save MACs';
   return lp;
 }
@@ -239,20 +279,35 @@ interface Candidate {
   macs: number;
   params: number;
   error: number;
+  /** Measured time, when planning with latencies. */
+  ms?: number;
 }
 
 /** Every way to treat a layer under an automatic policy; decompositions that do not save MACs are left out. */
-function candidates(model: LayerErrorModel, methods: Method[]): Candidate[] {
+function candidates(model: LayerErrorModel, methods: Method[], biasCorrection: boolean): Candidate[] {
   const layer = model.layer;
   const full = convCost(layer);
+  const biasAdded = !layer.bias && correctsBias(model, biasCorrection);
   const out: Candidate[] = [{ method: 'keep', rank: 0, macs: full.macs, params: full.params, error: 0 }];
   for (const m of methods) {
     const max = maxRank(layer, m);
     for (let r = 1; r <= max; r++) {
-      const cost = replacementCost(layer, m, r);
+      const cost = replacementCost(layer, m, r, biasAdded);
       if (cost.macs >= full.macs) break;
       out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m)[r] });
     }
+  }
+  return out;
+}
+
+/** With measured latencies: keep, and only the replacements measured faster than the original, each with its time. */
+function timed(cs: Candidate[], layer: ConvLayerInfo, latency: Record<string, LayerLatency> | undefined): Candidate[] {
+  if (!latency) return cs;
+  const lat = latency[layer.name];
+  const out: Candidate[] = [];
+  for (const c of cs) {
+    const ms = c.method === 'keep' ? (lat?.original ?? 0) : fasterTime(lat, c.method, c.rank);
+    if (ms !== null) out.push({ ...c, ms });
   }
   return out;
 }
@@ -274,10 +329,12 @@ export function planModel(
     fail('must have finite, non-negative macs and params', { field: 'other' });
   }
   const errOpts: Required<ErrorModelOptions> = {
-    weighting: options.weighting ?? 'bn',
+    // Under the plain model a paper decomposition's predicted error is exactly its weight error.
+    weighting: options.paper ? 'plain' : (options.weighting ?? defaultWeighting(convs)),
     spatialCorrelation: options.spatialCorrelation ?? FEATURE_CORRELATION,
   };
   const plain = errOpts.weighting === 'plain';
+  const correct = !options.paper && (options.biasCorrection ?? true);
   const plans = new Map<string, LayerPlan>();
   const eligible: ConvLayerInfo[] = [];
   for (const layer of convs) {
@@ -308,10 +365,10 @@ export function planModel(
       if (explicit !== undefined) {
         const max = maxRank(layer, m);
         if (explicit > max) fail(`${explicit} is out of range 1..${max} for ${m}`, { layer: layer.name, field: 'ranks' });
-        plans.set(layer.name, decomposedPlan(model, m, explicit));
+        plans.set(layer.name, decomposedPlan(model, m, explicit, correct));
       } else if (options.rank !== undefined) {
         const r = m === 'dac' ? Math.min(options.rank, maxRank(layer, m)) : matchingWidth(layer, m, options.rank);
-        plans.set(layer.name, decomposedPlan(model, m, r));
+        plans.set(layer.name, decomposedPlan(model, m, r, correct));
       } else {
         plans.set(layer.name, keepPlan(layer, 'not named in ranks'));
       }
@@ -325,19 +382,19 @@ export function planModel(
         plans.set(
           layer.name,
           replacementCost(layer, method, r).macs < convCost(layer).macs
-            ? decomposedPlan(model, method, r)
+            ? decomposedPlan(model, method, r, correct)
             : keepPlan(layer, `kept: ${method} needs rank ${r} to keep that energy, which does not save MACs`),
         );
         continue;
       }
       let best: Candidate | null = null;
-      for (const c of candidates(model, METHODS)) {
+      for (const c of candidates(model, METHODS, correct)) {
         if (c.method !== 'keep' && c.error <= limit + EXACT_TOLERANCE && (!best || c.macs < best.macs)) best = c;
       }
       plans.set(
         layer.name,
         best && best.method !== 'keep'
-          ? decomposedPlan(model, best.method, best.rank)
+          ? decomposedPlan(model, best.method, best.rank, correct)
           : keepPlan(layer, 'no method keeps that energy and saves MACs'),
       );
     }
@@ -357,6 +414,8 @@ export function planModel(
     params: { before: before.total.params, after: after.total.params },
     predictedLoss,
     errorModel: errOpts,
+    biasCorrection: correct,
+    mode: options.paper ? 'paper' : 'ours',
   };
 }
 
@@ -379,7 +438,7 @@ function planBudget(
     fixed.macs += c.macs;
     fixed.params += c.params;
   }
-  const cands = eligible.map((layer) => candidates(models.get(layer.name)!, methods));
+  const cands = eligible.map((layer) => timed(candidates(models.get(layer.name)!, methods, options.biasCorrection ?? true), layer, options.latency));
   const capFor = (resource: 'macs' | 'params', fraction: number) =>
     before[resource] - Math.ceil(fraction * before[resource] - 1e-9) - fixed[resource];
   const solve = (resource: 'macs' | 'params', fraction: number): number[] | null => {
@@ -403,7 +462,21 @@ function planBudget(
   };
 
   let pick: number[] | null;
-  if (options.flopsSaved === undefined) {
+  if (options.latencySaved !== undefined) {
+    // Measured conv time of the model in the table's runtime; convs it has no time for count as 0.
+    let fixedMs = 0;
+    for (const layer of convs) if (!eligibleNames.has(layer.name)) fixedMs += options.latency![layer.name]?.original ?? 0;
+    const total = cands.reduce((a, cs) => a + cs[0].ms!, fixedMs);
+    const items: BudgetOption[][] = cands.map((cs, k) => cs.map((c) => ({ cost: c.ms!, loss: weights[k] * c.error })));
+    pick = solveBudget(items, total * (1 - options.latencySaved) - fixedMs);
+    if (!pick) {
+      const least = cands.reduce((a, cs) => a + Math.min(...cs.map((c) => c.ms!)), fixedMs);
+      fail(
+        `cannot save ${(options.latencySaved * 100).toFixed(1)}% of the model's measured conv time with method ${options.method}: ` +
+          `at most ${(Math.max(0, 1 - least / total) * 100).toFixed(1)}% with the replacements measured faster`,
+      );
+    }
+  } else if (options.flopsSaved === undefined) {
     pick = solve('params', options.paramsSaved!);
     if (!pick) fail(describe('params', options.paramsSaved!));
   } else {
@@ -433,7 +506,7 @@ function planBudget(
       layer.name,
       c.method === 'keep'
         ? keepPlan(layer, 'kept: decomposing it costs more accuracy than the budget needs')
-        : decomposedPlan(model, c.method, c.rank),
+        : decomposedPlan(model, c.method, c.rank, options.biasCorrection ?? true),
     );
   });
 }

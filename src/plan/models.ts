@@ -29,7 +29,9 @@ export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOpt
   if (!set) {
     const { inputs, producerOf } = estimateInputs(convs, backend, errOpts);
     const consumerOf = new Map<string, string>();
-    for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer)) consumerOf.set(producer, consumer);
+    // A grouped or depthwise consumer has no c x c weights to weigh an error with: its producer gets the fallback gain.
+    const grouped = new Set(convs.filter((c) => c.groups !== 1).map((c) => c.name));
+    for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer) && !grouped.has(consumer)) consumerOf.set(producer, consumer);
     set = { backend, models: new Map(), consumerOf, inputs };
     byKey.set(key, set);
   }
@@ -45,4 +47,14 @@ export function layerModel(set: ModelSet, layer: ConvLayerInfo, plain: boolean):
     set.models.set(layer.name, m);
   }
   return m;
+}
+
+/**
+ * 'bn' where the model has BatchNorm statistics to read; 'plain' where it has
+ * none (BN folded into the convs, as exporters do): there the bn model has
+ * nothing to weigh with, and its priors alone planned worse than plain
+ * (fashion-vgg folded, DAC rank 4: 61.3% against 85.1%; docs/auto.md).
+ */
+export function defaultWeighting(convs: ConvLayerInfo[]): 'bn' | 'plain' {
+  return convs.some((c) => c.bnBefore || c.bnAfter) ? 'bn' : 'plain';
 }

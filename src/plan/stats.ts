@@ -275,7 +275,9 @@ export function estimateInputs(
     let C: Float64Array;
     let mean: Float64Array;
     let source: InputModel['source'];
-    const layerRho = bn ? rho : INPUT_CORRELATION;
+    // No statistics: the network input (natural-image prior), or a hidden layer of a BN-folded model, whose
+    // taps are left white: the image prior there gave the worst plans (docs/auto.md, "BN-folded models").
+    const layerRho = bn ? rho : layer.inputConv ? 0 : INPUT_CORRELATION;
     if (bn && producer) {
       const prev = centred.get(producer.name)!;
       const K = producer.kh * producer.kw;

@@ -1,4 +1,4 @@
-// Running a model on real inputs: TF.js Layers models with @tensorflow/tfjs
+// Running a model on real inputs: TF.js Layers and graph models with @tensorflow/tfjs
 // (tfjs-node when installed, else the WASM backend when installed, else the
 // pure-JS CPU backend),
 // ONNX models with onnxruntime-node. Every runner takes NHWC float32 images and
@@ -8,6 +8,7 @@ import { loadModel, type LoadedModel } from '../formats/index.js';
 import { OnnxModel } from '../formats/onnx/model.js';
 import { memoryHandler } from '../formats/tfjs/io.js';
 import type { TfjsModel } from '../formats/tfjs/model.js';
+import type { GraphModel } from '../formats/tfjs-graph/model.js';
 
 export type TfjsBackendName = 'tensorflow' | 'cpu' | 'wasm';
 
@@ -130,6 +131,73 @@ async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Run
   };
 }
 
+/** TF dtypes of graph inputs as TF.js names; images given as float32 are cast to them. */
+const GRAPH_DTYPES: Record<string, 'float32' | 'int32' | 'bool'> = { DT_FLOAT: 'float32', DT_INT32: 'int32', DT_UINT8: 'int32', DT_BOOL: 'bool' };
+
+async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<Runner> {
+  const { tf, backend } = await loadTf(options.tfjsBackend);
+  let net: Awaited<ReturnType<Tf['loadGraphModel']>>;
+  try {
+    net = await tf.loadGraphModel(memoryHandler(model));
+  } catch (err) {
+    throw new DacError('EFORMAT', `TF.js cannot load the graph model: ${(err as Error).message}`, { model: model.path });
+  }
+  const dtype = GRAPH_DTYPES[model.input.dtype];
+  if (!dtype) {
+    net.dispose();
+    throw new DacError('EFORMAT', `the input has dtype ${model.input.dtype}; runners feed float32, int32 or uint8 images`, { model: model.path, field: 'signature.inputs' });
+  }
+  const [h, w, c] = model.inputShape;
+  const per = h * w * c;
+  const chunk = model.fixedBatch ?? options.chunk ?? 64;
+  const output = net.outputNodes[0];
+  type T = import('@tensorflow/tfjs').Tensor;
+  // execute() refuses graphs with control flow or dynamic shapes, and executeAsync() logs a hint on the others: try the first once.
+  let dynamic = false;
+  const execute = async (x: T): Promise<T> => {
+    if (!dynamic) {
+      try {
+        return net.execute({ [model.input.node]: x }, output) as T;
+      } catch (err) {
+        if (!/executeAsync/.test((err as Error).message)) throw err;
+        dynamic = true;
+      }
+    }
+    return (await net.executeAsync({ [model.input.node]: x }, output)) as T;
+  };
+  return {
+    engine: `tfjs-${backend}`,
+    inputShape: model.inputShape,
+    async run(input, batch) {
+      checkInput(input, batch, model.inputShape, model.path);
+      if (model.fixedBatch !== null && batch % model.fixedBatch !== 0) {
+        throw new DacError('ESHAPE', `the model takes batches of exactly ${model.fixedBatch}; got ${batch}`, { model: model.path, field: 'batch' });
+      }
+      const parts: Float32Array[] = [];
+      for (let start = 0; start < batch; start += chunk) {
+        const n = Math.min(chunk, batch - start);
+        const slice = input.subarray(start * per, (start + n) * per);
+        const data = model.inputLayout === 'NCHW' ? nhwcToNchw(slice, n, h, w, c) : slice;
+        const shape = model.inputLayout === 'NCHW' ? [n, c, h, w] : [n, h, w, c];
+        const x = tf.tidy(() => tf.tensor(data, shape, 'float32').cast(dtype));
+        try {
+          const y = await execute(x);
+          parts.push(Float32Array.from((await y.data()) as ArrayLike<number>));
+          y.dispose();
+        } catch (err) {
+          throw new DacError('EFORMAT', `TF.js cannot run the graph model: ${(err as Error).message}`, { model: model.path });
+        } finally {
+          x.dispose();
+        }
+      }
+      return concat(parts);
+    },
+    dispose() {
+      net.dispose();
+    },
+  };
+}
+
 function concat(parts: Float32Array[]): Float32Array {
   if (parts.length === 1) return parts[0];
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
@@ -200,5 +268,6 @@ export async function createRunner(model: LoadedModel | string, options: RunnerO
   const m = typeof model === 'string' ? await loadModel(model) : model;
   if (m instanceof OnnxModel) return onnxRunner(m, options);
   if (m.format === 'tfjs') return tfjsRunner(m as TfjsModel, options);
+  if (m.format === 'tfjs-graph') return graphRunner(m as GraphModel, options);
   throw new DacError('EINVAL', `no runtime for format ${String(m.format)}`, { model: m.path });
 }

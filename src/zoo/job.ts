@@ -3,7 +3,6 @@
 // write the completion marker last. A failure is recorded in the marker too,
 // so a re-run does not redo it. Runs inside a worker thread (worker.ts), so a
 // model that throws, hangs or exhausts memory takes down only its worker.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
 import { decomposeLoaded, type ModelSettings, type Report } from '../decompose-model.js';
@@ -11,9 +10,9 @@ import { DacError } from '../errors.js';
 import { loadModel } from '../formats/index.js';
 import type { LoadedModel } from '../formats/model.js';
 import { decomposeChannel, decomposeDac, decomposeDacBatch, decomposeSpatial } from '../index.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { prepareWrite, writeDecomposed } from '../write.js';
 import type { ZooEntry } from './discover.js';
-import { outputPaths, resetModel, STATE_DIR, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
+import { outputPaths, resetModel, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
 import type { ModelRecord } from './summary.js';
 import { serializeError } from './pool.js';
 
@@ -33,34 +32,6 @@ export interface ZooJob {
 }
 
 const relTo = (root: string, p: string): string => path.relative(root, p).split(path.sep).join('/');
-
-/**
- * Saves a decomposed model to its mirrored place. TF.js goes through a
- * scratch folder under the state folder and its files are then renamed into
- * the mirrored folder one by one, model.json last: saving straight to the
- * mirrored folder would replace the whole folder, and with it any other
- * model's output that lives below it.
- */
-async function saveMirrored(model: LoadedModel, target: string, outRoot: string): Promise<string[]> {
-  await fs.promises.mkdir(path.dirname(target), { recursive: true });
-  if (model.format === 'onnx') {
-    await model.save(target);
-    return [target];
-  }
-  const scratchRoot = path.join(outRoot, STATE_DIR, 'tmp');
-  await fs.promises.mkdir(scratchRoot, { recursive: true });
-  const scratch = await fs.promises.mkdtemp(path.join(scratchRoot, 'save-'));
-  try {
-    const folder = path.join(scratch, 'model');
-    await model.save(folder);
-    const names = (await fs.promises.readdir(folder)).sort((a, b) => Number(a === 'model.json') - Number(b === 'model.json'));
-    const dest = path.dirname(target);
-    for (const name of names) await fs.promises.rename(path.join(folder, name), path.join(dest, name));
-    return names.map((n) => path.join(dest, n));
-  } finally {
-    await fs.promises.rm(scratch, { recursive: true, force: true });
-  }
-}
 
 /**
  * Why no conv of the model is a candidate under these settings (all 1x1,
@@ -118,7 +89,7 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
   const inputs = stampInputs(entry.path, entry.format);
   record.inputBytes = inputs.reduce((s, f) => s + Math.max(0, f.size), 0);
   try {
-    const loaded = await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes });
+    const loaded = await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape });
     const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
     const { foldBn, ...settings } = job.settings;
     const nothing = nothingToDecompose(model, settings);
@@ -127,15 +98,16 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
       await recordOutcome(job, inputs, [], record);
       return record;
     }
-    const result = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
-
     const paths = outputPaths(entry, outRoot);
-    const written = await saveMirrored(result.model, paths.model, outRoot);
+    // Written as `dac decompose` writes (src/write.ts), paths checked before the work; the
+    // mirrored folder may hold other models' outputs, so only our own file names must be free.
+    const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
+    const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: paths.report, requireOwnedFolder: false });
+    const result = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
     const { flops, params } = result.report;
     // The report `dac decompose` writes, so a zoo result reads like a single decomposition.
-    const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
     const report: Report = { ...result.report, input: entry.path, output, foldedBatchNorm: foldBn === true };
-    await writeFileAtomic(paths.report, `${JSON.stringify(report, null, 2)}\n`);
+    const written = await writeDecomposed(plan, result.model, report, { loadOptions: { inputShape: job.settings.inputShape } });
 
     record = {
       ...record,
@@ -152,7 +124,7 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
       seconds: seconds(),
     };
     if (result.warnings.length) record.warnings = result.warnings;
-    await recordOutcome(job, inputs, stampOutputs([...written, paths.report], outRoot), record);
+    await recordOutcome(job, inputs, stampOutputs(written.files.map((f) => f.path), outRoot), record);
     return record;
   } catch (err) {
     record = failure(record, err, seconds());

@@ -1,11 +1,15 @@
 // One `dac zoo` run per output folder. Two runs on the same folder would
-// decompose the same models at once, clear each other's scratch and race on
-// the markers, so a run holds <out>/.dac-zoo/lock while it works: created
-// exclusively (O_EXCL), holding the pid, host and start time of its owner,
-// removed when the run ends and on process exit; the CLI also removes it on
-// SIGINT/SIGTERM (releaseOnSignals). A lock whose owner is gone (its pid no
-// longer runs on this host) is stale and is taken over; one from another
-// host cannot be judged and is never taken.
+// decompose the same models at once and race on the markers, so a run holds
+// <out>/.dac-zoo/lock while it works: created exclusively (O_EXCL), holding
+// the pid, host and start time of its owner, removed when the run ends and on
+// process exit; the CLI also removes it on SIGINT/SIGTERM (releaseOnSignals).
+// A lock whose owner is gone (its pid no longer runs on this host) is stale
+// and is taken over. Whether a run on another host (a shared filesystem:
+// shards, shard.ts) is alive cannot be asked, so a holder refreshes its
+// lock's mtime every minute, and another host's lock not refreshed for
+// REMOTE_STALE_MS (by the file server's clock, so the hosts' clocks do not
+// matter) is stale: a shard whose machine died resumes wherever it is run
+// again.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +19,10 @@ export const LOCK_NAME = 'lock';
 
 /** A lock file this young with no readable owner is still being written. */
 const WRITING_GRACE_MS = 10_000;
+/** How often a holder refreshes its lock's mtime. */
+export const HEARTBEAT_MS = 60_000;
+/** Another host's lock not refreshed for this long is stale: ten missed heartbeats. */
+export const REMOTE_STALE_MS = 10 * HEARTBEAT_MS;
 
 export interface LockOwner {
   pid: number;
@@ -81,10 +89,25 @@ function createExclusive(file: string, owner: LockOwner): boolean {
   return true;
 }
 
+/** The file server's time now: the mtime of a file just created beside `file` (Date.now() if that fails). */
+function serverNow(file: string): number {
+  // A dot name: never taken for a lock by refuseOtherRuns.
+  const probe = path.join(path.dirname(file), `.probe-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
+  try {
+    fs.writeFileSync(probe, '');
+    return fs.statSync(probe).mtimeMs;
+  } catch {
+    return Date.now();
+  } finally {
+    fs.rmSync(probe, { force: true });
+  }
+}
+
 /**
  * Why the lock at `file` may not be taken (the error to throw), or null when
- * it is stale: its owner's pid is gone from this host, or it is unreadable
- * and older than the grace a writer needs.
+ * it is stale: its owner's pid is gone from this host, its owner is on
+ * another host and has not refreshed it for REMOTE_STALE_MS, or it is
+ * unreadable and older than the grace a writer needs.
  */
 function refusal(file: string, found: { owner: LockOwner | null; mtimeMs: number }, out: string): DacError | null {
   const { owner } = found;
@@ -96,9 +119,11 @@ function refusal(file: string, found: { owner: LockOwner | null; mtimeMs: number
     return null;
   }
   if (owner.hostname !== os.hostname()) {
+    if (serverNow(file) - found.mtimeMs > REMOTE_STALE_MS) return null;
     return new DacError(
       'ELOCKED',
-      `output folder ${out} is in use by a dac zoo run on another host (${describeOwner(owner)}); wait for it to finish, or ${remove}`,
+      `output folder ${out} is in use by a dac zoo run on another host (${describeOwner(owner)}); wait for it to finish ` +
+        `(a lock its run stops refreshing is taken over after ${REMOTE_STALE_MS / 60_000} minutes), or ${remove}`,
       { field: 'out' },
     );
   }
@@ -166,11 +191,15 @@ export function releaseOnSignals(): () => void {
   return undo;
 }
 
-/** Locks the output folder `out` (which must exist) for this run, or throws ELOCKED naming the run that holds it. */
-export function acquireLock(out: string, stateDir: string): ZooLock {
+/**
+ * Locks the output folder `out` (which must exist) for this run, or throws
+ * ELOCKED naming the run that holds it. `name` is the lock's file name:
+ * shards of one split each hold their own (shard.ts), so they share a folder.
+ */
+export function acquireLock(out: string, stateDir: string, name = LOCK_NAME, heartbeatMs = HEARTBEAT_MS): ZooLock {
   const dir = path.join(out, stateDir);
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, LOCK_NAME);
+  const file = path.join(dir, name);
   const owner: LockOwner = { pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() };
   let tookOver: LockOwner | null = null;
   let acquired = false;
@@ -191,11 +220,25 @@ export function acquireLock(out: string, stateDir: string): ZooLock {
   }
   if (!acquired) throw new DacError('ELOCKED', `output folder ${out}: could not take its lock ${file}; another run keeps changing it`, { field: 'out' });
 
+  // Keeps the lock fresh for runs on other hosts; never keeps the process alive by itself.
+  const heartbeat = setInterval(() => {
+    try {
+      const now = readOwner(file);
+      if (now && sameOwner(now.owner, owner)) {
+        const t = new Date();
+        fs.utimesSync(file, t, t);
+      }
+    } catch {
+      // A missed beat is harmless: ten in a row are needed before another host takes the lock.
+    }
+  }, heartbeatMs);
+  heartbeat.unref();
   const lock: ZooLock = {
     file,
     owner,
     tookOver,
     release: () => {
+      clearInterval(heartbeat);
       if (!held.delete(lock)) return;
       if (held.size === 0) process.off('exit', releaseAll);
       try {
@@ -210,4 +253,26 @@ export function acquireLock(out: string, stateDir: string): ZooLock {
   if (held.size === 0) process.on('exit', releaseAll);
   held.add(lock);
   return lock;
+}
+
+/**
+ * Throws ELOCKED when a run that could work on the same models holds another
+ * lock of the folder: every lock file there (`lock`, `lock.<tag>`) other
+ * than ours for which `compatible(name)` is false. Called once our own lock
+ * is held, so of two such runs starting at once at least one sees the other.
+ * Stale locks (their owner gone from this host) do not count.
+ */
+export function refuseOtherRuns(lock: ZooLock, compatible: (name: string) => boolean, describe: (name: string) => string): void {
+  const dir = path.dirname(lock.file);
+  for (const name of fs.readdirSync(dir).sort()) {
+    if ((name !== LOCK_NAME && !name.startsWith(`${LOCK_NAME}.`)) || name.endsWith('.takeover')) continue;
+    const file = path.join(dir, name);
+    if (file === lock.file || compatible(name)) continue;
+    const found = readOwner(file);
+    if (!found || !refusal(file, found, dir)) continue;
+    const who = found.owner ? ` (${describeOwner(found.owner)})` : '';
+    throw new DacError('ELOCKED', `output folder ${path.dirname(dir)} is in use by a dac zoo run of ${describe(name)}${who}; the two would redo each other's models; remove ${file} if no such run exists`, {
+      field: 'out',
+    });
+  }
 }

@@ -6,7 +6,7 @@
 // the others.
 import * as path from 'node:path';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
-import { DacError, type ErrorContext } from '../errors.js';
+import { DacError, type DacErrorCode, type ErrorContext } from '../errors.js';
 
 /** setTimeout's largest delay; a longer one would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -53,7 +53,7 @@ export function serializeError(err: unknown): SerializedError {
 /** Rebuilds an error from a worker: a DacError stays a DacError; other errors keep their name. */
 export function deserializeError(s: SerializedError): Error {
   if (s.name === 'DacError') {
-    const e = new DacError(s.code ?? 'EUNKNOWN', s.message);
+    const e = new DacError((s.code ?? 'EINTERNAL') as DacErrorCode, s.message);
     (e as { context: ErrorContext }).context = s.context ?? {};
     if (s.stack) e.stack = s.stack;
     return e;
@@ -188,7 +188,7 @@ export class WorkerPool {
   }
 
   /** A worker is gone (or being stopped): fail its job, drop it, start work on a fresh one. */
-  private lose(slot: Slot, code: string, message: string): void {
+  private lose(slot: Slot, code: DacErrorCode, message: string): void {
     const i = this.slots.indexOf(slot);
     if (i < 0) return;
     this.slots.splice(i, 1);

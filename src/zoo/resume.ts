@@ -15,6 +15,7 @@ import { MAX_JSON_BYTES, readFileBounded, resolveInside } from '../io/limits.js'
 import type { ZooEntry } from './discover.js';
 import type { ModelRecord } from './summary.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { verifyOutput } from '../io/output.js';
 
 export const MARKER_VERSION = 1;
 /** Bookkeeping lives in this folder of the output root, out of the mirrored tree. */
@@ -204,6 +205,11 @@ export function readDone(entry: ZooEntry, outRoot: string, optionsHash: string, 
   }
   if (!sameStamps(m.inputs, path.dirname(entry.path))) return null;
   if (!sameStamps(m.outputs, outRoot)) return null;
+  // A finished output must also match the sizes and SHA-256 recorded when it was written (src/io/output.ts).
+  if (m.record.status === 'ok') {
+    const out = outputPaths(entry, outRoot).model;
+    if (!verifyOutput(entry.format === 'onnx' ? { target: out, kind: 'file' } : { target: path.dirname(out), kind: 'folder' })) return null;
+  }
   return m.record;
 }
 

@@ -12,10 +12,11 @@ import { DacError } from '../errors.js';
 import { checkByteLimit, DEFAULT_MAX_MODEL_BYTES, isInside } from '../io/limits.js';
 import { discoverModels, type ZooEntry } from './discover.js';
 import { failure, recordOutcome, type ZooJob, type ZooSettings } from './job.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, LOCK_NAME, refuseOtherRuns } from './lock.js';
 import { WorkerPool } from './pool.js';
 import { Progress, type ProgressSink } from './progress.js';
 import { readDone, settingsHash, stampInputs, STATE_DIR, type RunLimits } from './resume.js';
+import { inShard, shardTag, summaryBase, type Shard } from './shard.js';
 import { summarize, writeSummary, type ModelRecord, type ZooSummary } from './summary.js';
 
 /** A safety net, not a budget: far above what a VGG16-sized model takes, short of a run that never ends. */
@@ -41,6 +42,8 @@ export interface ZooOptions {
   progress?: ProgressSink | null;
   /** Called for every model as it finishes. */
   onRecord?: (r: ModelRecord) => void;
+  /** Work on this shard of the zoo only (shard.ts), with its own lock and summary. */
+  shard?: Shard;
 }
 export function packageVersion(): string {
   try {
@@ -84,26 +87,37 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
     maxModelBytes: checkByteLimit(opts.maxModelBytes ?? DEFAULT_MAX_MODEL_BYTES, 'maxModelBytes'),
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   };
+  const shard = opts.shard;
+  if (shard && !(Number.isInteger(shard.count) && Number.isInteger(shard.index) && shard.count >= 1 && shard.index >= 1 && shard.index <= shard.count)) {
+    throw new DacError('EINVAL', `shard must be K/N with 1 <= K <= N, got ${shard.index}/${shard.count}`, { field: 'shard' });
+  }
   const { root, out } = checkFolders(opts.root, opts.out);
   // Without a backend every model would fail the same way: say it once, up front.
   getBackend();
   // Before anything in the output folder is touched: another run may be working there.
-  const lock = acquireLock(out, STATE_DIR);
+  // Shards of one split lock only their own part of the folder; anything else must wait for them.
+  const lock = acquireLock(out, STATE_DIR, shard ? `${LOCK_NAME}.${shardTag(shard)}` : LOCK_NAME);
+  const base = summaryBase(shard);
   const sink = opts.progress === undefined ? process.stderr : opts.progress;
   const notes: string[] = [];
   if (lock.tookOver) {
     const o = lock.tookOver;
     notes.push(`took over the lock of an earlier run that is gone (pid ${o.pid} on ${o.hostname}, started ${o.startedAt})`);
   }
-  for (const n of notes) sink?.write(`dac zoo: note: ${n}\n`);
   try {
-    // Scratch of an interrupted run is never part of any result (a model's own leftovers go when it is redone).
-    fs.rmSync(path.join(out, STATE_DIR, 'tmp'), { recursive: true, force: true });
+    const sameSplit = (name: string): boolean => !!shard && name.endsWith(`-of-${shard.count}`) && /^lock\.\d+-of-\d+$/.test(name);
+    refuseOtherRuns(lock, sameSplit, (name) => (name === LOCK_NAME ? 'the whole zoo (no --shard)' : `shard ${name.slice(LOCK_NAME.length + 1).replace('-of-', '/')}`));
+    for (const n of notes) sink?.write(`dac zoo: note: ${n}\n`);
+    // A model's own leftovers go when it is redone; a summary's temporary sibling when its run is.
+    const leftover = new RegExp(`^\\.${base}\\.(json|md)\\.tmp-\\d+-[a-z0-9]+$`);
     for (const n of fs.readdirSync(out)) {
-      if (/^\.summary\.(json|md)\.tmp-\d+-[a-z0-9]+$/.test(n)) fs.rmSync(path.join(out, n), { force: true });
+      if (leftover.test(n)) fs.rmSync(path.join(out, n), { force: true });
     }
+    // A shard's summary from an earlier run would read as this run's to --merge until this one ends.
+    if (shard) for (const ext of ['json', 'md']) fs.rmSync(path.join(out, `${base}.${ext}`), { force: true });
 
-    const found = await discoverModels(root, out);
+    const all = await discoverModels(root, out);
+    const found = { models: all.models.filter((e) => inShard(e.rel, shard)), ignored: all.ignored.filter((i) => inShard(i.rel, shard)) };
     const version = packageVersion();
     const optionsHash = settingsHash(opts.settings);
     const todo: ZooEntry[] = [];
@@ -162,7 +176,8 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
       seconds: (performance.now() - t0) / 1000,
     });
     if (notes.length) summary.notes = notes;
-    await writeSummary(summary, out);
+    if (shard) summary.shard = { index: shard.index, count: shard.count };
+    await writeSummary(summary, out, base);
     return summary;
   } finally {
     lock.release();

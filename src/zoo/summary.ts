@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import type { ModelFormat } from '../model/types.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import type { Shard, ShardRun } from './shard.js';
 
 export type ModelStatus = 'ok' | 'failed' | 'skipped';
 
@@ -56,6 +57,10 @@ export interface ZooSummary {
   inputBytes: number;
   /** What the run wants its user to know besides the models (e.g. a stale lock taken over). */
   notes?: string[];
+  /** A `--shard K/N` run: which one (its models are those of the zoo that fall in it). */
+  shard?: Shard;
+  /** A merged summary (`--merge`): the shard runs it combines. */
+  shards?: ShardRun[];
   models: ModelRecord[];
 }
 
@@ -94,6 +99,8 @@ export function summaryMarkdown(s: ZooSummary): string {
     `# dac zoo summary`,
     '',
     `- zoo: \`${s.root}\`, output: \`${s.out}\``,
+    ...(s.shard ? [`- shard ${s.shard.index}/${s.shard.count} of the zoo (\`dac zoo --merge\` combines the shards)`] : []),
+    ...(s.shards ? [`- merged from ${s.shards.length} shard runs (\`shards\` in summary.json lists each one's folder, start and wall time)`] : []),
     `- options: \`${JSON.stringify(s.options)}\`, jobs: ${s.jobs}`,
     `- models: ${c.total} (ok ${c.ok}, failed ${c.failed}, skipped ${c.skipped}); outcomes known from an earlier run: ${c.cached}`,
     `- FLOPs (MACs) of the models with a result: ${s.flops.before} -> ${s.flops.after} (${pct(s.flops.saved)} saved)`,
@@ -113,7 +120,8 @@ export function summaryMarkdown(s: ZooSummary): string {
   return lines.join('\n') + '\n';
 }
 
-export async function writeSummary(s: ZooSummary, outRoot: string): Promise<void> {
-  await writeFileAtomic(path.join(outRoot, 'summary.json'), JSON.stringify(s, null, 1));
-  await writeFileAtomic(path.join(outRoot, 'summary.md'), summaryMarkdown(s));
+/** Writes `<base>.json` and `<base>.md` (base: 'summary', or 'summary-K-of-N' for a shard). */
+export async function writeSummary(s: ZooSummary, outRoot: string, base = 'summary'): Promise<void> {
+  await writeFileAtomic(path.join(outRoot, `${base}.json`), JSON.stringify(s, null, 1));
+  await writeFileAtomic(path.join(outRoot, `${base}.md`), summaryMarkdown(s));
 }

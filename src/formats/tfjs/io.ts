@@ -22,8 +22,8 @@ function concatWeightData(data: ArrayBuffer | ArrayBuffer[] | undefined): Uint8A
   return out;
 }
 
-/** Artifacts of an already loaded model (no file access). */
-export function memoryHandler(model: TfjsModel): io.IOHandler {
+/** Artifacts of an already loaded model (no file access): a Layers TfjsModel or a graph model. */
+export function memoryHandler(model: Pick<TfjsModel, 'artifacts'> | { artifacts(): object }): io.IOHandler {
   return {
     load: async () => model.artifacts() as unknown as io.ModelArtifacts,
   };

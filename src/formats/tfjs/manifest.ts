@@ -166,7 +166,7 @@ function checkDepth(json: unknown, ctx: ErrorContext): void {
  * is refused by its size before it is read once model.json (at most
  * MAX_JSON_BYTES) and the shards together would pass `maxBytes`.
  */
-export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYTES): ModelArtifacts {
+export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYTES, formats: readonly string[] = ['layers-model']): ModelArtifacts {
   const ctx: ErrorContext = { model: jsonPath };
   const budget = new ByteBudget(maxBytes);
   const text = budget.read(jsonPath, { ...ctx, field: 'model.json' }, MAX_JSON_BYTES).toString('utf8');
@@ -180,7 +180,8 @@ export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYT
     throw new DacError('EFORMAT', 'model.json must hold an object', ctx);
   }
   checkDepth(json, ctx);
-  if (json.format !== undefined && json.format !== 'layers-model') {
+  // A missing format means a Layers model (older converters); the graph-model reader passes its own list.
+  if (json.format === undefined ? !formats.includes('layers-model') : !formats.includes(json.format)) {
     throw new DacError('EFORMAT', `format '${String(json.format)}' is not supported; only TF.js Layers models ('layers-model') are`, {
       ...ctx,
       field: 'format',

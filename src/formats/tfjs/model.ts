@@ -4,13 +4,13 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
-import { checkOutputPath, writeFolderAtomic } from '../../io/atomic.js';
+import { placeOutput, versionShards } from '../../io/output.js';
 import { foldBatchNorm as foldBn, lastAxisChannel } from '../../model/batchnorm.js';
-import type { BatchNormParams, ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
-import { checkFinite, hwioToOihw, matchReplacements, samePads, uniqueName, type LoadedModel } from '../model.js';
+import type { BatchNormParams, ConvLayerInfo, DacReplacement, LayerReplacement, OtherCost } from '../../model/types.js';
+import { toSeparableKernels } from '../../tfjs/kernel-layout.js';
+import { checkFinite, hwioToOihw, matchReplacements, NOMINAL_FREE_SIZE, samePads, uniqueName, type LoadedModel } from '../model.js';
 import {
   elementCount,
-  floatEntry,
   readArtifacts,
   serializeArtifacts,
   weightFloats,
@@ -18,11 +18,54 @@ import {
   type WeightEntry,
   type WeightSpec,
 } from './manifest.js';
-import { inferShapes, inputShapes, layerName, parseGraph, type GraphLayer, type LayerGraph, type LayerJson, type Ref, type Shape } from './topology.js';
+import { flattenNested } from './nested.js';
+import { encodedEntry } from './quantize.js';
+import {
+  declaredInput,
+  inferShapes,
+  inputShapes,
+  layerName,
+  parseGraph,
+  type GraphLayer,
+  type LayerGraph,
+  type LayerJson,
+  type Ref,
+  type Shape,
+} from './topology.js';
 
 const CONV_CLASSES = new Set(['Conv2D', 'Convolution2D', 'DepthwiseConv2D']);
 /** Layers a BatchNormalization's output may pass through and still count as the input statistics of a conv. */
 const PASS_THROUGH = new Set(['Activation', 'ReLU', 'LeakyReLU', 'MaxPooling2D', 'AveragePooling2D', 'MaxPool2D', 'AvgPool2D', 'Dropout']);
+
+function kernelSpecQuantized(spec: WeightSpec | undefined): boolean {
+  return spec?.quantization?.dtype === 'uint8' || spec?.quantization?.dtype === 'uint16';
+}
+
+/**
+ * The same DAC factors with each depthwise filter and the pointwise column it
+ * feeds scaled to equal largest magnitudes (the product is unchanged), so
+ * one per-tensor uint8/uint16 grid fits both factors about equally well.
+ */
+function balanced(rep: DacReplacement, n: number, c: number, taps: number): DacReplacement {
+  const depthwise = rep.depthwise.slice();
+  const pointwise = rep.pointwise.slice();
+  const cr = c * rep.rank;
+  for (let q = 0; q < cr; q++) {
+    let a = 0;
+    let b = 0;
+    for (let t = 0; t < taps; t++) a = Math.max(a, Math.abs(depthwise[q * taps + t]));
+    for (let o = 0; o < n; o++) b = Math.max(b, Math.abs(pointwise[o * cr + q]));
+    if (a === 0 || b === 0) continue;
+    const f = Math.sqrt(b / a);
+    for (let t = 0; t < taps; t++) depthwise[q * taps + t] *= f;
+    for (let o = 0; o < n; o++) pointwise[o * cr + q] /= f;
+  }
+  return { ...rep, depthwise, pointwise };
+}
+
+/** How DAC replacements are written: stock layers (loadable anywhere) or DacConv2D (needs `dac-conv/tfjs`). */
+export type TfjsLayerKind = 'stock' | 'dac';
+const DAC_LAYER_ACTIVATIONS = new Set(['linear', 'relu', 'relu6']);
 
 /** In-memory artifacts in the shape tf.io handlers return. */
 export interface TfjsArtifacts {
@@ -61,12 +104,46 @@ function clone<T>(v: T): T {
   return JSON.parse(JSON.stringify(v)) as T;
 }
 
-/** Loads a TF.js Layers model (model.json or its folder); its files together may take at most `maxBytes`. */
-export async function loadTfjs(file: string, maxBytes?: number): Promise<TfjsModel> {
+/**
+ * Loads a TF.js Layers model (model.json or its folder); its files together
+ * may take at most `maxBytes`. `inputShape` ([H, W] or [H, W, C]) fixes the
+ * sizes a model leaves free (null); see resolveInput.
+ */
+export async function loadTfjs(file: string, maxBytes?: number, inputShape?: number[]): Promise<TfjsModel> {
   let jsonPath = file;
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) jsonPath = nodePath.join(file, 'model.json');
   const { json, weights, files } = readArtifacts(jsonPath, maxBytes);
-  return new TfjsModel(jsonPath, json, weights, files);
+  const flat = flattenNested(json.modelTopology, weights, { model: jsonPath });
+  return new TfjsModel(jsonPath, { ...json, modelTopology: flat.topology }, flat.weights, files, 'stock', inputShape);
+}
+
+/**
+ * The [H, W, C] shapes are evaluated at: the declared one, with free (null)
+ * sizes taken from `stated` when given, else NOMINAL_FREE_SIZE (free: true).
+ * A stated size must agree with every size the model fixes.
+ */
+function resolveInput(declared: Shape, stated: number[] | undefined, ctx: ErrorContext): { shape: Shape; free: boolean } {
+  if (declared.length !== 3) {
+    throw new DacError('EFORMAT', `the input must be an image [H, W, C], got [${declared.map((d) => (d < 0 ? 'null' : d)).join(', ')}]`, ctx);
+  }
+  if (stated !== undefined) {
+    const ok = Array.isArray(stated) && (stated.length === 2 || stated.length === 3) && stated.every((d) => Number.isInteger(d) && d >= 1 && d <= 2 ** 31 - 1);
+    if (!ok) throw new DacError('EINVAL', `inputShape must be [H, W] or [H, W, C] of positive integers, got ${JSON.stringify(stated)}`, { ...ctx, field: 'inputShape' });
+    const shape = declared.map((d, i) => stated[i] ?? d);
+    declared.forEach((d, i) => {
+      if (d > 0 && i < stated.length && stated[i] !== d) {
+        throw new DacError('EINVAL', `inputShape ${stated.join('x')} disagrees with the model's input ${declared.map((x) => (x < 0 ? 'null' : x)).join('x')}`, {
+          ...ctx,
+          field: 'inputShape',
+        });
+      }
+    });
+    if (shape[2] < 1) throw new DacError('EINVAL', 'the model leaves its channel count free: state it as inputShape [H, W, C]', { ...ctx, field: 'inputShape' });
+    return { shape, free: false };
+  }
+  if (declared[2] < 1) throw new DacError('EFORMAT', 'the model leaves its channel count free: state the input as [H, W, C]', { ...ctx, field: 'batch_input_shape' });
+  const free = declared[0] < 1 || declared[1] < 1;
+  return { shape: declared.map((d) => (d < 1 ? NOMINAL_FREE_SIZE : d)), free };
 }
 
 export class TfjsModel implements LoadedModel {
@@ -76,7 +153,8 @@ export class TfjsModel implements LoadedModel {
   readonly convs: ConvLayerInfo[];
   readonly other: OtherCost;
   readonly inputShape: number[];
-  readonly freeInput = false;
+  readonly freeInput: boolean;
+  readonly weightDtype: string;
   private readonly graph: LayerGraph;
   private readonly shapes: Map<string, Shape>;
   private readonly byWeight: Map<string, WeightEntry>;
@@ -89,24 +167,23 @@ export class TfjsModel implements LoadedModel {
     private readonly weights: WeightEntry[],
     /** The files this model came from, which save() must never overwrite. */
     private readonly sources: string[],
+    /** What a DAC replacement is written as: stock DepthwiseConv2D + Conv2D, or one DacConv2D layer (src/tfjs). */
+    readonly tfjsLayer: TfjsLayerKind = 'stock',
+    /** The input size the user stated for free sizes (LoadOptions.inputShape), kept by derived models. */
+    private readonly statedInput?: number[],
   ) {
     this.ctx = { model: path };
     this.name = nodePath.basename(nodePath.dirname(nodePath.resolve(path)));
     this.graph = parseGraph(json.modelTopology, this.ctx);
-    this.shapes = inferShapes(this.graph, this.ctx);
+    const input = resolveInput(declaredInput(this.graph, this.ctx).shape, statedInput, this.ctx);
+    this.shapes = inferShapes(this.graph, this.ctx, input.shape);
     this.byWeight = new Map(weights.map((w) => [w.spec.name, w]));
-    if (this.graph.inputs.length !== 1) {
-      throw new DacError('EFORMAT', `expected one model input (an image batch), found ${this.graph.inputs.length}`, this.ctx);
-    }
-    const [inLayer] = this.graph.inputs[0];
-    const g = this.graph.byName.get(inLayer)!;
-    const inShape = g.className === 'InputLayer' ? this.shapes.get(`${inLayer}#0`)! : inputShapes(g, 0, this.shapes, this.ctx)[0];
-    if (inShape.length !== 3 || inShape.some((d) => d < 1)) {
-      throw new DacError('EFORMAT', `the input must be an image [H, W, C] of fixed size, got [${inShape.join(', ')}]`, this.ctx);
-    }
-    this.inputShape = inShape.slice();
+    this.inputShape = input.shape;
+    this.freeInput = input.free;
     this.convLayers = this.findConvs();
     this.convs = this.convLayers.map((c) => c.info);
+    const dtypes = new Set(this.convLayers.map((c) => this.byWeight.get(c.kernel)!.spec).map((s) => s.quantization?.dtype ?? s.dtype));
+    this.weightDtype = [...dtypes].sort().join('+') || 'float32';
     this.other = this.otherCost();
   }
 
@@ -179,11 +256,23 @@ export class TfjsModel implements LoadedModel {
       if (kernelHwio.length !== expected) {
         throw new DacError('ESHAPE', `kernel has ${kernelHwio.length} values, expected ${expected}`, { ...where, field: kernelEntry!.spec.name });
       }
+      // Same count in another order (a permuted shape) would read the weights scrambled.
+      const kernelShape = depthwise ? [kh, kw, cin, n / cin] : [kh, kw, cin / groups, n];
+      if (kernelEntry!.spec.shape.join() !== kernelShape.join()) {
+        throw new DacError('ESHAPE', `the manifest gives shape [${kernelEntry!.spec.shape.join(', ')}], the layer needs [${kernelShape.join(', ')}]`, {
+          ...where,
+          field: kernelEntry!.spec.name,
+        });
+      }
       const weights = depthwise
         ? hwioToOihw(kernelHwio, kh, kw, 1, n) // [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
         : hwioToOihw(kernelHwio, kh, kw, cin / groups, n);
       const useBias = c.use_bias !== false;
       const bias = useBias ? this.floats(g.name, 'bias') : null;
+      const biasSpec = useBias ? this.weight(g.name, 'bias')!.spec : null;
+      if (biasSpec && biasSpec.shape.join() !== String(n)) {
+        throw new DacError('ESHAPE', `the manifest gives shape [${biasSpec.shape.join(', ')}], the layer needs [${n}]`, { ...where, field: biasSpec.name });
+      }
       const padding = String(c.padding ?? 'valid');
       let pads: [number, number, number, number] = [0, 0, 0, 0];
       if (padding === 'same') {
@@ -198,7 +287,9 @@ export class TfjsModel implements LoadedModel {
       else if (depthwise) skipReason = 'depthwise convolution';
       else if (groups > 1) skipReason = `grouped convolution (groups=${groups})`;
       else if (kh * kw === 1) skipReason = '1x1 convolution (nothing to decompose)';
-      else if (dilations[0] > 1 || dilations[1] > 1) skipReason = 'dilated convolution (TF.js DepthwiseConv2D ignores dilation_rate)';
+      else if ((dilations[0] > 1 || dilations[1] > 1) && !this.writesDacLayer(activation)) {
+        skipReason = 'dilated convolution (TF.js DepthwiseConv2D ignores dilation_rate; --tfjs-layer dac handles it)';
+      }
 
       let bnAfter: BatchNormParams | null = null;
       let foldableBn: string | null = null;
@@ -217,6 +308,20 @@ export class TfjsModel implements LoadedModel {
           break;
         }
         if (!PASS_THROUGH.has(prev.className) || prev.calls[ref[1]]?.length !== 1) break;
+        ref = prev.calls[ref[1]][0];
+      }
+      // The conv read through BatchNorm, ReLU, pooling or dropout only: planning tells hidden layers from the image by it.
+      let inputConv: string | null = null;
+      ref = g.calls.length === 1 ? g.calls[0]?.[0] : undefined;
+      for (let hops = 0; ref && hops < 16; hops++) {
+        const prev: GraphLayer = this.graph.byName.get(ref[0])!;
+        if (CONV_CLASSES.has(prev.className)) {
+          if (prev.calls.length === 1) inputConv = prev.name;
+          break;
+        }
+        const relu = prev.className === 'ReLU' || (prev.className === 'Activation' && activationOf(prev.config) === 'relu');
+        const passes = relu || prev.className === 'BatchNormalization' || (PASS_THROUGH.has(prev.className) && !['Activation', 'ReLU', 'LeakyReLU'].includes(prev.className));
+        if (!passes || prev.calls[ref[1]]?.length !== 1) break;
         ref = prev.calls[ref[1]][0];
       }
 
@@ -245,6 +350,7 @@ export class TfjsModel implements LoadedModel {
           activation,
           bnAfter,
           bnBefore,
+          inputConv,
           skipReason,
         },
       });
@@ -271,7 +377,7 @@ export class TfjsModel implements LoadedModel {
         const c = g.config;
         const [kh, kw] = pair(c.kernel_size, 1);
         if (g.className === 'Dense') macs += elementCount(x) * Number(c.units);
-        else if (g.className === 'SeparableConv2D' || g.className === 'SeparableConvolution2D') {
+        else if (g.className === 'SeparableConv2D' || g.className === 'SeparableConvolution2D' || g.className === 'DacConv2D') {
           const mid = x[2] * Number(c.depth_multiplier ?? 1);
           macs += y[0] * y[1] * mid * (kh * kw + Number(c.filters));
         } else if (g.className === 'Conv2DTranspose') macs += x[0] * x[1] * x[2] * kh * kw * Number(c.filters);
@@ -331,6 +437,19 @@ export class TfjsModel implements LoadedModel {
     return weights.flatMap((w) => (w.spec.name === at ? entries : gone.has(w.spec.name) ? [] : [w]));
   }
 
+  /** The same model, writing DAC replacements as `kind` layers. */
+  withTfjsLayer(kind: TfjsLayerKind): TfjsModel {
+    if (kind !== 'stock' && kind !== 'dac') {
+      throw new DacError('EINVAL', `the TF.js layer kind must be stock or dac, got ${String(kind)}`, { ...this.ctx, field: 'tfjsLayer' });
+    }
+    return kind === this.tfjsLayer ? this : new TfjsModel(this.path, this.json, this.weights, this.sources, kind, this.statedInput);
+  }
+
+  /** DacConv2D fuses linear, relu and relu6 only; other activations keep the stock pair. */
+  private writesDacLayer(activation: string): boolean {
+    return this.tfjsLayer === 'dac' && DAC_LAYER_ACTIVATIONS.has(activation);
+  }
+
   apply(replacements: LayerReplacement[]): TfjsModel {
     const matched = matchReplacements(this.convs, replacements, this.path);
     const edit = this.editable();
@@ -342,10 +461,10 @@ export class TfjsModel implements LoadedModel {
       const raw = edit.graph.rawLayers[idx];
       const { layers, entries } = this.replacementLayers(raw, m.conv, m.rep, edit.taken, edit.graph.kind === 'Functional');
       edit.graph.rawLayers.splice(idx, 1, ...layers);
-      if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, cl.info.name, layerName(layers[1]));
+      if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, cl.info.name, layerName(layers[layers.length - 1]));
       weights = TfjsModel.spliceWeights(weights, cl.kernel, [cl.bias], entries);
     }
-    return new TfjsModel(this.path, edit.json, weights, this.sources);
+    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput);
   }
 
   private replacementLayers(
@@ -364,6 +483,11 @@ export class TfjsModel implements LoadedModel {
     const nameB = uniqueName(`${conv.name}_${suffixes[1]}`, taken);
     const keepInput: Record<string, unknown> = {};
     for (const k of ['batch_input_shape', 'batch_size']) if (orig[k] !== undefined) keepInput[k] = orig[k];
+    // Factors are computed in float32 and stored in the conv's own dtype: float16 stays float16.
+    const half = (w: WeightEntry | undefined) => (w?.spec.quantization?.dtype === 'float16' ? w.spec.quantization : undefined);
+    const kernelEnc = half(this.weight(conv.name, 'kernel'));
+    const biasEnc = conv.bias ? half(this.weight(conv.name, 'bias')) : kernelEnc;
+    const factor = (name: string, shape: number[], values: Float32Array) => encodedEntry(name, shape, values, kernelEnc);
     const conv2d = (name: string, filters: number, kernel: [number, number], strides: [number, number], pad: string, last: boolean) => {
       const cfg: Record<string, unknown> = { ...clone(orig), name, filters, kernel_size: kernel, strides, padding: pad };
       delete cfg.batch_input_shape;
@@ -375,6 +499,7 @@ export class TfjsModel implements LoadedModel {
       }
       return cfg;
     };
+    if (rep.method === 'dac' && this.writesDacLayer(conv.activation)) return this.dacLayer(raw, conv, rep, taken, functional);
     const entriesB: WeightEntry[] = [];
     const hwio = (values: Float32Array, cout: number, cin: number, h: number, w: number) => {
       const out = new Float32Array(values.length);
@@ -415,28 +540,28 @@ export class TfjsModel implements LoadedModel {
       for (let i = 0; i < c; i++)
         for (let m = 0; m < r; m++)
           for (let p = 0; p < kh * kw; p++) dw[(p * c + i) * r + m] = rep.depthwise[(i * r + m) * kh * kw + p];
-      entries.push(floatEntry(`${nameA}/depthwise_kernel`, [kh, kw, c, r], dw));
+      entries.push(factor(`${nameA}/depthwise_kernel`, [kh, kw, c, r], dw));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(floatEntry(`${nameB}/kernel`, [1, 1, c * r, n], hwio(rep.pointwise, n, c * r, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, c * r, n], hwio(rep.pointwise, n, c * r, 1, 1)));
     } else if (rep.method === 'spatial') {
       const w = rep.width;
       const [dh, dwl] = conv.dilations;
       cfgA = conv2d(nameA, w, [kh, 1], [sh, 1], padding, false);
       cfgA.dilation_rate = [dh, 1];
-      entries.push(floatEntry(`${nameA}/kernel`, [kh, 1, c, w], hwio(rep.vertical, w, c, kh, 1)));
+      entries.push(factor(`${nameA}/kernel`, [kh, 1, c, w], hwio(rep.vertical, w, c, kh, 1)));
       cfgB = conv2d(nameB, n, [1, kw], [1, sw], padding, true);
       cfgB.dilation_rate = [1, dwl];
-      entriesB.push(floatEntry(`${nameB}/kernel`, [1, kw, w, n], hwio(rep.horizontal, n, w, 1, kw)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, kw, w, n], hwio(rep.horizontal, n, w, 1, kw)));
     } else {
       const w = rep.width;
       cfgA = conv2d(nameA, w, [kh, kw], [sh, sw], padding, false);
-      entries.push(floatEntry(`${nameA}/kernel`, [kh, kw, c, w], hwio(rep.first, w, c, kh, kw)));
+      entries.push(factor(`${nameA}/kernel`, [kh, kw, c, w], hwio(rep.first, w, c, kh, kw)));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(floatEntry(`${nameB}/kernel`, [1, 1, w, n], hwio(rep.second, n, w, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, w, n], hwio(rep.second, n, w, 1, 1)));
     }
-    if (rep.bias) entriesB.push(floatEntry(`${nameB}/bias`, [n], rep.bias));
+    if (rep.bias) entriesB.push(encodedEntry(`${nameB}/bias`, [n], rep.bias, biasEnc));
     Object.assign(cfgA, keepInput);
     const a: LayerJson = { class_name: classA, config: cfgA };
     const b: LayerJson = { class_name: 'Conv2D', config: cfgB };
@@ -447,6 +572,48 @@ export class TfjsModel implements LoadedModel {
       b.inbound_nodes = [[[nameA, 0, 0, {}]]];
     }
     return { layers: [a, b], entries: [...entries, ...entriesB] };
+  }
+
+  /** One DacConv2D layer (src/tfjs/dac-conv2d-layer.ts) in place of the conv, its weights in the original's encoding. */
+  private dacLayer(
+    raw: LayerJson,
+    conv: ConvLayerInfo,
+    rep: DacReplacement,
+    taken: Set<string>,
+    functional: boolean,
+  ): { layers: LayerJson[]; entries: WeightEntry[] } {
+    const orig = raw.config;
+    const { n, c, kh, kw } = conv;
+    const r = rep.rank;
+    const name = uniqueName(`${conv.name}_dac`, taken);
+    const cfg: Record<string, unknown> = {
+      name,
+      trainable: orig.trainable ?? true,
+      dtype: orig.dtype ?? 'float32',
+      filters: n,
+      kernel_size: [kh, kw],
+      depth_multiplier: r,
+      strides: conv.strides,
+      padding: String(orig.padding ?? 'valid'),
+      dilation_rate: conv.dilations,
+      activation: conv.activation,
+      use_bias: rep.bias !== null,
+    };
+    for (const k of ['batch_input_shape', 'batch_size']) if (orig[k] !== undefined) cfg[k] = orig[k];
+    const sep = toSeparableKernels(kernelSpecQuantized(this.weight(conv.name, 'kernel')?.spec) ? balanced(rep, n, c, kh * kw) : rep, { n, c, kh, kw });
+    const kernelSpec = this.weight(conv.name, 'kernel')?.spec;
+    const biasSpec = this.weight(conv.name, 'bias')?.spec;
+    const entries = [
+      encodedEntry(`${name}/depthwise_kernel`, [kh, kw, c, r], sep.depthwiseKernel, kernelSpec?.quantization),
+      encodedEntry(`${name}/pointwise_kernel`, [1, 1, c * r, n], sep.pointwiseKernel, kernelSpec?.quantization),
+    ];
+    if (rep.bias) entries.push(encodedEntry(`${name}/bias`, [n], rep.bias, biasSpec?.quantization));
+    const layer: LayerJson = { class_name: 'DacConv2D', config: cfg };
+    if (functional) {
+      layer.name = name;
+      layer.inbound_nodes = clone(raw.inbound_nodes ?? []);
+    }
+    return { layers: [layer], entries };
   }
 
   foldBatchNorm(): TfjsModel {
@@ -462,12 +629,12 @@ export class TfjsModel implements LoadedModel {
       const kernelHwio = this.floats(info.name, cl.layer.className === 'DepthwiseConv2D' ? 'depthwise_kernel' : 'kernel');
       const folded = foldBn(kernelHwio, info.bias, info.bnAfter!, info.n, lastAxisChannel(info.n), { ...this.ctx, layer: bnName });
       const kernelSpec = this.byWeight.get(cl.kernel)!.spec;
-      const kernelEntry = floatEntry(kernelSpec.name, kernelSpec.shape, folded.weights);
+      const kernelEntry = encodedEntry(kernelSpec.name, kernelSpec.shape, folded.weights, kernelSpec.quantization?.dtype === 'float16' ? kernelSpec.quantization : undefined);
       const biasName = cl.bias ?? `${info.name}/bias`;
       const bnWeights = this.weights.filter((w) => w.spec.name.startsWith(`${bnName}/`) || w.spec.name.includes(`/${bnName}/`));
       weights = TfjsModel.spliceWeights(weights, cl.kernel, [cl.bias, ...bnWeights.map((w) => w.spec.name)], [
         kernelEntry,
-        floatEntry(biasName, [info.n], folded.bias),
+        encodedEntry(biasName, [info.n], folded.bias, kernelSpec.quantization?.dtype === 'float16' ? kernelSpec.quantization : undefined),
       ]);
       const rawConv = edit.graph.rawLayers.find((l) => layerName(l) === info.name)!;
       rawConv.config.use_bias = true;
@@ -475,20 +642,33 @@ export class TfjsModel implements LoadedModel {
       edit.graph.rawLayers.splice(bnIdx, 1);
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, bnLayer.name, info.name);
     }
-    return new TfjsModel(this.path, edit.json, weights, this.sources);
+    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput);
   }
 
-  /** `extraFiles` (plain names) are written into the same folder in the same atomic step, e.g. a report. */
+  /**
+   * The files save() writes: model.json and its shards, each shard named by
+   * its content (group1-shard1of2.<sha256 prefix>.bin), so a new output's
+   * shards go in beside an old output's and model.json switches between
+   * them in one rename (src/io/output.ts).
+   */
+  outputFiles(): Map<string, Uint8Array | string> {
+    return versionShards(serializeArtifacts(this.json, this.weights));
+  }
+
+  /**
+   * Writes the model folder whole (src/io/output.ts): never over an input, a
+   * folder dac did not write, or a file it did not create. `extraFiles`
+   * (plain names, e.g. a report) go into the same folder.
+   */
   async save(outPath: string, extraFiles: Map<string, string | Uint8Array> = new Map()): Promise<void> {
     if (/\.json$/i.test(outPath)) {
       throw new DacError('EINVAL', `a TF.js model is written to a folder; got ${outPath} (drop the file name)`, { field: 'output' });
     }
-    checkOutputPath(outPath, this.sources);
-    const files = serializeArtifacts(this.json, this.weights);
+    const files = this.outputFiles();
     for (const [name, data] of extraFiles) {
       if (files.has(name)) throw new DacError('EINVAL', `extra file ${name} would replace a model file`, { field: 'extraFiles' });
       files.set(name, data);
     }
-    await writeFolderAtomic(nodePath.resolve(outPath), files);
+    await placeOutput({ target: outPath, kind: 'folder', inputs: this.sources, requireOwnedFolder: true }, { files, commit: 'model.json' });
   }
 }

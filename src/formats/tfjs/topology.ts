@@ -257,7 +257,8 @@ export function outputShape(g: GraphLayer, ins: Shape[], ctx: ErrorContext): Sha
     case 'Convolution2D':
     case 'DepthwiseConv2D':
     case 'SeparableConv2D':
-    case 'SeparableConvolution2D': {
+    case 'SeparableConvolution2D':
+    case 'DacConv2D': {
       need4();
       checkChannelsLast(g, ctx);
       const [kh, kw] = positivePair(g, 'kernel_size', 1, ctx);
@@ -340,8 +341,24 @@ export function outputShape(g: GraphLayer, ins: Shape[], ctx: ErrorContext): Sha
   }
 }
 
-/** Output shape of every call: key `${layer}#${node}`. Input shapes come from InputLayers or batch_input_shape. */
-export function inferShapes(graph: LayerGraph, ctx: ErrorContext): Map<string, Shape> {
+/**
+ * The image shape a model input declares ([H, W, C], free sizes as -1), and
+ * the layer that declares it (an InputLayer, or a Sequential model's first layer).
+ */
+export function declaredInput(graph: LayerGraph, ctx: ErrorContext): { layer: GraphLayer; shape: Shape } {
+  if (graph.inputs.length !== 1) {
+    throw new DacError('EFORMAT', `expected one model input (an image batch), found ${graph.inputs.length}`, ctx);
+  }
+  const layer = graph.byName.get(graph.inputs[0][0])!;
+  return { layer, shape: batchShape(layer, ctx) };
+}
+
+/**
+ * Output shape of every call: key `${layer}#${node}`. Input shapes come from
+ * InputLayers or batch_input_shape; `input`, when given, replaces the shape
+ * the model input declares (its free sizes fixed), also under `${layer}#input`.
+ */
+export function inferShapes(graph: LayerGraph, ctx: ErrorContext, input?: Shape): Map<string, Shape> {
   const key = (name: string, node: number) => `${name}#${node}`;
   // Every call after the calls it reads, whatever order the file lists the
   // layers in; cycles are refused (parseGraph already refused dangling refs).
@@ -359,11 +376,20 @@ export function inferShapes(graph: LayerGraph, ctx: ErrorContext): Map<string, S
     return g.calls.length > 1 ? `${g.name} (call ${node})` : g.name;
   };
   const shapes = new Map<string, Shape>();
+  const inputLayer = input ? graph.inputs[0]?.[0] : undefined;
+  const declared = (g: GraphLayer): Shape => {
+    if (g.name !== inputLayer) return batchShape(g, ctx);
+    shapes.set(`${g.name}#input`, input!.slice());
+    return input!.slice();
+  };
   for (const k of topoOrder(preds, ctx, label)) {
     const { g, node } = calls.get(k)!;
     let ins: Shape[];
-    if (g.className === 'InputLayer') ins = [];
-    else if (g.calls[node].length === 0) ins = [batchShape(g, ctx)];
+    if (g.className === 'InputLayer') {
+      shapes.set(k, declared(g));
+      continue;
+    }
+    if (g.calls[node].length === 0) ins = [declared(g)];
     else ins = g.calls[node].map(([src, n]) => shapes.get(key(src, n))!);
     shapes.set(k, outputShape(g, ins, ctx));
   }
@@ -373,5 +399,5 @@ export function inferShapes(graph: LayerGraph, ctx: ErrorContext): Map<string, S
 /** Input shapes of one call (the shapes of its inbound tensors). */
 export function inputShapes(g: GraphLayer, node: number, shapes: Map<string, Shape>, ctx: ErrorContext): Shape[] {
   if (g.calls[node]?.length) return g.calls[node].map(([src, n]) => shapes.get(`${src}#${n}`)!);
-  return [batchShape(g, ctx)];
+  return [shapes.get(`${g.name}#input`) ?? batchShape(g, ctx)];
 }

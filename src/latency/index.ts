@@ -1,0 +1,5 @@
+// Measured latency on this device (`dac bench`) and the table planning reads.
+export { benchModel, variantsOf, DEFAULT_BENCH_PLAN, type BenchOptions } from './bench.js';
+export { RUNTIMES, stagesOf, type RuntimeId, type Variant } from './engines.js';
+export { convTotals, latencyMarkdown, latencySvg } from './report.js';
+export { planLatencies, readLatencyTable, LATENCY_TABLE_VERSION, type LatencyTable, type LayerLatency, type VariantTime, type WholeModelTime } from './table.js';
