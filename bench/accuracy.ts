@@ -55,18 +55,30 @@ function planText(plan: ModelPlan): string {
   return plan.layers.map((l) => (l.method === 'keep' ? 'k' : `${l.method[0]}${l.rank}`)).join(' ');
 }
 
-async function main(): Promise<void> {
+/** The fashion-vgg model and its first `images` test images, normalised; null (said on stderr) without the shared assets. */
+export async function loadTestSet(
+  bench: string,
+  modelPath: string,
+  dataDir: string,
+  images: number,
+): Promise<{ model: LoadedModel; x: Float32Array; labels: Uint8Array; count: number } | null> {
   if (!fs.existsSync(modelPath) || !fs.existsSync(dataDir)) {
-    console.error(`bench:accuracy needs ${modelPath} and ${dataDir} (the shared fashion-vgg assets)`);
+    console.error(`${bench} needs ${modelPath} and ${dataDir} (the shared fashion-vgg assets)`);
     process.exitCode = 1;
-    return;
+    return null;
   }
-  const started = Date.now();
   const model = await loadModel(modelPath);
   const imgs = readIdxImages(path.join(dataDir, 't10k-images-idx3-ubyte.gz'));
   const labels = readIdxLabels(path.join(dataDir, 't10k-labels-idx1-ubyte.gz'));
   const count = Math.min(images, imgs.count);
-  const x = normalizeImages(imgs, 0.286, 0.353, count);
+  return { model, x: normalizeImages(imgs, 0.286, 0.353, count), labels, count };
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const set = await loadTestSet('bench:accuracy', modelPath, dataDir, images);
+  if (!set) return;
+  const { model, x, labels, count } = set;
   const backend = getBackend();
 
   const accuracy = (m: LoadedModel) => accuracyOf(m, x, labels, count);

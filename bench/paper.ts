@@ -20,15 +20,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { getBackend } from '../src/index.js';
-import { loadModel, type LoadedModel } from '../src/formats/index.js';
-import { normalizeImages, readIdxImages, readIdxLabels } from '../src/data/idx.js';
+import type { LoadedModel } from '../src/formats/index.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { layerModel, modelSet } from '../src/plan/models.js';
 import { mixTensor } from '../src/plan/errors.js';
 import { FEATURE_CORRELATION } from '../src/plan/stats.js';
 import { maxRank } from '../src/cost.js';
 import type { ConvLayerInfo, DacReplacement, Method } from '../src/model/types.js';
-import { accuracyOf, uniformAtBudget } from './accuracy.js';
+import { accuracyOf, loadTestSet, uniformAtBudget } from './accuracy.js';
 
 const root = path.resolve(__dirname, '..');
 const shared = path.resolve(root, '..', 'shared');
@@ -73,17 +72,10 @@ type Result = {
 const modeOptions = (mode: Mode): Partial<PlanOptions> => (mode === 'paper' ? { paper: true } : {});
 
 async function main(): Promise<void> {
-  if (!fs.existsSync(modelPath) || !fs.existsSync(dataDir)) {
-    console.error(`bench:paper needs ${modelPath} and ${dataDir} (the shared fashion-vgg assets)`);
-    process.exitCode = 1;
-    return;
-  }
   const started = Date.now();
-  const model = await loadModel(modelPath);
-  const imgs = readIdxImages(path.join(dataDir, 't10k-images-idx3-ubyte.gz'));
-  const labels = readIdxLabels(path.join(dataDir, 't10k-labels-idx1-ubyte.gz'));
-  const count = Math.min(images, imgs.count);
-  const x = normalizeImages(imgs, 0.286, 0.353, count);
+  const set = await loadTestSet('bench:paper', modelPath, dataDir, images);
+  if (!set) return;
+  const { model, x, labels, count } = set;
   const backend = getBackend();
   const accuracy = (m: LoadedModel) => accuracyOf(m, x, labels, count);
   const evaluate = (plan: ModelPlan) => accuracy(model.apply(buildReplacements(model.convs, plan, backend)));

@@ -4,33 +4,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from '../errors.js';
-import { checkAgainstInputs, placeOutput, versionShards } from './output.js';
+import { checkAgainstInputs, fsyncDir, placeOutput, versionShards, writeDurable } from './output.js';
 
 function tempSibling(target: string, tag: string): string {
   const rand = Math.random().toString(36).slice(2, 10);
   return path.join(path.dirname(target), `.${path.basename(target)}.${tag}-${process.pid}-${rand}`);
-}
-
-function fsyncPath(p: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(p, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Directories cannot be fsynced on every platform; the rename is still atomic.
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
-function writeDurable(file: string, data: Uint8Array | string): void {
-  const fd = fs.openSync(file, 'wx');
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** The folder a write to `target` needs must exist: checked before any work, and again at the write. */
@@ -55,7 +33,7 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string)
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncPath(path.dirname(path.resolve(target)));
+  fsyncDir(path.dirname(path.resolve(target)));
 }
 
 /**

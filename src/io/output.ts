@@ -292,7 +292,8 @@ function step(label: string): void {
   for (;;) Atomics.wait(cell, 0, 0);
 }
 
-function writeDurable(file: string, data: Uint8Array | string): void {
+/** Writes a new file (never an existing one) and flushes it to disk. */
+export function writeDurable(file: string, data: Uint8Array | string): void {
   const fd = fs.openSync(file, 'wx');
   try {
     fs.writeFileSync(fd, data);
@@ -302,7 +303,8 @@ function writeDurable(file: string, data: Uint8Array | string): void {
   }
 }
 
-function fsyncDir(dir: string): void {
+/** Flushes a folder's entries (renames) to disk where the platform allows. */
+export function fsyncDir(dir: string): void {
   let fd: number | undefined;
   try {
     fd = fs.openSync(dir, 'r');

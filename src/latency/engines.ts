@@ -24,19 +24,13 @@ export interface Variant {
 }
 
 /** One convolution of a variant, in the layer's terms. */
-export interface Stage {
-  n: number;
-  c: number;
-  kh: number;
-  kw: number;
-  /** 1, or c for a depthwise conv (n = c * multiplier). */
-  groups: number;
-  strides: [number, number];
-  dilations: [number, number];
-  pads: [number, number, number, number];
-  inH: number;
-  inW: number;
-}
+export type ConvGeometry = Pick<
+  ConvLayerInfo,
+  'n' | 'c' | 'kh' | 'kw' | 'groups' | 'strides' | 'dilations' | 'pads' | 'inH' | 'inW'
+>;
+
+/** One convolution of a variant, in the layer's terms (groups: 1, or c for a depthwise conv). */
+export type Stage = ConvGeometry;
 
 /** A prepared program: `run` computes the variant once; `dispose` frees what it holds. */
 export interface Program {

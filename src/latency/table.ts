@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { DacError } from '../errors.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import type { LayerLatency as PlanLayerLatency } from '../plan/latency.js';
-import { RUNTIMES, type RuntimeId } from './engines.js';
+import { RUNTIMES, type ConvGeometry, type RuntimeId } from './engines.js';
 
 export const LATENCY_TABLE_VERSION = 1;
 
@@ -35,19 +35,9 @@ export interface LayerTimes {
   variants: VariantTime[];
 }
 
-export interface LayerLatency {
+export interface LayerLatency extends ConvGeometry {
   name: string;
   index: number;
-  n: number;
-  c: number;
-  kh: number;
-  kw: number;
-  groups: number;
-  strides: [number, number];
-  dilations: [number, number];
-  pads: [number, number, number, number];
-  inH: number;
-  inW: number;
   outH: number;
   outW: number;
   macs: number;
