@@ -23,7 +23,7 @@ import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
 
 import { availableBackends, getBackend, type Backend } from '../src/index.js';
 import { conv2d, fusedDepthwisePointwise, type Nhwc } from '../src/kernels.js';
-import { toSeparableKernels } from '../src/tfjs/dac-conv2d-layer.js';
+import { toSeparableKernels } from '../src/tfjs-layer/dac-conv2d-layer.js';
 
 interface Layer {
   id: string;

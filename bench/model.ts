@@ -173,7 +173,7 @@ function rowsOf(
 
 async function tfjsGroup(f: Forms, stock: LoadedModel, dac: LoadedModel, macs: [number, number], batch: number, threads: number, backend: 'wasm' | 'cpu'): Promise<Row[]> {
   const { tf } = await loadTf(backend);
-  const { DacConv2D } = await import('../src/tfjs/dac-conv2d-layer.js');
+  const { DacConv2D } = await import('../src/tfjs-layer/dac-conv2d-layer.js');
   const nets: TfType.LayersModel[] = [];
   for (const m of [f.tfjs, stock, dac]) nets.push(await tf.loadLayersModel(memoryHandler(m as TfjsModel)));
   // The fused layers take the thread count; tfjs-wasm and tfjs-cpu run their own ops on one thread in Node.

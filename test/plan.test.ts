@@ -11,9 +11,9 @@ import { convCost, convOutputSize, maxRank, modelCost, replacementCost } from '.
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
 import { jacobiEigen, kron } from '../src/plan/linalg.js';
-import { layerModel, modelSet } from '../src/plan/models.js';
+import { layerModel, modelSet } from '../src/plan/error-model-set.js';
 import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
-import { LayerErrorModel } from '../src/plan/errors.js';
+import { LayerErrorModel } from '../src/plan/error-model.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
 import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
 import { mulberry32 } from '../src/random.js';

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { availableBackends, DacError } from '../src/index.js';
-import { DacConv2D, dacConv2d, fromSeparableKernels, toSeparableKernels } from '../src/tfjs/dac-conv2d-layer.js';
+import { DacConv2D, dacConv2d, fromSeparableKernels, toSeparableKernels } from '../src/tfjs-layer/dac-conv2d-layer.js';
 
 const root = path.resolve(__dirname, '..');
 
@@ -212,7 +212,7 @@ t.test('a fresh Node program that imports us loads the saved model', async (t) =
   const program = (importUs: boolean) => `
     const fs = require('node:fs'); const path = require('node:path');
     const tf = require('@tensorflow/tfjs');
-    ${importUs ? "require('./src/tfjs/dac-conv2d-layer.ts');" : ''}
+    ${importUs ? "require('./src/tfjs-layer/dac-conv2d-layer.ts');" : ''}
     (async () => {
       const dir = ${JSON.stringify(dir)};
       const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
@@ -258,7 +258,7 @@ function loaderProgram(dir: string, xFile: string, shape: number[], importUs: bo
   return `
     const fs = require('node:fs'); const path = require('node:path');
     const tf = require('@tensorflow/tfjs');
-    ${importUs ? "require('./src/tfjs/dac-conv2d-layer.ts');" : ''}
+    ${importUs ? "require('./src/tfjs-layer/dac-conv2d-layer.ts');" : ''}
     (async () => {
       const dir = ${JSON.stringify(dir)};
       const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));

@@ -7,7 +7,7 @@ root=$(dirname "$here")
 : "${EIGEN_INCLUDE:=/usr/include/eigen3}"
 # Debian's emcc needs its bundled acorn on NODE_PATH.
 export NODE_PATH="${NODE_PATH:-/usr/share/nodejs}"
-out="$here/dist"
+out="${DAC_WASM_OUT:-$here/dist}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

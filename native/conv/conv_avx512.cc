@@ -1,6 +1,6 @@
-// The dense convolution tiles (im2col + gemm/tiles.h) built for avx512.
-#include "../gemm/simd_avx512.h"
-#include "../gemm/tiles.h"
+// The dense convolution tiles (im2col + tiles/tiles.h) built for avx512.
+#include "../tiles/simd_avx512.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "../dwpw/kernel_common.h"
-#include "../gemm/plan.h"
+#include "../tiles/kernel_common.h"
+#include "../tiles/plan.h"
 #include "conv.h"
 #include "conv_ref.h"
 

@@ -1,6 +1,6 @@
-// The dense convolution tiles (im2col + gemm/tiles.h) built for neon.
-#include "../gemm/simd_neon.h"
-#include "../gemm/tiles.h"
+// The dense convolution tiles (im2col + tiles/tiles.h) built for neon.
+#include "../tiles/simd_neon.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

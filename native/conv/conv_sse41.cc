@@ -1,6 +1,6 @@
-// The dense convolution tiles (im2col + gemm/tiles.h) built for sse41.
-#include "../gemm/simd_sse41.h"
-#include "../gemm/tiles.h"
+// The dense convolution tiles (im2col + tiles/tiles.h) built for sse41.
+#include "../tiles/simd_sse41.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

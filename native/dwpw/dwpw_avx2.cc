@@ -1,6 +1,6 @@
-// The fused depthwise+pointwise tiles (gemm/tiles.h) built for avx2.
-#include "../gemm/simd_avx2.h"
-#include "../gemm/tiles.h"
+// The fused depthwise+pointwise tiles (tiles/tiles.h) built for avx2.
+#include "../tiles/simd_avx2.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

@@ -1,6 +1,6 @@
-// The fused depthwise+pointwise tiles (gemm/tiles.h) built for avx512.
-#include "../gemm/simd_avx512.h"
-#include "../gemm/tiles.h"
+// The fused depthwise+pointwise tiles (tiles/tiles.h) built for avx512.
+#include "../tiles/simd_avx512.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

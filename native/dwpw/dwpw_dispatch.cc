@@ -5,10 +5,10 @@
 #include <memory>
 #include <string>
 
-#include "../gemm/plan.h"
+#include "../tiles/plan.h"
 #include "dwpw.h"
 #include "dwpw_ref.h"
-#include "kernel_common.h"
+#include "../tiles/kernel_common.h"
 
 namespace dac {
 namespace {

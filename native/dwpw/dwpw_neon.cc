@@ -1,6 +1,6 @@
-// The fused depthwise+pointwise tiles (gemm/tiles.h) built for neon.
-#include "../gemm/simd_neon.h"
-#include "../gemm/tiles.h"
+// The fused depthwise+pointwise tiles (tiles/tiles.h) built for neon.
+#include "../tiles/simd_neon.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

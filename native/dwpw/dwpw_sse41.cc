@@ -1,6 +1,6 @@
-// The fused depthwise+pointwise tiles (gemm/tiles.h) built for sse41.
-#include "../gemm/simd_sse41.h"
-#include "../gemm/tiles.h"
+// The fused depthwise+pointwise tiles (tiles/tiles.h) built for sse41.
+#include "../tiles/simd_sse41.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

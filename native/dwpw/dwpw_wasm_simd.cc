@@ -1,6 +1,6 @@
-// The fused depthwise+pointwise tiles (gemm/tiles.h) built for wasm_simd.
-#include "../gemm/simd_wasm.h"
-#include "../gemm/tiles.h"
+// The fused depthwise+pointwise tiles (tiles/tiles.h) built for wasm_simd.
+#include "../tiles/simd_wasm.h"
+#include "../tiles/tiles.h"
 
 namespace dac {
 namespace gemm {

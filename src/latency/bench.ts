@@ -166,7 +166,7 @@ async function timeWhole(
   ];
   if (model instanceof TfjsModel) {
     // Registers DacConv2D with TF.js, which loading the fused variant needs.
-    await import('../tfjs/dac-conv2d-layer.js');
+    await import('../tfjs-layer/dac-conv2d-layer.js');
     variants.push({ variant: 'decomposed (DacConv2D)', model: decomposeLoaded(model.withTfjsLayer('dac'), settings, backend).model, macs: stock.report.flops.after });
   }
   const whole: WholeModelTime[] = [];

@@ -16,8 +16,8 @@ import { getBackend } from '../backend/loader.js';
 import type { ConvLayerInfo, LayerReplacement, Method } from '../model/types.js';
 import { maxRank } from '../cost.js';
 import type { DecomposeBackend } from './backend.js';
-import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './errors.js';
-import { defaultWeighting, layerModel, modelSet } from './models.js';
+import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './error-model.js';
+import { defaultWeighting, layerModel, modelSet } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { paperReplacement, type DecompositionMode } from './paper.js';
 

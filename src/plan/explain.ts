@@ -8,7 +8,7 @@ import { convCost, maxRank, replacementCost } from '../cost.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
 import type { ModelPlan } from './index.js';
-import { layerModel, modelSet } from './models.js';
+import { layerModel, modelSet } from './error-model-set.js';
 
 export interface MethodOption {
   method: Method;

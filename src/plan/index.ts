@@ -16,9 +16,9 @@ import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from '../model/types
 import { convCost, matchingWidth, maxRank, modelCost, replacementCost } from '../cost.js';
 import { getBackend } from '../backend/loader.js';
 import type { DecomposeBackend } from './backend.js';
-import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './errors.js';
-import { defaultWeighting, layerModel, modelSet, type ModelSet } from './models.js';
-export { defaultWeighting } from './models.js';
+import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './error-model.js';
+import { defaultWeighting, layerModel, modelSet, type ModelSet } from './error-model-set.js';
+export { defaultWeighting } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { solveBudget, type BudgetOption } from './budget.js';
 import { checkLatencies, fasterTime, type LayerLatency } from './latency.js';

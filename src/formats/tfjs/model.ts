@@ -7,7 +7,7 @@ import { DacError, type ErrorContext } from '../../errors.js';
 import { placeOutput, versionShards } from '../../io/output.js';
 import { foldBatchNorm as foldBn, lastAxisChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, DacReplacement, LayerReplacement, OtherCost } from '../../model/types.js';
-import { toSeparableKernels } from '../../tfjs/kernel-layout.js';
+import { toSeparableKernels } from '../../tfjs-layer/kernel-layout.js';
 import { checkFinite, hwioToOihw, matchReplacements, NOMINAL_FREE_SIZE, samePads, uniqueName, type LoadedModel } from '../model.js';
 import {
   elementCount,
@@ -574,7 +574,7 @@ export class TfjsModel implements LoadedModel {
     return { layers: [a, b], entries: [...entries, ...entriesB] };
   }
 
-  /** One DacConv2D layer (src/tfjs/dac-conv2d-layer.ts) in place of the conv, its weights in the original's encoding. */
+  /** One DacConv2D layer (src/tfjs-layer/dac-conv2d-layer.ts) in place of the conv, its weights in the original's encoding. */
   private dacLayer(
     raw: LayerJson,
     conv: ConvLayerInfo,

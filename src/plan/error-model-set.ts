@@ -5,7 +5,7 @@
 
 import type { ConvLayerInfo } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
-import { LayerErrorModel, type ErrorModelOptions } from './errors.js';
+import { LayerErrorModel, type ErrorModelOptions } from './error-model.js';
 import { estimateInputs, type InputModel } from './stats.js';
 
 export interface ModelSet {

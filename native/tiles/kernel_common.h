@@ -9,8 +9,8 @@
 
 #include "../common/cpu_features.h"
 #include "../common/status.h"
-#include "../gemm/plan.h"
-#include "dwpw.h"
+#include "plan.h"
+#include "../dwpw/dwpw.h"
 
 namespace dac {
 namespace gemm {
