@@ -22,7 +22,8 @@ import { loadModel, type LoadedModel } from '../src/formats/index.js';
 import { createRunner } from '../src/runtime/index.js';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../src/data/idx.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
-import { matchingWidth, maxRank } from '../src/cost.js';
+import { matchingWidth } from '../src/cost.js';
+import { maxRank } from '../src/geometry.js';
 import type { ConvLayerInfo, Method } from '../src/model/types.js';
 
 const root = path.resolve(__dirname, '..');
@@ -284,8 +285,9 @@ export function markdown(res: Result): string {
       'parts not rerun keep their earlier rows, each section says when it was measured where known). ' +
       `Model: \`${res.model}\`, baseline accuracy **${res.baseline.toFixed(2)}%**. FLOPs saved is of the whole model's MACs ` +
       '(convs and the dense layer). Replacements are built by `buildReplacements` with its default corrections ' +
-      '(weighted decomposition, DAC pointwise refit, variance and bias correction; see docs/auto.md), applied to the ONNX ' +
-      'model and run by onnxruntime-node.',
+      '(decompositions weighted by the centred input model, DAC depthwise filters from the plain per-channel SVD but at the ' +
+      "network's input, DAC pointwise refit, variance and bias correction; see docs/auto.md), applied to the model and run " +
+      'by onnxruntime-node (ONNX) or tfjs (TF.js).',
   );
   const a = res.rows.filter((r) => partOf(r) === 'a');
   if (a.length) {

@@ -3,7 +3,7 @@
 //
 // For fashion-vgg (/work/shared/models/fashion-vgg, TF.js + ONNX) and a
 // VGG16-sized model (VGG16's 13 convs and 1000-way head, random weights,
-// test/fixtures/zoo/synthetic.ts), at batch 1 and 32, 1 and 2 threads:
+// bench/synthetic.ts), at batch 1 and 32, 1 and 2 threads:
 //   TF.js form, in tfjs-wasm and tfjs-cpu: original, decomposed with stock layers, decomposed with DacConv2D
 //   ONNX form, in onnxruntime: original, decomposed, and the --latency-saved 0.5 and 0.25 plans (dac and auto)
 //     measured by `dac bench` in onnxruntime at the same batch and threads
@@ -25,13 +25,14 @@ import * as path from 'node:path';
 import type * as TfType from '@tensorflow/tfjs';
 
 import { decomposeLoaded, type DecomposeSettings } from '../src/decompose-model.js';
-import { loadModel, memoryHandler, type LoadedModel, type OnnxModel, type TfjsModel } from '../src/formats/index.js';
+import { loadModel, type LoadedModel, type OnnxModel, type TfjsModel } from '../src/formats/index.js';
+import { memoryHandler } from '../src/formats/tfjs/io.js';
 import { benchModel, planLatencies } from '../src/latency/index.js';
 import * as ort from 'onnxruntime-node';
-import { createRunner, loadTf } from '../src/runtime/index.js';
+import { createRunner, loadTf, ortSessionOptions } from '../src/runtime/index.js';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../src/data/idx.js';
 import { mulberry32 } from '../src/random.js';
-import { vgg16Spec, writeOnnxNet, writeTfjsNet } from '../test/fixtures/zoo/synthetic.js';
+import { vgg16Spec, writeOnnxNet, writeTfjsNet } from './synthetic.js';
 
 const root = path.resolve(__dirname, '..');
 const shared = path.resolve(root, '..', 'shared');
@@ -205,20 +206,10 @@ async function tfjsGroup(f: Forms, stock: LoadedModel, dac: LoadedModel, macs: [
 }
 
 async function ortGroup(f: Forms, decomposed: { name: string; model: LoadedModel; macs: number; accuracy: number | null; note?: string }[], batch: number, threads: number): Promise<Row[]> {
-  // Sessions made here rather than by src/runtime: with several sessions interleaved, pool threads
-  // that spin after a run hold the cores while the next session runs, so spinning is off.
+  // Sessions made here rather than by a src/runtime runner, which would time its NHWC -> NCHW transpose
+  // too; with src/runtime's options (spinning off: interleaved sessions would hold each other's cores).
   const sessions: ort.InferenceSession[] = [];
-  for (const d of decomposed) {
-    sessions.push(
-      await ort.InferenceSession.create((d.model as OnnxModel).bytes(), {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
-      }),
-    );
-  }
+  for (const d of decomposed) sessions.push(await ort.InferenceSession.create((d.model as OnnxModel).bytes(), ortSessionOptions(threads)));
   const [h, w, c] = f.onnx.inputShape;
   // A model with a fixed batch size runs the batch in calls of that size, as src/runtime does.
   const per = (f.onnx as OnnxModel).fixedBatch ?? batch;
@@ -366,7 +357,7 @@ async function main(): Promise<void> {
     }
   }
   const thisRun = `- This run (${MODELS.join(', ')}; batch ${BATCHES.join(', ')}; threads ${THREADS.join(', ')}; ${RUNTIMES.join(', ')})`;
-  info.push(`${thisRun}: ${((Date.now() - started) / 1000).toFixed(0)} s.`);
+  info.push(`${thisRun}: ${new Date(started).toISOString().slice(0, 16).replace('T', ' ')} UTC, ${((Date.now() - started) / 1000).toFixed(0)} s.`);
   fs.mkdirSync(outDir, { recursive: true });
   // A run of some models keeps the earlier results of the others.
   const previous = path.join(outDir, 'model.json');

@@ -6,9 +6,10 @@
 //            spatial and channel: uniform (one DAC rank / matching width scale, the least
 //            compression meeting the budget: the paper's setting) and automatic (--flops-saved);
 //   ablation (a) depthwise vs pointwise: which stage of DAC our changes act on, at uniform rank 3
-//            and 4: depthwise filters from the plain per-channel SVD (paper) or the weighted one
-//            (ours), pointwise stage U_r S_r / plain least squares (paper) or refitted under the
-//            input model (ours); no corrections in these four cells;
+//            and 4: depthwise filters from the plain per-channel SVD (the paper's, and ours) or the
+//            one weighted by the error model (our choice before), pointwise stage U_r S_r / plain
+//            least squares (paper) or refitted under the input model (ours); no corrections in
+//            these four cells;
 //   ablation (b) the paper's first-k vs last-k experiment: DAC rank 2 on the first or last k convs.
 // Accuracy is measured as bench/accuracy.ts does (its accuracyOf, uniformAtBudget). Writes
 // bench/results/paper.{md,json} and paper-table1.svg, paper-table2.svg, paper-ablation.svg.
@@ -22,10 +23,9 @@ import * as path from 'node:path';
 import { getBackend } from '../src/index.js';
 import type { LoadedModel } from '../src/formats/index.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
-import { layerModel, modelSet } from '../src/plan/error-model-set.js';
+import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
 import { mixTensor } from '../src/plan/error-model.js';
-import { FEATURE_CORRELATION } from '../src/plan/stats.js';
-import { maxRank } from '../src/cost.js';
+import { maxRank } from '../src/geometry.js';
 import type { ConvLayerInfo, DacReplacement, Method } from '../src/model/types.js';
 import { accuracyOf, loadTestSet, uniformAtBudget } from './accuracy.js';
 
@@ -139,9 +139,9 @@ async function main(): Promise<void> {
       const at = (mode: string, m: LoadedModel) => accuracy(m).then((acc) =>
         log({ part: 'a', mode, method: 'dac', policy: 'uniform', layer: null, rank: r, budget: null, flopsSaved: saved(oursPlan), accuracy: acc }));
       await at('paper dw + paper pw', model.apply(buildReplacements(model.convs, paperPlan, backend)));
-      await at('paper dw + ours pw', model.apply(cells.paperDepthwise));
-      await at('ours dw + paper pw', model.apply(cells.oursDepthwise));
-      await at('ours dw + ours pw', model.apply(buildReplacements(model.convs, oursPlan, backend, { biasCorrection: false, varianceCorrection: false })));
+      await at('paper dw + ours pw', model.apply(buildReplacements(model.convs, oursPlan, backend, { biasCorrection: false, varianceCorrection: false })));
+      await at('weighted dw + paper pw', model.apply(cells.weightedLeastSquares));
+      await at('weighted dw + ours pw', model.apply(cells.weightedRefit));
       await at('ours (corrected)', model.apply(buildReplacements(model.convs, oursPlan, backend)));
     }
   }
@@ -205,27 +205,32 @@ function partImages(res: Result, part: Row['part']): { images: number; baseline:
 }
 
 /**
- * The two mixed cells of the depthwise/pointwise ablation, from the plan's DAC
- * ranks: the paper's depthwise filters with the pointwise stage refitted under
- * our input model, and our (weighted) depthwise filters with the plain
+ * The cells of the depthwise/pointwise ablation with the weighted depthwise
+ * filters (our choice before 2026-12-03: per channel the top right singular
+ * vectors of the slice weighted by the following BatchNorm's scale and the
+ * modelled tap correlations, D W (Lh (x) Lw)), from the plan's DAC ranks: with
+ * the pointwise stage refitted under the plan's input model, and with the plain
  * least-squares pointwise stage (what U_r S_r is for orthonormal filters).
  */
 function stageAblation(convs: ConvLayerInfo[], plan: ModelPlan, backend: ReturnType<typeof getBackend>) {
-  const ours = buildReplacements(convs, plan, backend, { biasCorrection: false, varianceCorrection: false }) as DacReplacement[];
-  const set = modelSet(convs, { weighting: 'bn', spatialCorrelation: FEATURE_CORRELATION }, backend);
-  const paperDepthwise: DacReplacement[] = [];
-  const oursDepthwise: DacReplacement[] = [];
-  for (const rep of ours) {
-    const layer = convs.find((c) => c.name === rep.name)!;
+  const set = errorModelSet(convs, plan.errorModel, backend);
+  const weightedRefit: DacReplacement[] = [];
+  const weightedLeastSquares: DacReplacement[] = [];
+  for (const lp of plan.layers) {
+    if (lp.method !== 'dac') continue;
+    const layer = convs.find((c) => c.name === lp.name)!;
     const { n, c, kh, kw } = layer;
-    const r = rep.rank;
-    const plain = backend.decomposeDac(layer.weights, { n, c, kh, kw }, r, { context: { layer: layer.name } });
-    const lm = layerModel(set, layer, false);
-    const fit = lm.fitPointwise(mixTensor(backend, plain.depthwise, c * r, 1, kh, kw, null, lm.mh, lm.mw, null), r);
-    paperDepthwise.push({ ...rep, depthwise: Float32Array.from(fit.depthwise), pointwise: Float32Array.from(fit.pointwise), bias: layer.bias });
-    oursDepthwise.push({ ...rep, pointwise: leastSquaresPointwise(layer, rep.depthwise, r), bias: layer.bias });
+    const r = lp.rank;
+    const lm = layerErrorModel(set, layer, false);
+    const weighted = Float32Array.from(mixTensor(backend, layer.weights, n, c, kh, kw, null, lm.mh, lm.mw, (j) => lm.d[j]));
+    const filters = backend.decomposeDac(weighted, { n, c, kh, kw }, r, { context: { layer: layer.name } });
+    const fit = lm.fitPointwise(Float64Array.from(filters.depthwise), r);
+    const depthwise = Float32Array.from(fit.depthwise);
+    const base = { method: 'dac' as const, name: layer.name, rank: r, depthwise, bias: layer.bias };
+    weightedRefit.push({ ...base, pointwise: Float32Array.from(fit.pointwise) });
+    weightedLeastSquares.push({ ...base, pointwise: leastSquaresPointwise(layer, depthwise, r) });
   }
-  return { paperDepthwise, oursDepthwise };
+  return { weightedRefit, weightedLeastSquares };
 }
 
 /** Per input channel i, P_i = W_i F_i^T (F_i F_i^T)^-1: the best pointwise stage for fixed filters under the Frobenius norm. */
@@ -467,9 +472,10 @@ function markdown(res: Result): string {
     L.push(
       `On ${partImages(res, 'a').text}. ` +
       'Uniform DAC rank r on all convs but the first. Which stage carries the gain: the depthwise filters (plain per-channel ' +
-        'SVD = paper, or the SVD of the slices weighted by the following BatchNorm and the modelled tap correlations = ours) ' +
-        'and the pointwise stage (U_r S_r, i.e. plain least squares for the given filters = paper, or refitted under the ' +
-        'modelled input covariance = ours). The four cells carry no correction; the last row is the full default. ' +
+        'SVD = paper, also ours since 2026-12-03; or the SVD of the slices weighted by the following BatchNorm and the modelled ' +
+        'tap correlations = weighted, our choice before) and the pointwise stage (U_r S_r, i.e. plain least squares for the ' +
+        'given filters = paper, or refitted under the modelled input covariance = ours). The four cells carry no correction; ' +
+        'the last row is the full default (paper dw + ours pw + corrections). ' +
         '![Ablation](paper-ablation.svg)',
       '',
     );
@@ -481,12 +487,12 @@ function markdown(res: Result): string {
     L.push('');
     for (const r of ABLATION_RANKS) {
       const base = acc('paper dw + paper pw', r);
-      const dw = acc('ours dw + paper pw', r) - base;
+      const dw = acc('weighted dw + paper pw', r) - base;
       const pw = acc('paper dw + ours pw', r) - base;
-      const both = acc('ours dw + ours pw', r) - base;
+      const both = acc('weighted dw + ours pw', r) - base;
       L.push(
-        `- r=${r}: from the paper's ${fmt(base)}%, our depthwise alone ${dw >= 0 ? '+' : ''}${dw.toFixed(2)}, our pointwise alone ` +
-          `${pw >= 0 ? '+' : ''}${pw.toFixed(2)}, both ${both >= 0 ? '+' : ''}${both.toFixed(2)}, with the corrections ` +
+        `- r=${r}: from the paper's ${fmt(base)}%, the weighted depthwise alone ${dw >= 0 ? '+' : ''}${dw.toFixed(2)}, our pointwise alone ` +
+          `${pw >= 0 ? '+' : ''}${pw.toFixed(2)}, both ${both >= 0 ? '+' : ''}${both.toFixed(2)}, our default (paper dw + ours pw + corrections) ` +
           `${(acc('ours (corrected)', r) - base).toFixed(2)} points: the ${Math.abs(pw) > Math.abs(dw) ? 'pointwise' : 'depthwise'} stage carries more of it; ` +
           `the most accurate row is ${[...cells].sort((a, b) => acc(b, r) - acc(a, r))[0]} (${fmt(Math.max(...cells.map((c) => acc(c, r))))}%).`,
       );

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { loadModel } from '../src/formats/index.js';
 import { getBackend } from '../src/index.js';
 import { buildReplacements, planModel, type PlanOptions } from '../src/plan/index.js';
-import { vgg16Spec, writeTfjsNet } from '../test/fixtures/zoo/synthetic.js';
+import { vgg16Spec, writeTfjsNet } from './synthetic.js';
 
 const FASHION = path.resolve(__dirname, '..', '..', 'shared', 'models', 'fashion-vgg', 'tfjs');
 

@@ -7,44 +7,16 @@ import * as nodePath from 'node:path';
 import { modelCost, type ModelCost } from './cost.js';
 import { decomposeLoaded, type DecomposeResult, type ModelSettings } from './decompose-model.js';
 import { DacError } from './errors.js';
-import { detectFormat as detect, loadModel as load, type LoadOptions as FormatLoadOptions } from './formats/index.js';
-import type { LoadedModel } from './formats/model.js';
-import { OnnxModel, parseOnnx } from './formats/onnx/model.js';
-import { TfjsModel } from './formats/tfjs/model.js';
-import { GraphModel } from './formats/tfjs-graph/model.js';
+import { detectFormat as detect, GraphModel, loadModel as load, OnnxModel, parseOnnx, TfjsModel, type LoadedModel, type LoadOptions } from './formats/index.js';
 import { checkByteLimit, DEFAULT_MAX_MODEL_BYTES } from './io/limits.js';
 import type { ModelFormat } from './model/types.js';
 import { planModel, planOptionsFrom, type ModelPlan, type PlanOptions } from './plan/index.js';
 
-export { NOMINAL_FREE_SIZE, type LoadedModel } from './formats/model.js';
+export { NOMINAL_FREE_SIZE, type LoadedModel, type LoadOptions } from './formats/index.js';
 export type { DecomposeResult, DecomposeSettings, LayerReport, ModelSettings, Report } from './decompose-model.js';
 export type { ModelPlan, PlanMethod, PlanOptions } from './plan/index.js';
 export type { ModelCost } from './cost.js';
 export type { ConvLayerInfo, LayerPlan, Method, ModelFormat } from './model/types.js';
-
-/**
- * How a model is read. Restated from src/formats/index.ts rather than
- * re-exported: that module also re-exports the TF.js IO handler, whose types
- * name @tensorflow/tfjs (an optional peer), and the package's root types must
- * compile without it. LoadOptionsMatch below fails to compile when the two differ.
- */
-export interface LoadOptions {
-  /**
-   * Most bytes the model's files may take together (model.json and its
-   * shards, or the .onnx file); a model over it is refused with ETOOBIG
-   * before anything large is read. Default 2 GiB.
-   */
-  maxBytes?: number;
-  /**
-   * The input's [H, W] or [H, W, C], for models that declare free sizes
-   * (otherwise they are evaluated at NOMINAL_FREE_SIZE and costed per input
-   * pixel); must agree with every size the model does fix.
-   */
-  inputShape?: number[];
-}
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-type Assert<T extends true> = T;
-type LoadOptionsMatch = Assert<Same<keyof LoadOptions, keyof FormatLoadOptions> & Same<LoadOptions, FormatLoadOptions>>;
 
 /** The format a path holds (a folder or model.json: TF.js; .onnx: ONNX), or an error saying why it is neither. */
 export function detectFormat(file: string): ModelFormat {

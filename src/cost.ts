@@ -5,85 +5,28 @@
 // image (batch 1). Biases count as parameters, not as MACs.
 
 import { DacError } from './errors.js';
-import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from './model/types.js';
+import { checkLayerGeometry, checkRank, maxRank, spatialIntermediateSize, type ConvShape, type LayerGeometry } from './geometry.js';
+import type { LayerPlan, Method, OtherCost } from './model/types.js';
 
 export interface Cost {
   macs: number;
   params: number;
 }
 
-/** The geometry fields the accounting needs (a subset of ConvLayerInfo). */
-export type ConvShape = Pick<
-  ConvLayerInfo,
-  'name' | 'n' | 'c' | 'kh' | 'kw' | 'groups' | 'strides' | 'dilations' | 'pads' | 'inH' | 'inW' | 'outH' | 'outW'
-> & { bias?: Float32Array | null };
+/** What the accounting reads of a conv: its geometry and whether it has a bias. */
+export type CostedConv = LayerGeometry & { bias?: Float32Array | null };
 
-function checkInt(layer: ConvShape, field: string, value: number, min: number): void {
-  if (!Number.isInteger(value) || value < min) {
-    throw new DacError('EINVAL', `must be an integer >= ${min}, got ${value}`, { layer: layer.name, field });
-  }
-}
-
-function checkShape(layer: ConvShape): void {
-  for (const f of ['n', 'c', 'kh', 'kw', 'groups', 'inH', 'inW', 'outH', 'outW'] as const) {
-    checkInt(layer, f, layer[f], 1);
-  }
-  if (layer.c % layer.groups !== 0 || layer.n % layer.groups !== 0) {
-    throw new DacError('EINVAL', `groups ${layer.groups} must divide both c=${layer.c} and n=${layer.n}`, {
-      layer: layer.name,
-      field: 'groups',
-    });
-  }
-}
-
-function hasBias(layer: ConvShape): boolean {
+function hasBias(layer: CostedConv): boolean {
   return layer.bias !== undefined && layer.bias !== null;
 }
 
-/**
- * Output length of one spatial axis of a convolution; the spatial
- * decomposition needs it for its first stage, whose size differs from the
- * layer's input and output.
- */
-export function convOutputSize(
-  inSize: number,
-  kernel: number,
-  stride: number,
-  dilation: number,
-  padBefore: number,
-  padAfter: number,
-): number {
-  const span = dilation * (kernel - 1) + 1;
-  return Math.floor((inSize + padBefore + padAfter - span) / stride) + 1;
-}
-
 /** MACs and parameters of the original convolution. */
-export function convCost(layer: ConvShape): Cost {
-  checkShape(layer);
+export function convCost(layer: CostedConv): Cost {
+  checkLayerGeometry(layer);
   const perFilter = (layer.c / layer.groups) * layer.kh * layer.kw;
   return {
     macs: layer.outH * layer.outW * layer.n * perFilter,
     params: layer.n * perFilter + (hasBias(layer) ? layer.n : 0),
-  };
-}
-
-/** Largest meaningful rank (DAC) or width (spatial, channel) of a layer. */
-export function maxRank(layer: Pick<ConvShape, 'n' | 'c' | 'kh' | 'kw'>, method: Method): number {
-  switch (method) {
-    case 'dac':
-      return Math.min(layer.n, layer.kh * layer.kw);
-    case 'spatial':
-      return Math.min(layer.c * layer.kh, layer.n * layer.kw);
-    case 'channel':
-      return Math.min(layer.n, layer.c * layer.kh * layer.kw);
-  }
-}
-
-/** Output size of the kh x 1 stage of the spatial decomposition (it carries the vertical stride). */
-export function spatialIntermediateSize(layer: ConvShape): { h: number; w: number } {
-  return {
-    h: convOutputSize(layer.inH, layer.kh, layer.strides[0], layer.dilations[0], layer.pads[0], layer.pads[2]),
-    w: layer.inW,
   };
 }
 
@@ -96,22 +39,15 @@ export function spatialIntermediateSize(layer: ConvShape): { h: number; w: numbe
  * The bias (when the layer has one) moves to the last stage; `addBias` counts
  * one there for a bias-free layer (bias correction gives it one).
  */
-export function replacementCost(layer: ConvShape, method: Method, rank: number, addBias = false): Cost {
-  checkShape(layer);
+export function replacementCost(layer: CostedConv, method: Method, rank: number, addBias = false): Cost {
+  checkLayerGeometry(layer);
   if (layer.groups !== 1) {
     throw new DacError('EINVAL', `${method} replaces ungrouped convolutions only (groups=${layer.groups})`, {
       layer: layer.name,
       field: 'groups',
     });
   }
-  const max = maxRank(layer, method);
-  if (!Number.isInteger(rank) || rank < 1 || rank > max) {
-    const field = method === 'dac' ? 'rank' : 'width';
-    throw new DacError('EINVAL', `${method} ${field} must be an integer in 1..${max}, got ${rank}`, {
-      layer: layer.name,
-      field,
-    });
-  }
+  checkRank(rank, method, maxRank(layer, method), { layer: layer.name });
   const { n, c, kh, kw, outH, outW } = layer;
   const out = outH * outW;
   const bias = hasBias(layer) || addBias ? n : 0;
@@ -141,7 +77,7 @@ export function replacementCost(layer: ConvShape, method: Method, rank: number, 
  * (per output pixel, stride 1): DAC costs r*c*(kh*kw + n), channel costs
  * w*(c*kh*kw + n), spatial w*(c*kh + n*kw). Rounded, clamped to 1..max.
  */
-export function matchingWidth(layer: Pick<ConvShape, 'n' | 'c' | 'kh' | 'kw'>, method: Method, dacRank: number): number {
+export function matchingWidth(layer: ConvShape, method: Method, dacRank: number): number {
   const { n, c, kh, kw } = layer;
   const dac = dacRank * c * (kh * kw + n);
   let w: number;
@@ -171,7 +107,7 @@ export interface ModelCost {
  * method/rank it chose; layers it does not name, or keeps, at their original cost.
  */
 export function modelCost(
-  convs: ConvShape[],
+  convs: CostedConv[],
   other: OtherCost,
   plan?: { layers: Pick<LayerPlan, 'name' | 'method' | 'rank' | 'biasAdded'>[] },
 ): ModelCost {

@@ -87,9 +87,6 @@ export class DacError extends Error {
   }
 }
 
-/** File-system error codes that mean "the disk or its permissions refused", as opposed to a bug. */
-const IO_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE', 'EBUSY', 'ETXTBSY', 'EXDEV']);
-
 /**
  * Any thrown value as a DacError: a DacError as is, a file-system error as
  * EIO/EACCES/ENOENT naming the path, anything else as EINTERNAL (a bug).
@@ -100,7 +97,8 @@ export function toDacError(err: unknown, context: ErrorContext = {}): DacError {
   const msg = err instanceof Error ? err.message : String(err);
   if (e && typeof e.code === 'string' && typeof e.syscall === 'string') {
     const where = e.path ? ` ${e.path}` : '';
-    const code: DacErrorCode = e.code === 'ENOENT' ? 'ENOENT' : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'EACCES' : IO_ERRNOS.has(e.code) ? 'EIO' : 'EIO';
+    // Any other refusal of a system call (a full disk, too many open files, a busy file) is the disk's, not a bug.
+    const code: DacErrorCode = e.code === 'ENOENT' ? 'ENOENT' : e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EROFS' ? 'EACCES' : 'EIO';
     return new DacError(code, `cannot ${e.syscall}${where}: ${e.code}`, context);
   }
   return new DacError('EINTERNAL', `internal error (a bug; please report it): ${msg.split('\n')[0]}`, context);

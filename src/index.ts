@@ -5,15 +5,16 @@ import type { BackendName } from './backend/binding.js';
 import {
   type BatchLayer,
   type ChannelResult,
+  type DacOptions,
   type DacResult,
   type DecomposeOptions,
   type SpatialResult,
 } from './backend/backend.js';
 import { getBackend } from './backend/loader.js';
-import type { ConvShape } from './validate.js';
+import type { ConvShape } from './geometry.js';
 
 export type { BackendName } from './backend/binding.js';
-export type { ConvShape } from './validate.js';
+export type { ConvShape } from './geometry.js';
 export {
   Backend,
   matchingWidths,
@@ -23,6 +24,7 @@ export {
   type BackendInfo,
   type BatchLayer,
   type ChannelResult,
+  type DacOptions,
   type DacResult,
   type DecomposeOptions,
   type SpatialResult,
@@ -31,6 +33,25 @@ export {
 export { availableBackends, backendInfo, getBackend, type BackendReport } from './backend/loader.js';
 export { DAC_ERROR_KINDS, DacError, toDacError, type DacErrorCode, type DacErrorKind, type ErrorContext } from './errors.js';
 export * from './api.js';
+export {
+  benchModel,
+  convTotals,
+  DEFAULT_BENCH_PLAN,
+  LATENCY_TABLE_VERSION,
+  latencyMarkdown,
+  latencySvg,
+  planLatencies,
+  readLatencyTable,
+  RUNTIMES,
+  type BenchOptions,
+  type LatencyTable,
+  type LayerLatency,
+  type LayerTimes,
+  type RuntimeId,
+  type VariantTime,
+  type WholeModelTime,
+} from './latency/index.js';
+export type { TfjsBackendName } from './runtime/tfjs-backend.js';
 
 export interface BackendChoice {
   /** Force a backend; default: DAC_BACKEND, else native, else WASM. */
@@ -42,7 +63,7 @@ export function decomposeDac(
   weights: Float32Array,
   shape: ConvShape,
   rank: number,
-  opts: DecomposeOptions & BackendChoice = {},
+  opts: DacOptions & BackendChoice = {},
 ): DacResult {
   return getBackend(opts.backend).decomposeDac(weights, shape, rank, opts);
 }
@@ -50,7 +71,7 @@ export function decomposeDac(
 /** DAC decomposition of many convs in one call (native spreads them over threads). */
 export function decomposeDacBatch(
   layers: BatchLayer[],
-  opts: Omit<DecomposeOptions, 'layout'> & BackendChoice = {},
+  opts: Omit<DacOptions, 'layout'> & BackendChoice = {},
 ): DacResult[] {
   return getBackend(opts.backend).decomposeDacBatch(layers, opts);
 }

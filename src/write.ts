@@ -6,10 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from './errors.js';
-import { loadModel, type LoadOptions } from './formats/index.js';
-import type { LoadedModel } from './formats/model.js';
+import { loadModel, modelFiles, type LoadedModel, type LoadOptions, type ModelFiles } from './formats/index.js';
 import { MAX_JSON_BYTES, readFileBounded, resolveInside } from './io/limits.js';
-import { placeOutput, preflightOutput, type FileHash, type OutputKind, type OutputSpec } from './io/output.js';
+import { acquireLock } from './io/lock.js';
+import { outputLockPath, placeOutput, preflightOutput, type FileHash, type OutputKind, type OutputSpec } from './io/output.js';
 
 /** Where the report goes by default: inside a TF.js folder, `<name>.report.json` beside an .onnx file. */
 export function defaultReportPath(kind: OutputKind, output: string): string {
@@ -53,6 +53,8 @@ export interface WritePlan {
   spec: OutputSpec;
   /** Where the report goes (null: none). */
   report: string | null;
+  /** Gives up the output's lock; the caller calls it when done, whether or not the write happened. */
+  release(): void;
 }
 
 export interface PrepareOptions {
@@ -70,13 +72,20 @@ export interface PrepareOptions {
    * the zoo; the input files themselves are refused either way.
    */
   requireOwnedFolder?: boolean;
+  /**
+   * Lock the output until release() (default true), so a second run writing
+   * to it fails at once, naming the first. Off for a zoo job: its run holds
+   * the lock of the whole output folder.
+   */
+  lock?: boolean;
 }
 
 /**
  * Checks, before any work, that the output and report can be written:
  * neither is, contains, or lies inside an input (real paths, hard links),
  * they do not clash with each other, what exists there was written by dac,
- * and the folders are writable. Throws a DacError naming the path.
+ * and the folders are writable; and locks the output first. Throws a
+ * DacError naming the path (ELOCKED: another run is writing it).
  */
 export function prepareWrite(o: PrepareOptions): WritePlan {
   if (o.kind === 'file' && !/\.onnx$/i.test(o.output)) {
@@ -97,8 +106,22 @@ export function prepareWrite(o: PrepareOptions): WritePlan {
     refuseInInputFolder: o.requireOwnedFolder ?? true,
     names,
   };
-  preflightOutput(spec);
-  return { spec, report };
+  if (o.lock === false) {
+    preflightOutput(spec);
+    return { spec, report, release: () => undefined };
+  }
+  // The lock first: while another run writes here, what it has written so far is no reason to give.
+  const file = outputLockPath(spec);
+  // Only this user's runs lock there, so nobody else can plant a lock that blocks them.
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const lock = acquireLock(file, { subject: o.output, holder: 'dac run writing it' }, { field: 'output' });
+  try {
+    preflightOutput(spec);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+  return { spec, report, release: () => lock.release() };
 }
 
 export interface WrittenOutput {
@@ -107,20 +130,11 @@ export interface WrittenOutput {
   report: string | null;
 }
 
-interface Writable {
-  outputFiles?(): Map<string, Uint8Array | string>;
-  bytes?(): Uint8Array;
-}
-
-/** The model's files by name, and the one renamed last (what a reader opens). */
-function modelFiles(model: LoadedModel, plan: WritePlan): { files: Map<string, Uint8Array | string>; commit: string } {
-  const w = model as unknown as Writable;
-  if (plan.spec.kind === 'folder' && typeof w.outputFiles === 'function') return { files: w.outputFiles(), commit: 'model.json' };
-  if (plan.spec.kind === 'file' && typeof w.bytes === 'function') {
-    const name = path.basename(plan.spec.target);
-    return { files: new Map([[name, w.bytes()]]), commit: name };
-  }
-  throw new DacError('EUNSUPPORTED', `cannot write a ${model.format} model as a ${plan.spec.kind}`, { model: model.path, field: 'output' });
+/** The model's files for the planned output (a folder or one file). */
+function filesOf(model: LoadedModel, plan: WritePlan): ModelFiles {
+  const out = modelFiles(model, plan.spec.kind, path.basename(plan.spec.target));
+  if (!out) throw new DacError('EUNSUPPORTED', `cannot write a ${model.format} model as a ${plan.spec.kind}`, { model: model.path, field: 'output' });
+  return out;
 }
 
 /**
@@ -159,7 +173,7 @@ export interface WriteOptions {
  * old output or the new one, whole, at every instant.
  */
 export async function writeDecomposed(plan: WritePlan, model: LoadedModel, report: object | null, opts: WriteOptions = {}): Promise<WrittenOutput> {
-  const { files, commit } = modelFiles(model, plan);
+  const { files, commit } = filesOf(model, plan);
   const reportText = plan.report && report ? `${JSON.stringify(report, null, 2)}\n` : undefined;
   const placed = await placeOutput(
     { ...plan.spec, report: reportText === undefined ? undefined : plan.spec.report },

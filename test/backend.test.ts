@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { availableBackends, backendInfo, getBackend } from '../src/index.js';
+import { availableBackends, Backend, backendInfo, getBackend } from '../src/index.js';
+import { checkContract, OP_NAMES } from '../src/backend/binding.js';
+import { loadedAddon } from '../src/backend/native.js';
 import { mulberry32 } from '../src/random.js';
 
 const root = path.resolve(__dirname, '..');
@@ -38,6 +40,51 @@ t.test('backendInfo says which backend runs, its ISA and kernels', async (t) => 
     const i = b.info();
     t.equal(i.backend, b.name);
     if (b.name === 'wasm') t.match(i.isa, /^wasm32/);
+  }
+});
+
+t.test('every kernel family lists its variants, ref first and the default last', async (t) => {
+  for (const b of availableBackends()) {
+    const k = b.info().kernels;
+    for (const [list, best] of [[k.dwpwVariants, k.dwpw], [k.conv2dVariants, k.conv2d], [k.dacVariants, k.dac]] as const) {
+      t.equal(list[0], 'ref', `${b.name}: ${list.join(',')}`);
+      t.equal(list[list.length - 1], best, `${b.name}: the default is the last`);
+    }
+  }
+});
+
+t.test('a binary whose op tables differ from OPS is refused, naming the field', async (t) => {
+  const native = availableBackends().find((b) => b.name === 'native');
+  if (!native || !loadedAddon) return t.pass('no native addon here');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const tables = (require(loadedAddon) as { contract(): string[] }).contract();
+  const layouts = checkContract(tables);
+  t.same(Object.keys(layouts).sort(), [...OP_NAMES].sort(), 'every op of OPS is in the binary');
+  for (const op of OP_NAMES) {
+    for (const f of layouts[op].fields) {
+      if (!(f.offset >= 0 && f.offset < layouts[op].size && f.lengthOffset < layouts[op].size)) t.fail(`${op}.${f.name} lies outside its struct`);
+    }
+  }
+  const edit = (from: string, to: string) => tables.map((x) => x.replace(from, to));
+  t.throws(() => checkContract(edit(';rank 0 ', ';rank 1 ')), /out of date: decomposeDac\.rank is missing or of another kind/);
+  t.throws(() => checkContract(edit('gemm ', 'gemm2 ')), /out of date: no gemm/);
+  t.throws(() => checkContract(edit(';ridge ', ';ridge 1 0 -1;alpha ')), /cholesky has fields alpha/);
+});
+
+t.test('an error from the core leaves Backend as one DacError with its context', async (t) => {
+  for (const b of availableBackends()) {
+    const failing = new Backend({
+      ...b.binding,
+      gemm: () => {
+        throw new Error('gemm: out of memory for the product');
+      },
+    });
+    const I = Float64Array.from([1, 0, 0, 1]);
+    t.throws(() => failing.matmul(I, I, 2, 2, 2, { context: { model: 'm', layer: 'conv1' } }), {
+      name: 'DacError',
+      code: 'EKERNEL',
+      message: /model m, layer conv1: gemm: out of memory for the product/,
+    }, `${b.name}: EKERNEL with the caller's context`);
   }
 });
 

@@ -14,6 +14,7 @@ import { encodeIdx, normalizeImages, readIdxImages, readIdxLabels } from '../src
 import { loadModel } from '../src/formats/index.js';
 import { decodeModel, encodeModel } from '../src/formats/onnx/schema.js';
 import { demoImages, demoLabels, demoModel, hashTree, root, seededValues, tempDir, vggOnnx } from './fixtures/util.js';
+import { randomSpec, writeTfjsNet } from '../bench/synthetic.js';
 
 const tmp = tempDir('cli');
 
@@ -342,6 +343,24 @@ t.test('zoo --help documents every zoo flag; --max-model-mb refuses a model befo
   t.match(bad.stderr, /--max-model-mb must be a number > 0/);
   t.equal(missingParent.status, 0, `-o creates missing parent folders (${missingParent.stderr})`);
   t.ok(fs.existsSync(path.join(tmp, 'no-such-folder', 'deeper', 'x.report.json')), 'with the report beside the model');
+});
+
+t.test('zoo --quiet prints only the failed models, on stderr; --json prints the summary', async (t) => {
+  const zoo = path.join(tmp, 'quiet-zoo');
+  writeTfjsNet(path.join(zoo, 'good'), randomSpec('good', 3), 3);
+  fs.mkdirSync(path.join(zoo, 'bad'), { recursive: true });
+  fs.writeFileSync(path.join(zoo, 'bad', 'model.json'), '{');
+  const [quiet, json] = await Promise.all(
+    ['--quiet', '--json'].map((flag) => dacAsync('zoo', zoo, '-o', path.join(tmp, `zoo-out${flag}`), '--energy', '0.9', '--jobs', '1', flag)),
+  );
+  t.equal(quiet.status, 1, '--quiet: exit 1, a model failed');
+  t.equal(quiet.stdout, '', '--quiet: nothing on stdout');
+  t.match(quiet.stderr, /^dac zoo: failed bad\/model\.json: [^\n]+\n$/, `--quiet: one line on stderr, the failed model (${quiet.stderr.trim()})`);
+  t.equal(json.status, 1, '--json: exit 1 too');
+  t.equal(json.stderr, '', '--json: no progress on stderr');
+  const summary = JSON.parse(json.stdout);
+  t.same(summary, JSON.parse(fs.readFileSync(path.join(tmp, 'zoo-out--json', 'summary.json'), 'utf8')), '--json: the summary as summary.json holds it');
+  t.same([summary.counts.ok, summary.counts.failed], [1, 1]);
 });
 
 t.test('decompose and zoo read their shared flags with one settingsFrom', async (t) => {

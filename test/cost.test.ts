@@ -3,17 +3,9 @@
 // 1x7 kernels, groups; every replacement method, including the spatial first
 // stage that runs at its own (vertically strided, horizontally full) size.
 import t from 'tap';
-import {
-  convCost,
-  convOutputSize,
-  matchingWidth,
-  maxRank,
-  modelCost,
-  replacementCost,
-  spatialIntermediateSize,
-  type ConvShape,
-} from '../src/cost.js';
+import { convCost, matchingWidth, modelCost, replacementCost, type CostedConv } from '../src/cost.js';
 import { DacError } from '../src/errors.js';
+import { convOutputSize, maxRank, spatialIntermediateSize } from '../src/geometry.js';
 import { matchingWidths } from '../src/index.js';
 
 interface Geo {
@@ -31,7 +23,7 @@ interface Geo {
   bias?: boolean;
 }
 
-function conv(g: Geo): ConvShape {
+function conv(g: Geo): CostedConv {
   const strides = g.strides ?? [1, 1];
   const dilations = g.dilations ?? [1, 1];
   const pads = g.pads ?? [0, 0, 0, 0];

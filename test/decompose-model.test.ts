@@ -4,12 +4,12 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { decomposeLoaded, replacementError, type DecomposeSettings } from '../src/decompose-model.js';
+import { decomposeLoaded, type DecomposeSettings } from '../src/decompose-model.js';
 import { getBackend } from '../src/backend/loader.js';
 import { availableBackends } from '../src/index.js';
 import { loadModel } from '../src/formats/index.js';
 import { loadTf } from '../src/runtime/index.js';
-import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
+import { reconstructWeights, relativeError, replacementError } from '../src/model/reconstruct.js';
 import type { LayerReplacement } from '../src/model/types.js';
 import { biasFreeModel, saveModel } from './fixtures/tfjs-models.js';
 import { seededValues, tempDir } from './fixtures/util.js';
@@ -90,4 +90,20 @@ t.test('bias-free convs + BatchNorm (depthwise after BN too): default options wo
       t.equal(r.report.params.after - noCorrection.report.params.after, n, `${label}: exactly the added biases differ`);
     }
   }
+});
+
+t.test('a planner failure that is not a DacError is a bug (EINTERNAL naming the model), not bad input', async (t) => {
+  const m = await loadModel(await tfjsFixture('bias-free', biasFreeModel));
+  // Every call into this backend fails the way a bug would: an untyped TypeError.
+  const broken = new Proxy(getBackend(), {
+    get(b, key) {
+      const v = Reflect.get(b, key);
+      return typeof v === 'function'
+        ? () => {
+            throw new TypeError('boom');
+          }
+        : v;
+    },
+  });
+  t.throws(() => decomposeLoaded(m, { method: 'dac', energy: 0.9 }, broken), { name: 'DacError', code: 'EINTERNAL', kind: 'internal', model: m.path, message: /internal error .*boom/ });
 });

@@ -16,7 +16,7 @@ import {
   weightAt,
   type Layout,
   type Shape,
-} from './reference/svd.js';
+} from '../bench/reference-svd.js';
 import { seededValues } from './fixtures/util.js';
 
 const backends = availableBackends();
@@ -120,6 +120,29 @@ for (const b of backends) {
         `${name}: HWIO (threads 2) equals OIHW`,
       );
     }
+  });
+
+  t.test(`${b.name}: every DAC kernel variant can be forced and matches the reference`, async (t) => {
+    const { dac, dacVariants } = b.info().kernels;
+    t.equal(dacVariants[0], 'ref', 'the list starts with ref');
+    t.equal(dacVariants[dacVariants.length - 1], dac, 'the default is the last');
+    for (const variant of dacVariants) {
+      for (const { shape, rank, seed } of dacCases) {
+        const w = seededValues(sizeOf(shape), seed);
+        const ref = referenceDac(w, shape, rank);
+        const got = b.decomposeDac(w, shape, rank, { variant });
+        const name = `${variant} ${shapeText(shape)} r=${rank}`;
+        if (!(relDiff(got.singular, ref.singular) < TOL && relDiff(got.depthwise, ref.depthwise) < TOL && relDiff(got.pointwise, ref.pointwise) < TOL)) {
+          t.fail(`${name}: differs from the reference`);
+        }
+      }
+      const layers = dacCases.slice(0, 3).map(({ shape, rank, seed }) => ({ weights: seededValues(sizeOf(shape), seed), shape, rank }));
+      const batch = b.decomposeDacBatch(layers, { variant, threads: 2 });
+      layers.forEach((l, i) => t.same(batch[i].depthwise, b.decomposeDac(l.weights, l.shape, l.rank, { variant }).depthwise, `${variant}: batch layer ${i}`));
+    }
+    const w = seededValues(8 * 3 * 9, 4);
+    t.throws(() => b.decomposeDac(w, { n: 8, c: 3, kh: 3, kw: 3 }, 2, { variant: 'mmx' }), /field variant: variant must be one of ref/);
+    t.throws(() => b.binding.decomposeDac({ weights: w, layout: 0, n: 8, c: 3, kh: 3, kw: 3, rank: 2, depthwise: new Float32Array(54), pointwise: new Float32Array(48), singular: null, threads: 1, variant: 'mmx' }), /variant 'mmx' is not available/, 'C++ refuses an unknown variant too');
   });
 
   t.test(`${b.name}: DAC at full rank reconstructs the weights`, async (t) => {

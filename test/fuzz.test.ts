@@ -12,10 +12,12 @@ import t from 'tap';
 import { DacError } from '../src/errors.js';
 import { decodeModel, encodeModel, type ModelProto, type TensorProto } from '../src/formats/onnx/schema.js';
 import { availableBackends } from '../src/index.js';
-import type { InspectRequest, ZooSettings } from '../src/zoo/job.js';
-import { checkDims, readFileBounded, resolveInside, topoOrder } from '../src/io/limits.js';
+import type { ModelSettings } from '../src/decompose-model.js';
+import { ISOLATED_WORKER, type ProbeRequest } from './helpers/isolated.js';
+import { checkDims, readFileBounded, resolveInside } from '../src/io/limits.js';
+import { topoOrder } from '../src/model/graph.js';
 import { WorkerPool } from '../src/zoo/pool.js';
-import { onnxNet, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
+import { onnxNet, writeOnnxNet, writeTfjsNet, type NetSpec } from '../bench/synthetic.js';
 import { mulberry32 } from '../src/random.js';
 
 const SEED = Number(process.env.DAC_FUZZ_SEED ?? 20190107);
@@ -39,7 +41,7 @@ type Outcome =
 interface FuzzCase {
   name: string;
   group: string;
-  request: { kind: 'inspect'; payload: InspectRequest } | { kind: 'call'; payload: { fn: string; args: unknown[] } };
+  request: { kind: 'probe'; payload: ProbeRequest } | { kind: 'call'; payload: { fn: string; args: unknown[] } };
   /** For API calls: what a correct implementation must do with these arguments. */
   expect?: { valid: boolean; lengths?: Record<string, number> };
 }
@@ -54,7 +56,7 @@ const caseDir = (): string => {
   return d;
 };
 
-const decompose: ZooSettings = { method: 'dac', rank: 2 };
+const decompose: ModelSettings = { method: 'dac', rank: 2 };
 
 /** What a case must end in when that is clear: the input is fine (true) or must be refused (false). */
 type Verdict = boolean | undefined;
@@ -73,7 +75,7 @@ function inspectCase(group: string, name: string, file: string, format: 'tfjs' |
     group,
     name,
     // Straight to loadModel: the readers themselves must refuse what is wrong.
-    request: { kind: 'inspect', payload: { path: file, maxModelBytes: MAX_MODEL_BYTES, ...extra } },
+    request: { kind: 'probe', payload: { path: file, maxModelBytes: MAX_MODEL_BYTES, ...extra } },
     expect: valid === undefined ? undefined : { valid },
   };
 }
@@ -636,7 +638,7 @@ for (let i = 0; i < count(10); i++) {
 
 
 t.test('fuzz: every case ends fine or in a DacError, never a crash, hang or untyped error', { skip: backendNames.length === 0 ? 'no backend built' : false }, async (tt) => {
-  const pool = new WorkerPool({ size: Math.min(2, os.availableParallelism()), timeoutMs: CASE_TIMEOUT_MS });
+  const pool = new WorkerPool({ size: Math.min(2, os.availableParallelism()), timeoutMs: CASE_TIMEOUT_MS }, ISOLATED_WORKER);
   const outcomes = new Map<FuzzCase, Outcome>();
   try {
     await Promise.all(
@@ -667,7 +669,7 @@ t.test('fuzz: every case ends fine or in a DacError, never a crash, hang or unty
       const o = outcomes.get(c)!;
       if (o.kind === 'ok' || o.kind === 'rejected') tally[o.kind]++;
       const show = o.kind === 'ok' ? 'ok' : o.kind === 'untyped' ? `${o.name}: ${o.message}` : `${o.kind}: ${o.message}`;
-      const where = c.request.kind === 'inspect' ? ` [${path.relative(work, c.request.payload.path)}]` : '';
+      const where = c.request.kind === 'probe' ? ` [${path.relative(work, c.request.payload.path)}]` : '';
       if (o.kind === 'crash' || o.kind === 'hang' || o.kind === 'untyped') bad.push(`${c.name}${where} -> ${show.slice(0, 300)}`);
       else if (c.expect?.valid === true && o.kind !== 'ok') bad.push(`${c.name} -> should work, got ${show.slice(0, 300)}`);
       else if (c.expect?.valid === false && o.kind === 'ok') bad.push(`${c.name} -> should be rejected, but worked`);

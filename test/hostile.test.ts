@@ -254,6 +254,35 @@ t.test(`kill -9 at ${killCases.length} points: every output old or new, whole; a
   t.equal(torn, 0, '0 torn outputs');
 });
 
+t.test('two decompose runs into one -o: the second fails at once naming the first; a killed one leaves its lock to the next', async (t) => {
+  const dir = path.join(work, 'lock');
+  const input = path.dirname(tfjsNet(path.join(dir, 'in')));
+  const out = path.join(dir, 'out');
+  const args = ['decompose', input, '-o', out, '--rank', '2', '--quiet'];
+  // The first run, paused at its first write step: it holds the output's lock and has staged its files.
+  const first = spawn(process.execPath, ['--import', tsx, cli, ...args], { cwd: root, env: { ...process.env, DAC_TEST_PAUSE_AT: '1' } });
+  const closed = new Promise<void>((resolve) => first.on('close', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let stderr = '';
+    first.stderr.on('data', (d) => {
+      stderr += d;
+      if (/dac-test: paused at step 1 /.test(stderr)) resolve();
+    });
+    first.on('close', (code) => reject(new Error(`the first run exited (${code}) before pausing: ${stderr.trim()}`)));
+  });
+  const during = snapshot(dir);
+  const second = await dacInProcess(args);
+  t.equal(second.code, 1, 'the second run fails');
+  t.match(second.stderr, new RegExp(`^dac decompose: field output: ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by another dac run writing it \\(pid ${first.pid} on `), `naming the first: ${second.stderr.trim()}`);
+  t.same(snapshot(dir), during, 'having touched nothing');
+  first.kill('SIGKILL');
+  await closed;
+  const third = await dacInProcess(args);
+  t.equal(third.code, 0, `the lock of a run that is gone is taken over (${third.stderr.trim()})`);
+  t.ok(verifyOutput({ target: out, kind: 'folder' }), 'and the output is written whole');
+  t.same([...snapshot(dir).keys()].filter((k) => leftover(path.basename(k))), [], 'no leftovers of the killed run');
+});
+
 t.test('the read-only folder case', { skip: isRoot ? 'running as root: permission bits do not stop a write (the unwritable cases use a path below a file instead)' : false }, async (t) => {
   t.pass('covered by the generated cases when not root');
 });

@@ -15,16 +15,7 @@ import {
   type Nhwc,
   type Padding,
 } from '../src/kernels.js';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) / 2 ** 32) * 2 - 1;
-  };
-}
+import { signedUniform } from '../src/random.js';
 
 function randomArray(n: number, next: () => number): Float32Array {
   const a = new Float32Array(n);
@@ -166,7 +157,7 @@ function cases(): Case[] {
   ];
   const pads: Padding[] = ['same', 'valid', [2, 0, 1, 3]];
   const acts: Activation[] = ['none', 'relu', 'relu6'];
-  const next = rng(20240611);
+  const next = signedUniform(20240611);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(((next() + 1) / 2) * a.length) % a.length];
   const out: Case[] = [];
   for (let i = 0; out.length < 36; i++) {
@@ -219,7 +210,7 @@ for (const backend of backends) {
   t.test(`${backend.name}: fused kernel, every variant, against the reference and the two-step layer`, async (t) => {
     let seed = 1;
     for (const k of cases()) {
-      const next = rng(seed++);
+      const next = signedUniform(seed++);
       const x = randomArray(k.batch * k.h * k.w * k.c, next);
       const T = k.kh * k.kw;
       const dw = randomArray(k.c * k.rank * T, next);
@@ -273,7 +264,7 @@ for (const backend of backends) {
   t.test(`${backend.name}: dense conv, every variant, against the reference`, async (t) => {
     let seed = 1000;
     for (const k of cases()) {
-      const next = rng(seed++);
+      const next = signedUniform(seed++);
       const x = randomArray(k.batch * k.h * k.w * k.c, next);
       const w = randomArray(k.n * k.c * k.kh * k.kw, next);
       const bias = k.bias ? randomArray(k.n, next) : null;
@@ -297,7 +288,7 @@ for (const backend of backends) {
   });
 
   t.test(`${backend.name}: a DAC decomposition at full rank runs as the original layer`, async (t) => {
-    const next = rng(77);
+    const next = signedUniform(77);
     const shape = { n: 12, c: 5, kh: 3, kw: 3 };
     const w = randomArray(shape.n * shape.c * 9, next);
     const x = randomArray(2 * 9 * 8 * shape.c, next);
@@ -310,7 +301,7 @@ for (const backend of backends) {
   });
 
   t.test(`${backend.name}: weights changed in place between calls are picked up`, async (t) => {
-    const next = rng(5);
+    const next = signedUniform(5);
     const shape = { n: 20, c: 9, kh: 3, kw: 3 };
     const x = randomArray(1 * 6 * 7 * 9, next);
     const dw = randomArray(9 * 2 * 9, next);

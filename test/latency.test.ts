@@ -111,6 +111,17 @@ t.test('benchModel: every conv, every rank, every runtime; consistent ratios; wh
   t.ok(table.machine.cores >= 1 && table.machine.loadStart.length === 3, 'machine and load recorded');
 });
 
+t.test('a TF.js graph model runs whole in tfjs: original, stock and DacConv2D op nodes', async (t) => {
+  const { fusedGraph } = await import('./fixtures/graph-models.js');
+  const model = await loadModel(fusedGraph(path.join(dir, 'graph')));
+  const table = await benchModel(model, { reps: 1, runtimes: ['tfjs'], methods: ['dac'], layers: ['c1'], plan: { method: 'dac', rank: 2 } });
+  t.same(
+    table.whole.filter((w) => w.ms !== null).map((w) => w.variant),
+    ['original', 'decomposed', 'decomposed (DacConv2D)'],
+    'all three variants ran',
+  );
+});
+
 t.test('dac bench on an ONNX model (dilation, asymmetric pads, a depthwise conv): files and whole model in ort', async (t) => {
   const out = path.join(dir, 'bench-onnx');
   const stdout: string[] = [];

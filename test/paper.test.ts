@@ -1,18 +1,19 @@
 // `paper: true` / `--paper`: the decompositions exactly as published, checked
-// against the TypeScript reference SVD (test/reference/svd.ts), with the
+// against the TypeScript reference SVD (bench/reference-svd.ts), with the
 // original bias, planned under the plain weight error, and reported as such.
 import t from 'tap';
 import { availableBackends } from '../src/index.js';
 import { DacError } from '../src/errors.js';
-import { convOutputSize } from '../src/cost.js';
+import { convOutputSize } from '../src/geometry.js';
 import { buildReplacements, planModel } from '../src/plan/index.js';
 import { explainPlan } from '../src/plan/explain.js';
-import { decomposeLoaded, replacementError } from '../src/decompose-model.js';
+import { decomposeLoaded } from '../src/decompose-model.js';
+import { replacementError } from '../src/model/reconstruct.js';
 import { loadModel } from '../src/formats/index.js';
 import { settingsFrom } from '../src/cli/settings.js';
 import { UsageError } from '../src/cli/common.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, Method } from '../src/model/types.js';
-import { referenceChannel, referenceDac, referenceSpatial } from './reference/svd.js';
+import { referenceChannel, referenceDac, referenceSpatial } from '../bench/reference-svd.js';
 import { demoModel, seededValues, vggOnnx } from './fixtures/util.js';
 
 const backends = availableBackends();

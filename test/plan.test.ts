@@ -7,11 +7,12 @@
 import t, { type Test } from 'tap';
 import { availableBackends, getBackend } from '../src/index.js';
 import { DacError } from '../src/errors.js';
-import { convCost, convOutputSize, maxRank, modelCost, replacementCost } from '../src/cost.js';
+import { convCost, modelCost, replacementCost } from '../src/cost.js';
+import { convOutputSize, maxRank } from '../src/geometry.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
 import { jacobiEigen, kron } from '../src/plan/linalg.js';
-import { layerModel, modelSet } from '../src/plan/error-model-set.js';
+import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
 import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
 import { LayerErrorModel } from '../src/plan/error-model.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
@@ -474,11 +475,11 @@ t.test('replacements are built under the plan\'s error model (every backend)', {
       const plan = planModel(convs, other, { method, ranks }, backend);
       const reps = buildReplacements(convs, plan, backend, { biasCorrection: false, varianceCorrection: false });
       t.equal(reps.length, eligible.length, `${backend.name} ${method}: one replacement per decomposed layer`);
-      const set = modelSet(convs, plan.errorModel, backend);
+      const set = errorModelSet(convs, plan.errorModel, backend);
       for (const rep of reps) {
         const layer = convs.find((c) => c.name === rep.name)!;
         const lp = plan.layers.find((x) => x.name === rep.name)!;
-        const model = layerModel(set, layer, false);
+        const model = layerErrorModel(set, layer, false);
         const approx = reconstructWeights(rep, layer);
         const delta = Float32Array.from(layer.weights, (v, q) => v - approx[q]);
         const dd = (e: Float64Array) => e.reduce((s, x, j) => s + model.d[j] * model.d[j] * x, 0);

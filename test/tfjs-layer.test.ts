@@ -10,18 +10,9 @@ import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { availableBackends, DacError } from '../src/index.js';
 import { DacConv2D, dacConv2d, fromSeparableKernels, toSeparableKernels } from '../src/tfjs-layer/dac-conv2d-layer.js';
+import { signedUniform } from '../src/random.js';
 
 const root = path.resolve(__dirname, '..');
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) / 2 ** 32) * 2 - 1;
-  };
-}
 
 function randomArray(n: number, next: () => number): Float32Array {
   const a = new Float32Array(n);
@@ -72,7 +63,7 @@ t.before(async () => {
 });
 
 t.test('kernel layout conversions are inverse', async (t) => {
-  const next = rng(3);
+  const next = signedUniform(3);
   const shape = { n: 7, c: 4, kh: 3, kw: 2 };
   const depthwiseKernel = randomArray(3 * 2 * 4 * 3, next);
   const pointwiseKernel = randomArray(4 * 3 * 7, next);
@@ -89,7 +80,7 @@ for (const backend of availableBackends()) {
   t.test(`${backend.name}: DacConv2D matches stock TF.js ops and SeparableConv2D`, async (t) => {
     let seed = 10;
     for (const s of specs) {
-      const next = rng(seed++);
+      const next = signedUniform(seed++);
       const x = tf.tensor4d(randomArray(2 * s.h * s.w * s.c, next), [2, s.h, s.w, s.c]);
       const dk = tf.tensor4d(randomArray(s.k[0] * s.k[1] * s.c * s.r, next), [s.k[0], s.k[1], s.c, s.r]);
       const pk = tf.tensor4d(randomArray(s.c * s.r * s.n, next), [1, 1, s.c * s.r, s.n]);
@@ -133,7 +124,7 @@ for (const backend of availableBackends()) {
   });
 
   t.test(`${backend.name}: setWeights is picked up by the next call`, async (t) => {
-    const next = rng(42);
+    const next = signedUniform(42);
     const s = specs[0];
     const layer = new DacConv2D({ filters: s.n, kernelSize: 3, depthMultiplier: 2, padding: 'same', backend: backend.name });
     const x = tf.tensor4d(randomArray(s.h * s.w * s.c, next), [1, s.h, s.w, s.c]);
@@ -156,7 +147,7 @@ for (const backend of availableBackends()) {
 
 /** A small model: conv -> DacConv2D -> global pooling. */
 function model(seed: number): tf.LayersModel {
-  const next = rng(seed);
+  const next = signedUniform(seed);
   const input = tf.input({ shape: [10, 9, 3] });
   const conv = tf.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu' });
   const dac = dacConv2d({ filters: 12, kernelSize: 3, depthMultiplier: 3, padding: 'same', strides: 2, activation: 'relu', name: 'dac_block2' });
@@ -179,7 +170,7 @@ async function artifactsOf(m: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
 
 t.test('a model with DacConv2D saves and loads back', async (t) => {
   const m = model(7);
-  const x = tf.tensor4d(randomArray(2 * 10 * 9 * 3, rng(8)), [2, 10, 9, 3]);
+  const x = tf.tensor4d(randomArray(2 * 10 * 9 * 3, signedUniform(8)), [2, 10, 9, 3]);
   const y = (m.predict(x) as tf.Tensor).dataSync();
   const art = await artifactsOf(m);
   const topology = JSON.stringify(art.modelTopology);
@@ -201,7 +192,7 @@ t.test('a model with DacConv2D saves and loads back', async (t) => {
 
 t.test('a fresh Node program that imports us loads the saved model', async (t) => {
   const m = model(11);
-  const xData = randomArray(1 * 10 * 9 * 3, rng(12));
+  const xData = randomArray(1 * 10 * 9 * 3, signedUniform(12));
   const y = (m.predict(tf.tensor4d(xData, [1, 10, 9, 3])) as tf.Tensor).dataSync();
   const art = await artifactsOf(m);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-'));
@@ -294,7 +285,7 @@ t.test('dac decompose --tfjs-layer dac: DacConv2D layers that stock tf.loadLayer
   for (const c of cases) {
     const src = path.join(dir, `${c.name}-in`);
     await saveModel(c.model, src);
-    const xData = randomArray(c.shape.reduce((a, b) => a * b, 1), rng(77));
+    const xData = randomArray(c.shape.reduce((a, b) => a * b, 1), signedUniform(77));
     const xFile = path.join(dir, `${c.name}-x.json`);
     fs.writeFileSync(xFile, JSON.stringify(Array.from(xData)));
     const want = (c.model.predict(tf.tensor4d(xData, c.shape as [number, number, number, number])) as tf.Tensor).dataSync();
@@ -339,7 +330,7 @@ t.test('--tfjs-layer dac keeps the original weight encoding (uint8, uint16, floa
   const m = oneChannelModel();
   const src = path.join(dir, 'float');
   await saveModel(m, src);
-  const xData = randomArray(13 * 13, rng(5));
+  const xData = randomArray(13 * 13, signedUniform(5));
   const xFile = path.join(dir, 'x.json');
   fs.writeFileSync(xFile, JSON.stringify(Array.from(xData)));
   const floatOut = runLoader(src, xFile, [1, 13, 13, 1]);
@@ -370,4 +361,97 @@ t.test('--tfjs-layer dac keeps the original weight encoding (uint8, uint16, floa
       t.ok(err < 3 * own + 1e-5, `${dtype}: error vs float ${err.toExponential(1)}, the quantized original's ${own.toExponential(1)}`);
     }
   }
+});
+
+// ---------- `dac decompose --tfjs-layer dac` on TF.js graph models ----------
+
+/** A child program that runs a graph model folder with stock tf.loadGraphModel on files read with plain fs. */
+function graphProgram(dir: string, xFile: string, shape: number[], importUs: boolean): string {
+  return `
+    const fs = require('node:fs'); const path = require('node:path');
+    const tf = require('@tensorflow/tfjs');
+    ${importUs ? "require('./src/tfjs-layer/dac-conv2d-layer.ts');" : ''}
+    (async () => {
+      await tf.setBackend('cpu');
+      const dir = ${JSON.stringify(dir)};
+      const j = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+      const b = Buffer.concat(j.weightsManifest.flatMap((g) => g.paths.map((p) => fs.readFileSync(path.join(dir, p)))));
+      const net = await tf.loadGraphModel(tf.io.fromMemory({
+        modelTopology: j.modelTopology, format: j.format, signature: j.signature,
+        weightSpecs: j.weightsManifest.flatMap((g) => g.weights),
+        weightData: b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength),
+      }));
+      const x = tf.tensor4d(JSON.parse(fs.readFileSync(${JSON.stringify(xFile)}, 'utf8')), ${JSON.stringify(shape)});
+      const y = net.execute(x, net.outputNodes[0]);
+      process.stdout.write(JSON.stringify(Array.from(y.dataSync())));
+    })().catch((e) => { process.stderr.write(String(e && e.message)); process.exit(3); });`;
+}
+
+function runGraph(dir: string, xFile: string, shape: number[], importUs = true) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', graphProgram(dir, xFile, shape, importUs)], { cwd: root, encoding: 'utf8' });
+  return { status: r.status, stderr: r.stderr, y: r.status === 0 ? (JSON.parse(r.stdout) as number[]) : null };
+}
+
+t.test('dac decompose --tfjs-layer dac on graph models: DacConv2D op nodes that stock tf.loadGraphModel runs after importing us', async (t) => {
+  const { main } = await import('../src/cli/main.js');
+  const { fusedGraph, sharedGraph } = await import('./fixtures/graph-models.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-graph-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const cases = [
+    // fused: c1 Relu SAME, c2 Relu6 stride 2 VALID, c3 EXPLICIT without bias, c6 PReLU (stays a stock pair), all float32.
+    { name: 'fused', build: fusedGraph, shape: [2, 12, 10, 3], ranks: 'c1=3,c2=4,c3=2,c6=2', dac: ['c1', 'c2', 'c3'], stock: ['c6'], tol: 1e-4 },
+    // shared: a uint8 filter read by two convs (no activation, Relu), a float16 conv (su, after an op without a shape rule, is kept).
+    { name: 'shared', build: sharedGraph, shape: [1, 9, 9, 4], ranks: 'sa=2,sb=3,sf=4', dac: ['sa', 'sb', 'sf'], stock: [], tol: null },
+  ];
+  for (const c of cases) {
+    const src = c.build(path.join(dir, `${c.name}-in`));
+    const xData = randomArray(c.shape.reduce((a, b) => a * b, 1), signedUniform(31));
+    const xFile = path.join(dir, `${c.name}-x.json`);
+    fs.writeFileSync(xFile, JSON.stringify(Array.from(xData)));
+    const out = path.join(dir, `${c.name}-dac`);
+    const stockOut = path.join(dir, `${c.name}-stock`);
+    t.equal(await main(['decompose', src, '-o', out, '--ranks', c.ranks, '--tfjs-layer', 'dac', '--no-bias-correction', '-q']), 0);
+    t.equal(await main(['decompose', src, '-o', stockOut, '--ranks', c.ranks, '--no-bias-correction', '-q']), 0);
+    const json = JSON.parse(fs.readFileSync(path.join(out, 'model.json'), 'utf8'));
+    const nodes = new Map<string, { op: string; input: string[] }>(json.modelTopology.node.map((n: { name: string }) => [n.name, n]));
+    for (const name of c.dac) t.equal(nodes.get(name)?.op, 'DacConv2D', `${c.name}: ${name} is one DacConv2D node under the original name`);
+    for (const name of c.stock) t.ok(nodes.has(`${name}_c1`) || nodes.has(`${name}_dw`), `${c.name}: ${name} (an activation the op does not run) stays a stock pair`);
+    const stockText = fs.readFileSync(path.join(stockOut, 'model.json'), 'utf8');
+    t.notMatch(stockText, /DacConv2D/, `${c.name}: default stays stock`);
+    const want = runGraph(stockOut, xFile, c.shape);
+    const got = runGraph(out, xFile, c.shape);
+    t.equal(got.status, 0, got.status === 0 ? `${c.name}: runs` : got.stderr);
+    if (got.y && want.y) {
+      const err = maxRelError(got.y, want.y);
+      if (c.tol !== null) t.ok(err < c.tol, `${c.name}: same output as the stock decomposition (max rel error ${err.toExponential(1)})`);
+      else t.ok(err < 0.05, `${c.name}: close to the stock decomposition, whose factors are quantized without balancing (max rel error ${err.toExponential(1)})`);
+    }
+    const without = runGraph(out, xFile, c.shape, false);
+    t.not(without.status, 0, `${c.name}: stock TF.js alone does not run DacConv2D`);
+    t.match(without.stderr, /DacConv2D/, `${c.name}: TF.js names the op it lacks`);
+  }
+  // Quantized originals stay quantized where the error allows it, as for the Layers writer.
+  const specs = (JSON.parse(fs.readFileSync(path.join(dir, 'shared-dac', 'model.json'), 'utf8')).weightsManifest as { weights: { name: string; quantization?: { dtype: string } }[] }[])
+    .flatMap((g) => g.weights)
+    .filter((w) => /_dac\//.test(w.name));
+  const dtypeOf = (prefix: string) => [...new Set(specs.filter((w) => w.name.startsWith(`${prefix}_dac/`) && !/bias/.test(w.name)).map((w) => w.quantization?.dtype ?? 'float32'))];
+  t.same(dtypeOf('sf'), ['float16'], 'the float16 conv: factors in float16');
+  t.ok(['uint8', 'float32'].includes(dtypeOf('sa')[0]), `the uint8 conv: factors in uint8 or, noted, float32 (${dtypeOf('sa').join()})`);
+});
+
+t.test('our runner says to import dac-conv/tfjs for a graph model with DacConv2D nodes', async (t) => {
+  const { main } = await import('../src/cli/main.js');
+  const { fusedGraph } = await import('./fixtures/graph-models.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-graph-runner-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const out = path.join(dir, 'dac');
+  t.equal(await main(['decompose', fusedGraph(path.join(dir, 'in')), '-o', out, '--rank', '2', '--tfjs-layer', 'dac', '-q']), 0);
+  const program = `
+    const { createRunner } = require('./src/runtime/index.ts');
+    createRunner(${JSON.stringify(out)}, { tfjsBackend: 'cpu' })
+      .then((r) => r.run(new Float32Array(12 * 10 * 3), 1))
+      .then(() => process.exit(0), (e) => { process.stderr.write(String(e && e.message)); process.exit(3); });`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', program], { cwd: root, encoding: 'utf8' });
+  t.equal(r.status, 3, 'fails without the import');
+  t.match(r.stderr, /import 'dac-conv\/tfjs'/, r.stderr);
 });

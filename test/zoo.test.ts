@@ -13,18 +13,19 @@ import t from 'tap';
 import { loadModel } from '../src/formats/index.js';
 import { availableBackends } from '../src/index.js';
 import { createRunner } from '../src/runtime/index.js';
-import type { InspectResult } from '../src/zoo/job.js';
 import { WorkerPool } from '../src/zoo/pool.js';
 import { discoverModels } from '../src/zoo/discover.js';
-import { acquireLock, REMOTE_STALE_MS } from '../src/zoo/lock.js';
+import { REMOTE_STALE_MS } from '../src/io/lock.js';
+import { acquireZooLock } from '../src/zoo/lock.js';
 import { formatDuration, Progress } from '../src/zoo/progress.js';
 import { readDone, settingsHash, STATE_DIR } from '../src/zoo/resume.js';
 import { packageVersion, runZoo, UP_TO_DATE } from '../src/zoo/run.js';
 import type { ModelRecord, ZooSummary } from '../src/zoo/summary.js';
 import { mergeShards, mergeShardSummaries, parseShard, shardOf } from '../src/zoo/shard.js';
 import { decodeModel, encodeModel } from '../src/formats/onnx/schema.js';
-import { onnxNet, randomSpec, writeOnnxNet, writeTfjsNet, type NetSpec } from './fixtures/zoo/synthetic.js';
+import { onnxNet, randomSpec, writeOnnxNet, writeTfjsNet, type NetSpec } from '../bench/synthetic.js';
 import { mulberry32 } from '../src/random.js';
+import { ISOLATED_WORKER, type ProbeResult } from './helpers/isolated.js';
 
 const repoRoot = path.resolve(__dirname, '..');
 // Energy picks a valid rank for every layer of every random net (a fixed rank may exceed a small layer's).
@@ -110,17 +111,17 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
   };
   const writeLock = (owner: object | string) => fs.writeFileSync(file, typeof owner === 'string' ? owner : JSON.stringify(owner));
 
-  const a = acquireLock(out, STATE_DIR);
+  const a = acquireZooLock(out, STATE_DIR);
   tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), { pid: process.pid, hostname: os.hostname(), startedAt: a.owner.startedAt }, 'pid, host, start time');
   tt.equal(a.tookOver, null);
-  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { name: 'DacError', code: 'ELOCKED', message: new RegExp(`in use by another dac zoo run \\(pid ${process.pid} on .*this process`) }, 'a second run fails naming the first');
+  tt.match(thrown(() => acquireZooLock(out, STATE_DIR)), { name: 'DacError', code: 'ELOCKED', message: new RegExp(`in use by another dac zoo run \\(pid ${process.pid} on .*this process`) }, 'a second run fails naming the first');
   a.release();
   tt.notOk(fs.existsSync(file), 'released');
 
   // A pid that ran and is gone: stale, taken over, and what it said is returned for the note.
   const dead = spawnSync(process.execPath, ['-e', '']).pid!;
   writeLock({ pid: dead, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' });
-  const b = acquireLock(out, STATE_DIR);
+  const b = acquireZooLock(out, STATE_DIR);
   tt.same(b.tookOver, { pid: dead, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' }, 'a dead pid\'s lock is taken over');
   tt.equal(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid);
   b.release();
@@ -128,15 +129,15 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
   // Another host's lock: its pid cannot be asked, so it holds while it is refreshed, and is stale once it is not.
   const remote = { pid: dead, hostname: `not-${os.hostname()}`, startedAt: '2020-01-01T00:00:00.000Z' };
   writeLock(remote);
-  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { code: 'ELOCKED', message: /on another host/ });
+  tt.match(thrown(() => acquireZooLock(out, STATE_DIR)), { code: 'ELOCKED', message: /on another host/ });
   tt.same(JSON.parse(fs.readFileSync(file, 'utf8')), remote, 'left as it was');
   const late = new Date(Date.now() - REMOTE_STALE_MS - 60_000);
   fs.utimesSync(file, late, late);
-  const r = acquireLock(out, STATE_DIR);
+  const r = acquireZooLock(out, STATE_DIR);
   tt.same(r.tookOver, remote, 'not refreshed for too long: taken over');
   r.release();
   // A holder refreshes its lock's mtime.
-  const h = acquireLock(out, STATE_DIR, 'lock', 20);
+  const h = acquireZooLock(out, STATE_DIR, 'lock', 20);
   fs.utimesSync(file, late, late);
   await new Promise((res) => setTimeout(res, 200));
   tt.ok(fs.statSync(file).mtimeMs > Date.now() - 60_000, 'the heartbeat refreshed it');
@@ -144,10 +145,10 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
 
   // An unreadable lock is being written when fresh, left by a crash when old.
   writeLock('');
-  tt.match(thrown(() => acquireLock(out, STATE_DIR)), { code: 'ELOCKED', message: /being locked by another dac zoo run/ });
+  tt.match(thrown(() => acquireZooLock(out, STATE_DIR)), { code: 'ELOCKED', message: /being locked by another dac zoo run/ });
   const old = new Date(Date.now() - 60_000);
   fs.utimesSync(file, old, old);
-  const c = acquireLock(out, STATE_DIR);
+  const c = acquireZooLock(out, STATE_DIR);
   tt.match(c.tookOver, { pid: 0, hostname: /unreadable/ });
 
   // Releasing never removes a lock that is no longer ours.
@@ -351,14 +352,14 @@ if (availableBackends().length === 0) {
   });
 
   t.test('every decomposed model loads again (in workers), and two run in a runtime', async (tt) => {
-    const pool = new WorkerPool({ size: 2 });
+    const pool = new WorkerPool({ size: 2 }, ISOLATED_WORKER);
     try {
       const results = await Promise.all(
         good.map(async (rel) => {
           const r = byModel(first).get(rel)!;
           const file = path.join(out1, r.output!);
           try {
-            return { rel, info: await pool.run<InspectResult>('inspect', { path: file, maxModelBytes: 2 ** 31 }) };
+            return { rel, info: await pool.run<ProbeResult>('probe', { path: file, maxModelBytes: 2 ** 31 }) };
           } catch (err) {
             return { rel, error: (err as Error).message };
           }
@@ -599,7 +600,7 @@ if (availableBackends().length === 0) {
     tt.same(JSON.parse(fs.readFileSync(path.join(shared, 'summary.json'), 'utf8')).counts, merged.counts, 'written to summary.json');
 
     // While a shard of 3 runs, the whole zoo and other splits are refused there; the other shards of 3 are not.
-    const held = acquireLock(shared, STATE_DIR, 'lock.1-of-3');
+    const held = acquireZooLock(shared, STATE_DIR, 'lock.1-of-3');
     try {
       await tt.rejects(run(shared), { code: 'ELOCKED', message: /in use by a dac zoo run of shard 1\/3/ });
       await tt.rejects(run(shared, { shard: shard(1, 2) }), { code: 'ELOCKED', message: /shard 1\/3/ });
@@ -633,3 +634,59 @@ if (availableBackends().length === 0) {
     tt.throws(() => mergeShardSummaries([path.join(work, 'out-single')], partial), { code: 'ENOENT', message: /no shard summary/ });
   });
 }
+
+t.test('dac zoo plans by measured latency: each conv geometry timed once, a table serves any model; --tfjs-layer dac', async (tt) => {
+  const { main } = await import('../src/cli/main.js');
+  const { benchModel, LATENCY_TABLE_VERSION } = await import('../src/latency/index.js');
+  const { measureLatencies } = await import('../src/zoo/latency.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-zoo-latency-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // Two nets of the same geometry with different weights, and one of another geometry.
+  const same: NetSpec = { name: 'same', input: [10, 10, 3], convs: [{ filters: 8, kernel: [3, 3] }, { filters: 8, kernel: [3, 3], pool: true }], classes: 4 };
+  const zoo = path.join(dir, 'zoo');
+  writeTfjsNet(path.join(zoo, 'a'), same, 1);
+  writeTfjsNet(path.join(zoo, 'b'), same, 2);
+  writeTfjsNet(path.join(zoo, 'c'), { ...same, name: 'other', input: [12, 12, 3] }, 3);
+  const { models } = await discoverModels(zoo, path.join(dir, 'out'));
+  const rel = (m: string) => models.find((e) => e.rel.startsWith(m))!;
+  const limits = { maxModelBytes: 1 << 30, timeoutMs: 120_000 };
+  const s = { method: 'dac' as const, runtime: 'ours' as const, threads: 1 };
+  const got = await measureLatencies([rel('a'), rel('b'), rel('c')], s, limits, null);
+  const times = (m: string) => {
+    const r = got.get(rel(m).rel)!;
+    if ('error' in r) throw new Error(r.error.message);
+    return r.latency;
+  };
+  tt.same(Object.keys(times('a')).length, 2, 'both convs of a are timed');
+  // Measured times never repeat to the last bit: equal times are the same measurement, reused.
+  tt.same(times('b'), times('a'), 'b has the same geometry: its times are a\'s');
+  tt.notSame(times('c'), times('a'), 'c has another input size: measured anew');
+
+  // A dac bench table of a serves b without measuring (its times come back as they are).
+  const table = await benchModel(await loadModel(rel('a').path), { runtimes: ['ours'], methods: ['dac'], plan: null, reps: 1, threads: 1 });
+  tt.equal(table.version, LATENCY_TABLE_VERSION);
+  const tableFile = path.join(dir, 'latency.json');
+  fs.writeFileSync(tableFile, JSON.stringify(table));
+  const fromTable = await measureLatencies([rel('b')], { ...s, latencyTable: tableFile }, limits, null);
+  const b = fromTable.get(rel('b').rel)!;
+  tt.ok('latency' in b && b.latency[table.layers[0].name]?.original === table.layers[0].runtimes.ours!.original, 'b takes the table\'s times for its convs');
+
+  // The whole command, on a table of a's and c's geometries whose times say every replacement saves time
+  // (measured ones need not: tiny convs rarely gain): DacConv2D layers, planned on those times.
+  const tableC = await benchModel(await loadModel(rel('c').path), { runtimes: ['ours'], methods: ['dac'], plan: null, reps: 1, threads: 1 });
+  const layers = [...table.layers, ...tableC.layers].map((l) => {
+    const times = l.runtimes.ours!;
+    return { ...l, runtimes: { ours: { ...times, original: 10, variants: times.variants.map((v) => ({ ...v, ms: v.rank, originalMs: 10 })) } } };
+  });
+  const fastFile = path.join(dir, 'fast.json');
+  fs.writeFileSync(fastFile, JSON.stringify({ ...table, layers }));
+  const out = path.join(dir, 'out');
+  const code = await main(['zoo', zoo, '-o', out, '--latency-saved', '0.2', '--latency-table', fastFile, '--runtime', 'ours', '--tfjs-layer', 'dac', '-j', '1', '--json']);
+  tt.equal(code, 0, 'every model decomposed');
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as ZooSummary;
+  tt.same(summary.counts.ok, 3);
+  const written = fs.readFileSync(path.join(out, 'a', 'model.json'), 'utf8');
+  tt.match(written, /"class_name":"DacConv2D"/, 'DAC replacements written as DacConv2D layers');
+  tt.equal(await main(['zoo', zoo, '-o', path.join(dir, 'x'), '--rank', '2', '--runtime', 'ours', '-q']), 2, '--runtime alone is a usage error');
+  tt.equal(await main(['zoo', zoo, '-o', path.join(dir, 'x'), '--latency-saved', '0.2', '--latency-table', path.join(dir, 'missing.json'), '-q']), 1, 'a missing table fails before any work');
+});

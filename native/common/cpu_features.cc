@@ -9,6 +9,8 @@ static CpuFeatures detect() {
   f.sse41 = __builtin_cpu_supports("sse4.1");
   f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512 = f.avx512f && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl");
 #endif
 #if defined(__aarch64__)
   f.neon = true;

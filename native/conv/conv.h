@@ -16,11 +16,11 @@ struct Conv2DParams {
   float* output = nullptr;        int64_t output_length = 0;  // [batch][out_h][out_w][out_c]
   Activation activation = Activation::None;
   int threads = 1;
+  const char* variant = nullptr;  // as DwPwParams::variant
 };
 
+// As dwpw_forward and dwpw_variants.
 Status conv2d_forward(const Conv2DParams& p);
-Status conv2d_forward_variant(const Conv2DParams& p, const char* variant);
-const char* conv2d_best_variant();
-const char* conv2d_available_variants();
+const char* conv2d_variants();
 
 }  // namespace dac

@@ -3,7 +3,7 @@
 #include "../tiles/tiles.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaAvx2>(p, m0, m1, scratch); }
@@ -12,5 +12,5 @@ void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_
 
 const ConvIsa kConvAvx2 = {IsaAvx2::kName, IsaAvx2::W, IsaAvx2::MR, IsaAvx2::NV * IsaAvx2::W, &run_tiles};
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

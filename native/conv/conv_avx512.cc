@@ -3,7 +3,7 @@
 #include "../tiles/tiles.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaAvx512>(p, m0, m1, scratch); }
@@ -12,5 +12,5 @@ void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_
 
 const ConvIsa kConvAvx512 = {IsaAvx512::kName, IsaAvx512::W, IsaAvx512::MR, IsaAvx512::NV * IsaAvx512::W, &run_tiles};
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

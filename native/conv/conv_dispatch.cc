@@ -1,4 +1,4 @@
-// conv2d_forward*: checks every argument, packs the weights for the chosen
+// conv2d_forward: checks every argument, packs the weights for the chosen
 // ISA and runs its im2col + GEMM tiles (or the reference loops).
 #include <algorithm>
 #include <cstdint>
@@ -13,23 +13,23 @@
 namespace dac {
 namespace {
 
-using gemm::Buffer;
-using gemm::ConvIsa;
-using gemm::KBlock;
+using tiles::Buffer;
+using tiles::ConvIsa;
+using tiles::KBlock;
 
 constexpr const char* kOp = "conv2d";
 // K rows per block; see dwpw_dispatch.cc.
 constexpr int kBlockK = 512;
 
-const gemm::Variants<ConvIsa>& variants() {
-  static const gemm::Variants<ConvIsa> v = gemm::detect_variants<ConvIsa>(
-      DAC_IF_X86(&gemm::kConvSse41), DAC_IF_X86(&gemm::kConvAvx2), DAC_IF_X86(&gemm::kConvAvx512),
-      DAC_IF_NEON(&gemm::kConvNeon), DAC_IF_WASM_SIMD(&gemm::kConvWasmSimd));
+const Variants<ConvIsa>& variants() {
+  static const Variants<ConvIsa> v = detect_variants<ConvIsa>(
+      {nullptr, DAC_IF_X86(&tiles::kConvSse41), DAC_IF_X86(&tiles::kConvAvx2), DAC_IF_X86(&tiles::kConvAvx512),
+       DAC_IF_NEON(&tiles::kConvNeon), DAC_IF_WASM_SIMD(&tiles::kConvWasmSimd)});
   return v;
 }
 
 Status check(const Conv2DParams& p) {
-  Status s = gemm::check_geometry(p.g, kOp);
+  Status s = tiles::check_geometry(p.g, kOp);
   if (!s.ok) return s;
   const ConvGeometry& g = p.g;
   const int64_t taps = static_cast<int64_t>(g.kh) * g.kw;
@@ -39,17 +39,17 @@ Status check(const Conv2DParams& p) {
   }
   const int64_t in_len = static_cast<int64_t>(g.batch) * g.in_h * g.in_w * g.in_c;
   const int64_t out_len = static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c;
-  if (!(s = gemm::check_array(kOp, "input", p.input, p.input_length, in_len, "batch*in_h*in_w*in_c", false)).ok) return s;
-  if (!(s = gemm::check_array(kOp, "weights", p.weights, p.weights_length, k * g.out_c, "out_c*in_c*kh*kw", false)).ok)
+  if (!(s = tiles::check_array(kOp, "input", p.input, p.input_length, in_len, "batch*in_h*in_w*in_c", false)).ok) return s;
+  if (!(s = tiles::check_array(kOp, "weights", p.weights, p.weights_length, k * g.out_c, "out_c*in_c*kh*kw", false)).ok)
     return s;
-  if (!(s = gemm::check_array(kOp, "bias", p.bias, p.bias_length, g.out_c, "out_c", true)).ok) return s;
-  if (!(s = gemm::check_array(kOp, "output", p.output, p.output_length, out_len, "batch*out_h*out_w*out_c", false)).ok)
+  if (!(s = tiles::check_array(kOp, "bias", p.bias, p.bias_length, g.out_c, "out_c", true)).ok) return s;
+  if (!(s = tiles::check_array(kOp, "output", p.output, p.output_length, out_len, "batch*out_h*out_w*out_c", false)).ok)
     return s;
-  if (gemm::overlaps(p.output, out_len, p.input, in_len) || gemm::overlaps(p.output, out_len, p.weights, k * g.out_c) ||
-      gemm::overlaps(p.output, out_len, p.bias, p.bias ? g.out_c : 0)) {
+  if (tiles::overlaps(p.output, out_len, p.input, in_len) || tiles::overlaps(p.output, out_len, p.weights, k * g.out_c) ||
+      tiles::overlaps(p.output, out_len, p.bias, p.bias ? g.out_c : 0)) {
     return Status::Error(std::string(kOp) + ": field output: must not share memory with the input, weights or bias");
   }
-  return gemm::check_activation_threads(kOp, p.activation, p.threads);
+  return tiles::check_activation_threads(kOp, p.activation, p.threads);
 }
 
 Status out_of_memory(const char* what) { return Status::Error(std::string(kOp) + ": out of memory for " + what); }
@@ -85,7 +85,7 @@ Status run_tiled(const Conv2DParams& p, const ConvIsa& isa) {
         cols[k] = static_cast<int64_t>(i) * T + t;
         order[next++] = k;
       }
-  gemm::PackSpec spec;
+  tiles::PackSpec spec;
   spec.kind = 1;
   spec.isa = isa.name;
   spec.src = p.weights;
@@ -103,42 +103,38 @@ Status run_tiled(const Conv2DParams& p, const ConvIsa& isa) {
   spec.cols = cols.data();
   spec.order = order.data();
   std::shared_ptr<const void> hold;
-  gemm::PackedWeights packed;
-  Status s = gemm::packed_weights(spec, p.threads, &hold, &packed);
+  tiles::PackedWeights packed;
+  Status s = tiles::packed_weights(spec, p.threads, &hold, &packed);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
 
   Buffer<float> zeros;
   if (!zeros.allocate(c)) return out_of_memory("the padding row");
   std::fill(zeros.data(), zeros.data() + c, 0.f);
 
-  gemm::TilePlan t;
+  tiles::TilePlan t;
   t.g = g;
   t.input = p.input;
   t.zeros = zeros.data();
   t.output = p.output;
   t.b.data = packed.data;
   t.b.npad = packed.npad;
-  t.epi = gemm::make_epilogue(p.activation, p.bias);
+  t.epi = tiles::make_epilogue(p.activation, p.bias);
   t.blocks = blocks.data();
   t.nblocks = nblocks;
   t.lda = std::min<int64_t>(kBlockK, K);
-  t.mc = gemm::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, t.lda, T, p.threads);
-  const gemm::IsaJob<ConvIsa, gemm::TilePlan> job{&isa, &t};
-  s = gemm::run_tiles(t, p.threads, &job.run, &job);
+  t.mc = tiles::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, t.lda, T, p.threads);
+  const tiles::IsaJob<ConvIsa, tiles::TilePlan> job{&isa, &t};
+  s = tiles::run_tiles(t, p.threads, &job.run, &job);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
   return s;
 }
 
-const gemm::Dispatch<Conv2DParams, ConvIsa> kDispatch{kOp, &variants, &check, &conv2d_reference, &run_tiled};
+const tiles::Dispatch<Conv2DParams, ConvIsa> kDispatch{kOp, &variants, &check, &conv2d_reference, &run_tiled};
 
 }  // namespace
 
 Status conv2d_forward(const Conv2DParams& p) { return kDispatch.forward(p); }
 
-Status conv2d_forward_variant(const Conv2DParams& p, const char* variant) { return kDispatch.forward_variant(p, variant); }
-
-const char* conv2d_best_variant() { return kDispatch.best(); }
-
-const char* conv2d_available_variants() { return kDispatch.available(); }
+const char* conv2d_variants() { return kDispatch.available(); }
 
 }  // namespace dac

@@ -3,7 +3,7 @@
 #include "../tiles/tiles.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_tiles<IsaSse41>(p, m0, m1, scratch); }
@@ -12,5 +12,5 @@ void run_tiles(const TilePlan& p, int64_t m0, int64_t m1, void* scratch) { conv_
 
 const ConvIsa kConvSse41 = {IsaSse41::kName, IsaSse41::W, IsaSse41::MR, IsaSse41::NV * IsaSse41::W, &run_tiles};
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

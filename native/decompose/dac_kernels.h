@@ -8,6 +8,9 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/status.h"
+#include "../common/variants.h"
+
 namespace dac {
 namespace detail {
 
@@ -48,8 +51,12 @@ extern const DacKernels kDacKernelsRef;
 extern const DacKernels kDacKernelsAvx2;
 extern const DacKernels kDacKernelsWasmSimd;
 
-// Every variant this build has and this CPU runs, best last.
-int dac_kernel_variants(const DacKernels** out, int max);
+// Every variant this build has and this CPU runs, "ref" first and the best
+// last (the dispatcher every kernel family shares, common/variants.h).
+const Variants<DacKernels>& dac_kernel_variants();
+// The variant named `variant`, or the best for null; an error naming the
+// available ones for an unknown name.
+Status find_dac_kernels(const char* variant, const DacKernels** out);
 // The best of them.
 const DacKernels& dac_kernels();
 

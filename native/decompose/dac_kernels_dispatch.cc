@@ -1,34 +1,27 @@
-#include "../common/cpu_features.h"
 #include "dac_kernels.h"
+#include "decompose.h"
 
 namespace dac {
 namespace detail {
 
-int dac_kernel_variants(const DacKernels** out, int max) {
-  int count = 0;
-  auto add = [&](const DacKernels* k) {
-    if (count < max) out[count] = k;
-    ++count;
-  };
-  add(&kDacKernelsRef);
-#if defined(DAC_HAVE_X86_VARIANTS)
-  const CpuFeatures& f = cpu_features();
-  if (f.avx2_fma) add(&kDacKernelsAvx2);
-#endif
-#if defined(__wasm_simd128__)
-  add(&kDacKernelsWasmSimd);  // SIMD is a property of the whole module
-#endif
-  return count < max ? count : max;
+const Variants<DacKernels>& dac_kernel_variants() {
+  static const Variants<DacKernels> v = detect_variants<DacKernels>(
+      {&kDacKernelsRef, nullptr, DAC_IF_X86(&kDacKernelsAvx2), nullptr, nullptr, DAC_IF_WASM_SIMD(&kDacKernelsWasmSimd)});
+  return v;
 }
 
-const DacKernels& dac_kernels() {
-  static const DacKernels* best = [] {
-    const DacKernels* all[8];
-    const int n = dac_kernel_variants(all, 8);
-    return all[n - 1];
-  }();
-  return *best;
+Status find_dac_kernels(const char* variant, const DacKernels** out) {
+  const Variants<DacKernels>& v = dac_kernel_variants();
+  int index = 0;
+  Status s = v.find("DAC kernels", variant, &index);
+  *out = v.tables[index];
+  return s;
 }
+
+const DacKernels& dac_kernels() { return *dac_kernel_variants().tables[dac_kernel_variants().count - 1]; }
 
 }  // namespace detail
+
+const char* decompose_dac_variants() { return detail::dac_kernel_variants().joined.c_str(); }
+
 }  // namespace dac

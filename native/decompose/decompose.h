@@ -46,6 +46,9 @@ struct DacParams {
   float* singular = nullptr;  // may be null when not wanted
   int64_t singular_length = 0;
   int threads = 1;  // channels are split across threads
+  // Kernel variant by name ("ref", "avx2", "wasm_simd"), or null for the
+  // best this CPU runs.
+  const char* variant = nullptr;
 };
 
 struct SpatialParams {
@@ -76,6 +79,10 @@ struct ChannelParams {
 Status decompose_dac(const DacParams& p);
 Status decompose_spatial(const SpatialParams& p);
 Status decompose_channel(const ChannelParams& p);
+
+// The DAC kernel variants this build and CPU can run, comma-separated, "ref"
+// first and the default (the best) last.
+const char* decompose_dac_variants();
 
 // Many DAC layers in one call (a whole model): layers are spread over
 // `threads` workers; each layer's own `threads` field is ignored. Stops at

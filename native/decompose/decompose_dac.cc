@@ -48,6 +48,9 @@ Status check_dac(const char* fn, const DacParams& p) {
   int64_t total = 0;
   Status s = detail::check_weights(fn, p.w, &total);
   if (!s.ok) return s;
+  const detail::DacKernels* kernels = nullptr;
+  s = detail::find_dac_kernels(p.variant, &kernels);
+  if (!s.ok) return Status::Error(std::string(fn) + ": " + s.message);
   const int64_t k = int64_t(p.w.kh) * p.w.kw;
   const int64_t m = std::min<int64_t>(p.w.n, k);
   if (p.rank < 1 || p.rank > m)
@@ -243,6 +246,7 @@ bool dac_channels(const DacParams& p, int64_t layer, int64_t begin, int64_t end,
   const int64_t block = block_channels(p), pitch = scratch_pitch(n);
   const int64_t ppitch = scratch_pitch(block * r);
   const bool oihw = p.w.layout == WeightLayout::OIHW;
+  detail::find_dac_kernels(p.variant, &ws.kernels);  // checked by check_dac
   int64_t failed_at = begin;
   Status st = detail::guarded(prefix, [&]() -> Status {
     for (int64_t b = begin; b < end; b += block) {

@@ -74,12 +74,14 @@ int64_t sign_pivot(const double* v, int64_t len);
 // sign-fixed; `second` holds the other side's vectors scaled by sigma_j.
 // Components with sigma_j <= kNullTolerance * sigma_max are all zero.
 //
-// The Gram matrix of the smaller side is formed in double and handed to a
-// symmetric eigensolver: O(R*C*min(R,C)), with a tiny eigenproblem for the
-// tall-thin slices DAC produces. Squaring the matrix costs precision for small
-// singular values (absolute error about eps * sigma_max^2 on sigma^2), so an
-// exact SVD of A takes over whenever a kept component is in that zone or its
-// neighbour's eigenvalue is too close to separate (see kGram* below).
+// The Gram matrix of the smaller side is formed in double and reduced to
+// tridiagonal form (native/linalg/tridiagonal.h): every eigenvalue, but only
+// the `width` wanted eigenvectors (inverse iteration), so the cost is the
+// Gram product and the reduction, not a full eigenbasis. Squaring the matrix
+// costs precision for small singular values (absolute error about
+// eps * sigma_max^2 on sigma^2), so an exact SVD of A takes over whenever a
+// kept component is in that zone, its neighbour's eigenvalue is too close to
+// separate (see kGram* below), or inverse iteration misses its residual.
 class TruncatedSvd {
  public:
   // A NaN or infinity anywhere in A is reported as an error.
@@ -98,7 +100,6 @@ class TruncatedSvd {
 
   Eigen::MatrixXd gram_, q_, y_;
   std::vector<Eigen::MatrixXd> partial_;
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig_;
 };
 
 // Below this ratio sigma_j^2 / sigma_max^2 the Gram route's sigma_j carries

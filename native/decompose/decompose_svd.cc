@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "../common/parallel.h"
+#include "../linalg/tridiagonal.h"
 #include "decompose_internal.h"
 
 namespace dac {
@@ -123,10 +124,12 @@ Status TruncatedSvd::compute(const MatrixXd& A, int width, bool first_is_right,
     second.setZero(first_is_right ? R : C, width);
     return Status::Ok();
   }
-  eig_.compute(gram_, Eigen::ComputeEigenvectors);
-  bool gram_ok = eig_.info() == Eigen::Success;
+  // Every eigenvalue (the spectrum is returned whole), the wanted vectors only.
+  eig::Tridiagonal tri;
+  eig::tridiagonalize(gram_, &tri, threads);
+  Eigen::VectorXd ev;  // ascending
+  bool gram_ok = eig::tridiagonal_eigenvalues(tri, &ev);
   if (gram_ok) {
-    const Eigen::VectorXd& ev = eig_.eigenvalues();  // ascending
     const double lmax = ev(m - 1);
     for (Index j = 0; j < width && gram_ok; ++j) {
       const double lj = ev(m - 1 - j);
@@ -134,16 +137,19 @@ Status TruncatedSvd::compute(const MatrixXd& A, int width, bool first_is_right,
       if (j + 1 < m && lj - ev(m - 2 - j) < kGramGapRatio * lmax) gram_ok = false;
     }
   }
+  if (gram_ok) {
+    std::vector<double> wanted(static_cast<size_t>(width));
+    for (Index j = 0; j < width; ++j) wanted[size_t(j)] = ev(m - 1 - j);
+    gram_ok = eig::tridiagonal_eigenvectors(tri, wanted.data(), width, &q_);
+  }
   if (!gram_ok) {
     exact_svd(A, width, first_is_right);
     finish(width);
     return Status::Ok();
   }
-  const Eigen::VectorXd& ev = eig_.eigenvalues();
   sigma.resize(m);
   for (Index j = 0; j < m; ++j) sigma(j) = std::sqrt(std::max(ev(m - 1 - j), 0.0));
-  q_.resize(m, width);
-  for (Index j = 0; j < width; ++j) q_.col(j) = eig_.eigenvectors().col(m - 1 - j);
+  eig::apply_q(gram_, tri, &q_);
   project(A, right_side, threads);
   if (first_is_right == right_side) {
     first = q_;

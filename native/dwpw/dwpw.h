@@ -32,18 +32,17 @@ struct DwPwParams {
   float* output = nullptr;           int64_t output_length = 0;     // [batch][out_h][out_w][out_c]
   Activation activation = Activation::None;
   int threads = 1;
+  // Kernel variant by name ("ref", "sse41", "avx2", "avx512", "neon",
+  // "wasm_simd"), or null for the best this CPU runs.
+  const char* variant = nullptr;
 };
 
-// Checks geometry and every length, then runs the best kernel for this CPU.
+// Checks the variant, the geometry and every length, then runs the kernel;
+// errors if this CPU or build lacks the variant.
 Status dwpw_forward(const DwPwParams& p);
 
-// The same computation with a chosen variant ("ref", "sse41", "avx2",
-// "avx512", "neon", "wasm_simd"); errors if this CPU or build lacks it.
-Status dwpw_forward_variant(const DwPwParams& p, const char* variant);
-
-// Name of the variant dwpw_forward picks on this CPU.
-const char* dwpw_best_variant();
-// Comma-separated variants this build and CPU can run.
-const char* dwpw_available_variants();
+// Variants this build and CPU can run, comma-separated, "ref" first and the
+// default (the best) last.
+const char* dwpw_variants();
 
 }  // namespace dac

@@ -1,4 +1,4 @@
-// dwpw_forward*: checks every argument, packs the weights for the chosen
+// dwpw_forward: checks every argument, packs the weights for the chosen
 // ISA and runs its tiles over the output pixels (or the reference loops).
 #include <algorithm>
 #include <cstdint>
@@ -13,9 +13,9 @@
 namespace dac {
 namespace {
 
-using gemm::Buffer;
-using gemm::DwPwIsa;
-using gemm::KBlock;
+using tiles::Buffer;
+using tiles::DwPwIsa;
+using tiles::KBlock;
 
 constexpr const char* kOp = "dwpw";
 // Target K rows per block: fewer passes over the output tile, while the A
@@ -24,15 +24,15 @@ constexpr const char* kOp = "dwpw";
 constexpr int kBlockK = 512;
 constexpr int kMaxRank = 1 << 16;
 
-const gemm::Variants<DwPwIsa>& variants() {
-  static const gemm::Variants<DwPwIsa> v = gemm::detect_variants<DwPwIsa>(
-      DAC_IF_X86(&gemm::kDwPwSse41), DAC_IF_X86(&gemm::kDwPwAvx2), DAC_IF_X86(&gemm::kDwPwAvx512),
-      DAC_IF_NEON(&gemm::kDwPwNeon), DAC_IF_WASM_SIMD(&gemm::kDwPwWasmSimd));
+const Variants<DwPwIsa>& variants() {
+  static const Variants<DwPwIsa> v = detect_variants<DwPwIsa>(
+      {nullptr, DAC_IF_X86(&tiles::kDwPwSse41), DAC_IF_X86(&tiles::kDwPwAvx2), DAC_IF_X86(&tiles::kDwPwAvx512),
+       DAC_IF_NEON(&tiles::kDwPwNeon), DAC_IF_WASM_SIMD(&tiles::kDwPwWasmSimd)});
   return v;
 }
 
 Status check(const DwPwParams& p) {
-  Status s = gemm::check_geometry(p.g, kOp);
+  Status s = tiles::check_geometry(p.g, kOp);
   if (!s.ok) return s;
   if (p.rank < 1 || p.rank > kMaxRank) {
     return Status::Error(std::string(kOp) + ": field rank: must be in 1.." + std::to_string(kMaxRank) + ", got " +
@@ -46,20 +46,20 @@ Status check(const DwPwParams& p) {
   }
   const int64_t in_len = static_cast<int64_t>(g.batch) * g.in_h * g.in_w * g.in_c;
   const int64_t out_len = static_cast<int64_t>(g.batch) * g.out_h * g.out_w * g.out_c;
-  if (!(s = gemm::check_array(kOp, "input", p.input, p.input_length, in_len, "batch*in_h*in_w*in_c", false)).ok) return s;
-  if (!(s = gemm::check_array(kOp, "depthwise", p.depthwise, p.depthwise_length, cr * taps, "in_c*rank*kh*kw", false)).ok)
+  if (!(s = tiles::check_array(kOp, "input", p.input, p.input_length, in_len, "batch*in_h*in_w*in_c", false)).ok) return s;
+  if (!(s = tiles::check_array(kOp, "depthwise", p.depthwise, p.depthwise_length, cr * taps, "in_c*rank*kh*kw", false)).ok)
     return s;
-  if (!(s = gemm::check_array(kOp, "pointwise", p.pointwise, p.pointwise_length, cr * g.out_c, "out_c*in_c*rank", false)).ok)
+  if (!(s = tiles::check_array(kOp, "pointwise", p.pointwise, p.pointwise_length, cr * g.out_c, "out_c*in_c*rank", false)).ok)
     return s;
-  if (!(s = gemm::check_array(kOp, "bias", p.bias, p.bias_length, g.out_c, "out_c", true)).ok) return s;
-  if (!(s = gemm::check_array(kOp, "output", p.output, p.output_length, out_len, "batch*out_h*out_w*out_c", false)).ok)
+  if (!(s = tiles::check_array(kOp, "bias", p.bias, p.bias_length, g.out_c, "out_c", true)).ok) return s;
+  if (!(s = tiles::check_array(kOp, "output", p.output, p.output_length, out_len, "batch*out_h*out_w*out_c", false)).ok)
     return s;
-  if (gemm::overlaps(p.output, out_len, p.input, in_len) || gemm::overlaps(p.output, out_len, p.depthwise, cr * taps) ||
-      gemm::overlaps(p.output, out_len, p.pointwise, cr * g.out_c) ||
-      gemm::overlaps(p.output, out_len, p.bias, p.bias ? g.out_c : 0)) {
+  if (tiles::overlaps(p.output, out_len, p.input, in_len) || tiles::overlaps(p.output, out_len, p.depthwise, cr * taps) ||
+      tiles::overlaps(p.output, out_len, p.pointwise, cr * g.out_c) ||
+      tiles::overlaps(p.output, out_len, p.bias, p.bias ? g.out_c : 0)) {
     return Status::Error(std::string(kOp) + ": field output: must not share memory with the input, weights or bias");
   }
-  return gemm::check_activation_threads(kOp, p.activation, p.threads);
+  return tiles::check_activation_threads(kOp, p.activation, p.threads);
 }
 
 Status out_of_memory(const char* what) { return Status::Error(std::string(kOp) + ": out of memory for " + what); }
@@ -105,7 +105,7 @@ Status run_tiled(const DwPwParams& p, const DwPwIsa& isa) {
       order[k.k0 + q] = k.k0 + q;
     }
   }
-  gemm::PackSpec spec;
+  tiles::PackSpec spec;
   spec.kind = 0;
   spec.isa = isa.name;
   spec.src = p.pointwise;
@@ -123,8 +123,8 @@ Status run_tiled(const DwPwParams& p, const DwPwIsa& isa) {
   spec.cols = cols.data();
   spec.order = order.data();
   std::shared_ptr<const void> hold;
-  gemm::PackedWeights packed;
-  Status s = gemm::packed_weights(spec, p.threads, &hold, &packed);
+  tiles::PackedWeights packed;
+  Status s = tiles::packed_weights(spec, p.threads, &hold, &packed);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
 
   Buffer<float> dw_packed, zeros;
@@ -139,38 +139,34 @@ Status run_tiled(const DwPwParams& p, const DwPwIsa& isa) {
         for (int l = 0; l < W; ++l)
           dw_packed[((gi * T + t) * r + j) * W + l] = p.depthwise[((gi * W + l) * r + j) * T + t];
 
-  gemm::DwPwPlan plan;
-  gemm::TilePlan& t = plan.t;
+  tiles::DwPwPlan plan;
+  tiles::TilePlan& t = plan.t;
   t.g = g;
   t.input = p.input;
   t.zeros = zeros.data();
   t.output = p.output;
   t.b.data = packed.data;
   t.b.npad = packed.npad;
-  t.epi = gemm::make_epilogue(p.activation, p.bias);
+  t.epi = tiles::make_epilogue(p.activation, p.bias);
   t.blocks = blocks.data();
   t.nblocks = nblocks;
   t.lda = lda;
-  t.mc = gemm::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, lda, T, p.threads);
+  t.mc = tiles::choose_tile_pixels(static_cast<int64_t>(g.batch) * g.out_h * g.out_w, isa.mr, lda, T, p.threads);
   plan.rank = r;
   plan.dw_packed = dw_packed.data();
   plan.dw = p.depthwise;
-  const gemm::IsaJob<DwPwIsa, gemm::DwPwPlan> job{&isa, &plan};
-  s = gemm::run_tiles(t, p.threads, &job.run, &job);
+  const tiles::IsaJob<DwPwIsa, tiles::DwPwPlan> job{&isa, &plan};
+  s = tiles::run_tiles(t, p.threads, &job.run, &job);
   if (!s.ok) return Status::Error(std::string(kOp) + ": " + s.message);
   return s;
 }
 
-const gemm::Dispatch<DwPwParams, DwPwIsa> kDispatch{kOp, &variants, &check, &dwpw_reference, &run_tiled};
+const tiles::Dispatch<DwPwParams, DwPwIsa> kDispatch{kOp, &variants, &check, &dwpw_reference, &run_tiled};
 
 }  // namespace
 
 Status dwpw_forward(const DwPwParams& p) { return kDispatch.forward(p); }
 
-Status dwpw_forward_variant(const DwPwParams& p, const char* variant) { return kDispatch.forward_variant(p, variant); }
-
-const char* dwpw_best_variant() { return kDispatch.best(); }
-
-const char* dwpw_available_variants() { return kDispatch.available(); }
+const char* dwpw_variants() { return kDispatch.available(); }
 
 }  // namespace dac

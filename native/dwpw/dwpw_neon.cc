@@ -3,7 +3,7 @@
 #include "../tiles/tiles.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 void run_tiles(const DwPwPlan& p, int64_t m0, int64_t m1, void* scratch) { dwpw_tiles<IsaNeon>(p, m0, m1, scratch); }
@@ -12,5 +12,5 @@ void run_tiles(const DwPwPlan& p, int64_t m0, int64_t m1, void* scratch) { dwpw_
 
 const DwPwIsa kDwPwNeon = {IsaNeon::kName, IsaNeon::W, IsaNeon::MR, IsaNeon::NV * IsaNeon::W, &run_tiles};
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

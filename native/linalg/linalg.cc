@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "tridiagonal.h"
+
 namespace dac {
 namespace {
 
@@ -142,12 +144,22 @@ Status symmetric_eigenvalues(const SymmetricEigenvaluesParams& p) {
   if (!(s = check_buffer("symmetricEigenvalues", "values", p.values, p.values_length, m)).ok) return s;
   if (m == 0) return Status::Ok();
   ConstMap a(p.a, m, m);
-  // Only the lower triangle is read, here and by the solver.
+  // Only the lower triangle is read. Scaled to a largest entry of 1 so that
+  // no squared norm in the reduction can overflow or underflow.
   Eigen::MatrixXd lower = a.triangularView<Eigen::Lower>();
   if (!lower.allFinite()) return Status::Error("symmetricEigenvalues: the matrix has non-finite entries");
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(lower, Eigen::EigenvaluesOnly);
-  if (es.info() != Eigen::Success) return Status::Error("symmetricEigenvalues: the QR iteration did not converge");
-  for (int64_t i = 0; i < m; ++i) p.values[i] = es.eigenvalues()(m - 1 - i);
+  const double scale = lower.cwiseAbs().maxCoeff();
+  if (scale == 0) {
+    std::fill(p.values, p.values + m, 0.0);
+    return Status::Ok();
+  }
+  lower /= scale;
+  eig::Tridiagonal t;
+  eig::tridiagonalize(lower, &t, 1);
+  Eigen::VectorXd ev;
+  if (!eig::tridiagonal_eigenvalues(t, &ev))
+    return Status::Error("symmetricEigenvalues: the QR iteration did not converge");
+  for (int64_t i = 0; i < m; ++i) p.values[i] = ev(m - 1 - i) * scale;
   return Status::Ok();
 }
 

@@ -18,6 +18,7 @@
 #include "../decompose/dac_kernels.h"
 #include "../decompose/decompose.h"
 #include "../decompose/decompose_internal.h"
+#include "../linalg/tridiagonal.h"
 #include "harness.h"
 
 namespace {
@@ -127,9 +128,12 @@ double max_abs_diff(const float* a, const MatrixXd& ref, bool ref_transposed) {
 // Every ISA variant this CPU runs against plain double loops, on odd n (the
 // vector remainders), row pitches wider than n and k up to 49.
 void test_kernel_variants() {
-  const dac::detail::DacKernels* all[8];
-  const int count = dac::detail::dac_kernel_variants(all, 8);
+  const dac::Variants<dac::detail::DacKernels>& variants = dac::detail::dac_kernel_variants();
+  const dac::detail::DacKernels* const* all = variants.tables;
+  const int count = variants.count;
   report(count >= 1 && std::string(all[0]->name) == "ref", "kernel variants start with ref");
+  report(variants.joined == dac::decompose_dac_variants(), "the variant list is the one the bindings report",
+         dac::decompose_dac_variants());
   Rng rng(2024);
   for (int i = 0; i < count; ++i) {
     const dac::detail::DacKernels& kr = *all[i];
@@ -231,12 +235,67 @@ void test_small_eigen() {
   report(err.ok(), "small eigensolver matches Eigen", err.text());
 }
 
+// The blocked tridiagonal route (every eigenvalue, the top eigenvectors by
+// inverse iteration) against Eigen's dense solver: sizes below, at and above
+// the panel width, spectra with gaps, clusters, exact zeros and a split
+// tridiagonal matrix (a block-diagonal input); one and two threads give the
+// same reduction.
+void test_tridiagonal() {
+  Rng rng(91);
+  double values = 0, residual = 0, orthogonality = 0;
+  bool converged = true, vectors_ok = true, threads_same = true;
+  for (int m : {1, 2, 3, 31, 32, 33, 97, 300}) {
+    for (int kind = 0; kind < 6; ++kind) {
+      MatrixXd G = test_gram(rng, m, kind == 5 ? 0 : kind);
+      if (kind == 5 && m > 2) {
+        G.block(0, m / 2, m / 2, m - m / 2).setZero();
+        G.block(m / 2, 0, m - m / 2, m / 2).setZero();
+      }
+      const Eigen::SelfAdjointEigenSolver<MatrixXd> ref(G);
+      const double scale = std::max(ref.eigenvalues().cwiseAbs().maxCoeff(), 1e-300);
+      MatrixXd a = G, a2 = G;
+      dac::eig::Tridiagonal t, t2;
+      dac::eig::tridiagonalize(a, &t, 1);
+      dac::eig::tridiagonalize(a2, &t2, 2);
+      VectorXd ev, ev2;
+      const bool ok = dac::eig::tridiagonal_eigenvalues(t, &ev) && dac::eig::tridiagonal_eigenvalues(t2, &ev2);
+      converged = converged && ok;
+      if (!ok) continue;
+      threads_same = threads_same && t.diag == t2.diag && t.sub == t2.sub && a == a2 && ev == ev2;
+      values = std::max(values, (ev - ref.eigenvalues()).cwiseAbs().maxCoeff() / scale);
+      // Top eigenvectors where the spectrum separates them (the SVD asks only
+      // then), from either reduction.
+      const dac::eig::Tridiagonal& tv = kind % 2 ? t2 : t;
+      const MatrixXd& av = kind % 2 ? a2 : a;
+      int k = 0;
+      while (k < std::min(m, 12) && ev(m - 1 - k) - (k + 1 < m ? ev(m - 2 - k) : -scale) > 1e-7 * scale) ++k;
+      if (k == 0) continue;
+      std::vector<double> want(static_cast<size_t>(k));
+      for (int j = 0; j < k; ++j) want[size_t(j)] = ev(m - 1 - j);
+      MatrixXd z;
+      const bool vok = dac::eig::tridiagonal_eigenvectors(tv, want.data(), k, &z);
+      vectors_ok = vectors_ok && vok;
+      if (!vok) continue;
+      dac::eig::apply_q(av, tv, &z);
+      const Eigen::Map<const VectorXd> lam(want.data(), k);
+      residual = std::max(residual, (G * z - z * lam.asDiagonal()).norm() / scale);
+      orthogonality = std::max(orthogonality, (z.transpose() * z - MatrixXd::Identity(k, k)).cwiseAbs().maxCoeff());
+    }
+  }
+  const std::string d = "values " + std::to_string(values) + " residual " + std::to_string(residual) +
+                        " orthogonality " + std::to_string(orthogonality);
+  report(converged, "tridiagonal eigenvalues converge");
+  report(values < 1e-12, "tridiagonal eigenvalues match Eigen", d);
+  report(vectors_ok && residual < 1e-11 && orthogonality < 1e-11, "tridiagonal top eigenvectors", d);
+  report(threads_same, "tridiagonalize: two threads give the one-thread reduction");
+}
+
 // Every variant's batched Jacobi solver against Eigen's, with 1..lanes
 // matrices of mixed kinds per call (the unused lanes must not disturb the
 // used ones), and its transpose against a plain loop on ragged sizes.
 void test_kernel_jacobi_transpose() {
-  const dac::detail::DacKernels* all[8];
-  const int count = dac::detail::dac_kernel_variants(all, 8);
+  const dac::detail::DacKernels* const* all = dac::detail::dac_kernel_variants().tables;
+  const int count = dac::detail::dac_kernel_variants().count;
   Rng rng(91);
   for (int v = 0; v < count; ++v) {
     const dac::detail::DacKernels& kr = *all[v];
@@ -286,7 +345,7 @@ struct DacOut {
 };
 
 DacOut run_dac(const std::vector<float>& w, const Shape& s, dac::WeightLayout layout, int rank,
-               int threads) {
+               int threads, const char* variant = nullptr) {
   DacOut out;
   const int m = std::min(s.n, s.k());
   out.dw.assign(size_t(int64_t(s.c) * rank * s.k()), kNaN);
@@ -302,6 +361,7 @@ DacOut run_dac(const std::vector<float>& w, const Shape& s, dac::WeightLayout la
   p.singular = out.sv.data();
   p.singular_length = int64_t(out.sv.size());
   p.threads = threads;
+  p.variant = variant;
   out.status = dac::decompose_dac(p);
   return out;
 }
@@ -532,6 +592,27 @@ void test_dac_batch() {
 
 bool fails_with(const dac::Status& st, const std::string& needle) {
   return !st.ok && st.message.find(needle) != std::string::npos;
+}
+
+// Each variant by name: the dispatcher hands out that table, and a
+// decomposition forced onto it matches the reference; an unknown name is an
+// error naming the available ones.
+void test_dac_variants() {
+  const dac::Variants<dac::detail::DacKernels>& v = dac::detail::dac_kernel_variants();
+  const Shape s{20, 7, 3, 3};
+  Rng rng(12);
+  const std::vector<float> w = rng.vec(s.size());
+  for (int i = 0; i < v.count; ++i) {
+    const dac::detail::DacKernels* found = nullptr;
+    const bool ok = dac::detail::find_dac_kernels(v.names[i], &found).ok && found == v.tables[i];
+    report(ok && std::string(found->name) == v.names[i], std::string("find_dac_kernels ") + v.names[i]);
+    check_dac(std::string("dac forced onto ") + v.names[i], w, s, 4,
+              run_dac(w, s, dac::WeightLayout::OIHW, 4, 2, v.names[i]));
+  }
+  const DacOut bad = run_dac(w, s, dac::WeightLayout::OIHW, 4, 1, "mmx");
+  report(!bad.status.ok && bad.status.message.find("variant 'mmx' is not available") != std::string::npos &&
+             bad.status.message.find(v.joined) != std::string::npos,
+         "dac unknown variant", bad.status.message);
 }
 
 void test_dac_bad_args() {
@@ -781,6 +862,36 @@ void test_baselines_threaded() {
   }
 }
 
+// Low rank plus noise, wide and tall, widths inside and past the signal
+// rank: the Gram route's factors (inverse iteration on the tridiagonal form)
+// agree with an exact SVD in singular values, vectors and Eckart-Young error.
+void test_baselines_low_rank() {
+  const Shape shapes[] = {{40, 60, 3, 3}, {150, 30, 3, 3}, {200, 24, 1, 1}};
+  uint64_t seed = 600;
+  for (const Shape& s : shapes) {
+    Rng rng(seed++);
+    const int rank = 6;
+    const MatrixXd U = Eigen::Map<const Eigen::MatrixXf>(rng.vec(int64_t(s.n) * rank).data(), s.n, rank).cast<double>();
+    const MatrixXd V =
+        Eigen::Map<const Eigen::MatrixXf>(rng.vec(int64_t(rank) * s.c * s.k()).data(), rank, int64_t(s.c) * s.k()).cast<double>();
+    const MatrixXd W = U * V;
+    std::vector<float> w(size_t(s.size()));
+    for (int64_t q = 0; q < s.size(); ++q) w[size_t(q)] = float(W(q / W.cols(), q % W.cols()) + 1e-3 * rng.next());
+    const MatrixXd As = spatial_matrix(w, s), Ac = channel_matrix(w, s);
+    for (int width : {rank, 4 * rank}) {
+      const std::string tag = s.text() + " low rank w=" + std::to_string(width);
+      if (width <= std::min(As.rows(), As.cols())) {
+        const PairOut a = run_spatial(w, s, dac::WeightLayout::OIHW, width, 2);
+        check_pair("spatial " + tag, As, false, width, a, spatial_second(a, s, width));
+      }
+      if (width <= std::min(Ac.rows(), Ac.cols())) {
+        const PairOut b = run_channel(w, s, dac::WeightLayout::OIHW, width, 2);
+        check_pair("channel " + tag, Ac, true, width, b, as_matrix(b.second, s.n, width));
+      }
+    }
+  }
+}
+
 void test_baselines_degenerate() {
   const Shape s{6, 5, 3, 3};
   std::vector<float> zero(size_t(s.size()), 0.0f);
@@ -915,14 +1026,17 @@ int main() {
   test_kernel_variants();
   test_kernel_jacobi_transpose();
   test_small_eigen();
+  test_tridiagonal();
   test_dac_shapes();
   test_dac_full_rank();
   test_dac_degenerate();
   test_dac_singular_optional();
   test_dac_batch();
+  test_dac_variants();
   test_dac_bad_args();
   test_baselines();
   test_baselines_threaded();
+  test_baselines_low_rank();
   test_baselines_degenerate();
   test_baselines_bad_args();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -39,6 +39,16 @@ std::vector<std::string> split(const char* s) {
   return out;
 }
 
+dac::Status dwpw_with(dac::DwPwParams p, const char* variant) {
+  p.variant = variant;
+  return dac::dwpw_forward(p);
+}
+
+dac::Status conv2d_with(dac::Conv2DParams p, const char* variant) {
+  p.variant = variant;
+  return dac::conv2d_forward(p);
+}
+
 struct Case {
   int batch, h, w, c, n, kh, kw, sh, sw, dh, dw;
   int pt, pl, pb, pr;
@@ -150,13 +160,13 @@ void test_dwpw_case(const Case& k, uint64_t seed) {
   const std::string name = "dwpw " + describe(k);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> ref(static_cast<size_t>(out_len(d.g)), nan);
-  dac::Status s = dac::dwpw_forward_variant(d.params(k, ref), "ref");
+  dac::Status s = dwpw_with(d.params(k, ref), "ref");
   report(s.ok, name + " [ref]", s.message);
   if (!s.ok) return;
-  for (const std::string& v : split(dac::dwpw_available_variants())) {
+  for (const std::string& v : split(dac::dwpw_variants())) {
     if (v == "ref") continue;
     std::vector<float> out(ref.size(), nan);
-    s = dac::dwpw_forward_variant(d.params(k, out), v.c_str());
+    s = dwpw_with(d.params(k, out), v.c_str());
     std::string why = s.message;
     report(s.ok && close(out, ref, 1e-4, &why), name + " [" + v + "]", why);
   }
@@ -188,7 +198,7 @@ void test_dwpw_case(const Case& k, uint64_t seed) {
   cp.output_length = static_cast<int64_t>(dense.size());
   cp.activation = k.act;
   cp.threads = 1;
-  s = dac::conv2d_forward_variant(cp, "ref");
+  s = conv2d_with(cp, "ref");
   why = s.message;
   report(s.ok && close(ref, dense, 1e-4, &why), name + " [ref vs composed dense]", why);
 }
@@ -217,13 +227,13 @@ void test_conv_case(const Case& k, uint64_t seed) {
     return p;
   };
   std::vector<float> ref(static_cast<size_t>(out_len(g)), nan);
-  dac::Status s = dac::conv2d_forward_variant(params(ref), "ref");
+  dac::Status s = conv2d_with(params(ref), "ref");
   report(s.ok, name + " [ref]", s.message);
   if (!s.ok) return;
-  for (const std::string& v : split(dac::conv2d_available_variants())) {
+  for (const std::string& v : split(dac::conv2d_variants())) {
     if (v == "ref") continue;
     std::vector<float> out(ref.size(), nan);
-    s = dac::conv2d_forward_variant(params(out), v.c_str());
+    s = conv2d_with(params(out), v.c_str());
     std::string why = s.message;
     report(s.ok && close(out, ref, 1e-4, &why), name + " [" + v + "]", why);
   }
@@ -239,7 +249,7 @@ void test_known_values() {
   const std::vector<float> want = {12 * 2 - 1, 21 * 2 - 1, 16 * 2 - 1, 27 * 2 - 1, 45 * 2 - 1,
                                    33 * 2 - 1, 24 * 2 - 1, 39 * 2 - 1, 28 * 2 - 1};
   Case k{1, 3, 3, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, true, dac::Activation::None, 1};
-  for (const std::string& v : split(dac::dwpw_available_variants())) {
+  for (const std::string& v : split(dac::dwpw_variants())) {
     std::vector<float> out(9, std::numeric_limits<float>::quiet_NaN());
     dac::DwPwParams p;
     p.g = geometry(k);
@@ -254,11 +264,11 @@ void test_known_values() {
     p.bias_length = 1;
     p.output = out.data();
     p.output_length = 9;
-    dac::Status s = dac::dwpw_forward_variant(p, v.c_str());
+    dac::Status s = dwpw_with(p, v.c_str());
     std::string why = s.message;
     report(s.ok && close(out, want, 1e-6, &why), "dwpw known values [" + v + "]", why);
   }
-  for (const std::string& v : split(dac::conv2d_available_variants())) {
+  for (const std::string& v : split(dac::conv2d_variants())) {
     std::vector<float> out(9, std::numeric_limits<float>::quiet_NaN());
     const std::vector<float> w(9, 2.f);
     dac::Conv2DParams p;
@@ -271,7 +281,7 @@ void test_known_values() {
     p.bias_length = 1;
     p.output = out.data();
     p.output_length = 9;
-    dac::Status s = dac::conv2d_forward_variant(p, v.c_str());
+    dac::Status s = conv2d_with(p, v.c_str());
     std::string why = s.message;
     report(s.ok && close(out, want, 1e-6, &why), "conv2d known values [" + v + "]", why);
   }
@@ -312,7 +322,7 @@ void test_bad_arguments() {
   // A kernel larger than the padded input has no valid output size.
   p = good(); p.g.kh = 9; p.g.pad_top = p.g.pad_bottom = 0; p.g.out_h = 1;
   expect_error(dac::dwpw_forward(p), "kernel over padded input", "out_h");
-  p = good(); expect_error(dac::dwpw_forward_variant(p, "mmx"), "unknown variant", "variant 'mmx'");
+  p = good(); expect_error(dwpw_with(p, "mmx"), "unknown variant", "variant 'mmx'");
 
   Rng rng(3);
   std::vector<float> w = rng.vec(4 * 3 * 9);
@@ -331,18 +341,20 @@ void test_bad_arguments() {
   q = c; q.g.kw = 0; expect_error(dac::conv2d_forward(q), "conv2d kw 0", "kw");
   q = c; q.g.out_c = 5; expect_error(dac::conv2d_forward(q), "conv2d wrong out_c", "weights");
   q = c; q.threads = -3; expect_error(dac::conv2d_forward(q), "conv2d negative threads", "threads");
-  q = c; expect_error(dac::conv2d_forward_variant(q, "avx9"), "conv2d unknown variant", "variant 'avx9'");
+  q = c; expect_error(conv2d_with(q, "avx9"), "conv2d unknown variant", "variant 'avx9'");
 }
 
+// Each list starts with "ref" and names every variant once; the default
+// (the best) is the last.
 void test_variant_lists() {
-  const std::vector<std::string> dv = split(dac::dwpw_available_variants());
-  const std::vector<std::string> cv = split(dac::conv2d_available_variants());
-  report(!dv.empty() && dv.front() == "ref" && dv.back() == dac::dwpw_best_variant(), "dwpw variant list",
-         dac::dwpw_available_variants());
-  report(!cv.empty() && cv.front() == "ref" && cv.back() == dac::conv2d_best_variant(), "conv2d variant list",
-         dac::conv2d_available_variants());
-  std::printf("dwpw variants: %s (best %s); conv2d variants: %s (best %s)\n", dac::dwpw_available_variants(),
-              dac::dwpw_best_variant(), dac::conv2d_available_variants(), dac::conv2d_best_variant());
+  for (const char* list : {dac::dwpw_variants(), dac::conv2d_variants()}) {
+    const std::vector<std::string> v = split(list);
+    bool unique = true;
+    for (size_t i = 0; i < v.size(); ++i)
+      for (size_t j = 0; j < i; ++j) unique = unique && v[i] != v[j];
+    report(!v.empty() && v.front() == "ref" && unique, "variant list", list);
+  }
+  std::printf("dwpw variants: %s; conv2d variants: %s (the default last)\n", dac::dwpw_variants(), dac::conv2d_variants());
 }
 
 // Packed weights are cached across calls keyed by the weights' address: a
@@ -353,14 +365,14 @@ void test_weight_cache() {
   Case k{1, 9, 8, 20, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, true, dac::Activation::None, 1};
   DwPwData d = make_dwpw(k, 99);
   std::vector<float> ref(static_cast<size_t>(out_len(d.g))), out(ref.size());
-  for (const std::string& v : split(dac::dwpw_available_variants())) {
+  for (const std::string& v : split(dac::dwpw_variants())) {
     for (int round = 0; round < 3; ++round) {
       if (round == 1) d.pw[d.pw.size() / 2] += 0.5f;  // in place: same address and length
       if (round == 2) d.dw[3] -= 0.25f;
       std::fill(ref.begin(), ref.end(), nan);
       std::fill(out.begin(), out.end(), nan);
-      dac::Status s1 = dac::dwpw_forward_variant(d.params(k, ref), "ref");
-      dac::Status s2 = dac::dwpw_forward_variant(d.params(k, out), v.c_str());
+      dac::Status s1 = dwpw_with(d.params(k, ref), "ref");
+      dac::Status s2 = dwpw_with(d.params(k, out), v.c_str());
       std::string why = s1.message + s2.message;
       report(s1.ok && s2.ok && close(out, ref, 1e-4, &why), "dwpw weights changed in place, round " +
              std::to_string(round) + " [" + v + "]", why);
@@ -374,8 +386,8 @@ void test_weight_cache() {
     dac::DwPwParams p2 = d2.params(k2, out), r2 = d2.params(k2, ref);
     p2.pointwise = r2.pointwise = d.pw.data();
     std::fill(out.begin(), out.end(), nan);
-    dac::Status s1 = dac::dwpw_forward_variant(r2, "ref");
-    dac::Status s2 = dac::dwpw_forward_variant(p2, v.c_str());
+    dac::Status s1 = dwpw_with(r2, "ref");
+    dac::Status s2 = dwpw_with(p2, v.c_str());
     std::string why = s1.message + s2.message;
     report(s1.ok && s2.ok && close(out, ref, 1e-4, &why), "dwpw same weights buffer, new shape [" + v + "]", why);
   }
@@ -394,13 +406,13 @@ void test_weight_cache() {
     p.output_length = static_cast<int64_t>(o.size());
     return p;
   };
-  for (const std::string& v : split(dac::conv2d_available_variants())) {
+  for (const std::string& v : split(dac::conv2d_variants())) {
     for (int round = 0; round < 2; ++round) {
       if (round == 1) w.back() *= -3.f;
       std::fill(cref.begin(), cref.end(), nan);
       std::fill(cout.begin(), cout.end(), nan);
-      dac::Status s1 = dac::conv2d_forward_variant(params(cref), "ref");
-      dac::Status s2 = dac::conv2d_forward_variant(params(cout), v.c_str());
+      dac::Status s1 = conv2d_with(params(cref), "ref");
+      dac::Status s2 = conv2d_with(params(cout), v.c_str());
       std::string why = s1.message + s2.message;
       report(s1.ok && s2.ok && close(cout, cref, 1e-4, &why), "conv2d weights changed in place, round " +
              std::to_string(round) + " [" + v + "]", why);

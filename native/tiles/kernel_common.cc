@@ -7,11 +7,10 @@
 #include <mutex>
 #include <string>
 
-#include "../common/cpu_features.h"
 #include "../common/parallel.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 
 namespace {
 
@@ -29,26 +28,6 @@ std::string field_error(const char* op, const char* field, const std::string& wh
 }  // namespace
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
-bool avx512_usable() {
-#if defined(__x86_64__) || defined(__i386__)
-  // cpu_features() covers avx512f (with OS ZMM support); the rest of what
-  // the *_avx512.cc files are compiled for is checked here.
-  return cpu_features().avx512f && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
-#else
-  return false;
-#endif
-}
-
-std::string join_names(const char* const* names, int count) {
-  std::string out;
-  for (int i = 0; i < count; ++i) {
-    if (i) out += ',';
-    out += names[i];
-  }
-  return out;
-}
 
 Status check_geometry(const ConvGeometry& g, const char* op) {
   struct Field {
@@ -319,5 +298,5 @@ Status run_tiles(const TilePlan& t, int threads, void (*run)(const void* plan, i
   return Status::Ok();
 }
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

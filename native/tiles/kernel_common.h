@@ -7,13 +7,13 @@
 #include <new>
 #include <string>
 
-#include "../common/cpu_features.h"
 #include "../common/status.h"
+#include "../common/variants.h"
 #include "plan.h"
 #include "../dwpw/dwpw.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 
 // 64-byte aligned storage that reports failure instead of throwing, so an
 // oversized request becomes a Status (also in the no-exceptions WASM build).
@@ -103,69 +103,6 @@ int choose_tile_pixels(int64_t pixels, int mr, int64_t lda, int taps, int thread
 
 int64_t round_up(int64_t x, int64_t to);
 
-// AVX-512 variants are built with -mavx512f/bw/dq/vl: all four must be there.
-bool avx512_usable();
-
-// Joins names with commas ("ref,avx2,avx512").
-std::string join_names(const char* const* names, int count);
-
-// The variants this build and CPU can run, "ref" first and the best last.
-template <class Isa>
-struct Variants {
-  static constexpr int kMax = 6;
-  const char* names[kMax] = {};
-  const Isa* isas[kMax] = {};  // null for "ref"
-  int count = 0;
-  std::string joined;
-
-  void add(const char* name, const Isa* isa) {
-    names[count] = name;
-    isas[count] = isa;
-    ++count;
-  }
-  // Index of `name`, or -1.
-  int find(const char* name) const {
-    for (int i = 0; i < count; ++i)
-      if (std::string(names[i]) == name) return i;
-    return -1;
-  }
-};
-
-// Each pointer is the variant's table where this build compiled it, else null.
-template <class Isa>
-Variants<Isa> detect_variants(const Isa* sse41, const Isa* avx2, const Isa* avx512, const Isa* neon,
-                              const Isa* wasm_simd) {
-  Variants<Isa> v;
-  const CpuFeatures& f = cpu_features();
-  v.add("ref", nullptr);
-  if (sse41 && f.sse41) v.add(sse41->name, sse41);
-  if (avx2 && f.avx2_fma) v.add(avx2->name, avx2);
-  if (avx512 && avx512_usable()) v.add(avx512->name, avx512);
-  if (neon && f.neon) v.add(neon->name, neon);
-  // WASM SIMD is a property of the module (an engine without it rejects the
-  // whole module), so having compiled it in is enough.
-  if (wasm_simd) v.add(wasm_simd->name, wasm_simd);
-  v.joined = join_names(v.names, v.count);
-  return v;
-}
-
-// A variant table entry where this build compiled that ISA, else null.
-#if defined(DAC_HAVE_X86_VARIANTS)
-#define DAC_IF_X86(table) (table)
-#else
-#define DAC_IF_X86(table) nullptr
-#endif
-#if defined(DAC_HAVE_NEON_VARIANTS)
-#define DAC_IF_NEON(table) (table)
-#else
-#define DAC_IF_NEON(table) nullptr
-#endif
-#if defined(__wasm_simd128__)
-#define DAC_IF_WASM_SIMD(table) (table)
-#else
-#define DAC_IF_WASM_SIMD(table) nullptr
-#endif
-
 // run_tiles' callback for a family whose ISA table has run(plan, m0, m1, scratch).
 template <class Isa, class Plan>
 struct IsaJob {
@@ -177,9 +114,9 @@ struct IsaJob {
   }
 };
 
-// The entry points every kernel family has over its variant table: check the
-// arguments, then run the best variant or a named one ("ref" = the
-// reference loops).
+// The entry points every tiled kernel family has over its variant tables
+// (common/variants.h): check the arguments, then run the named variant or
+// the best ("ref" = the reference loops).
 template <class Params, class Isa>
 struct Dispatch {
   const char* op;
@@ -188,34 +125,21 @@ struct Dispatch {
   void (*reference)(const Params&);
   Status (*tiled)(const Params&, const Isa&);
 
+  // p.variant: a name, or null for the best.
   Status forward(const Params& p) const {
-    Status s = check(p);
+    int index = 0;
+    Status s = variants().find(op, p.variant, &index);
     if (!s.ok) return s;
-    return run(p, variants().count - 1);
-  }
-  Status forward_variant(const Params& p, const char* variant) const {
-    if (!variant) return forward(p);
-    const int index = variants().find(variant);
-    if (index < 0)
-      return Status::Error(std::string(op) + ": variant '" + variant +
-                           "' is not available in this build on this CPU (available: " + variants().joined + ")");
-    Status s = check(p);
-    if (!s.ok) return s;
-    return run(p, index);
-  }
-  const char* best() const { return variants().names[variants().count - 1]; }
-  const char* available() const { return variants().joined.c_str(); }
-
- private:
-  Status run(const Params& p, int index) const {
-    const Isa* isa = variants().isas[index];
+    if (!(s = check(p)).ok) return s;
+    const Isa* isa = variants().tables[index];
     if (!isa) {
       reference(p);
       return Status::Ok();
     }
     return tiled(p, *isa);
   }
+  const char* available() const { return variants().joined.c_str(); }
 };
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

@@ -10,7 +10,7 @@
 #include "../dwpw/dwpw.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 
 // One slice of the GEMM's K dimension, small enough that its A tile (pixels x
 // kc) and the B panels it multiplies stay cache resident.
@@ -82,5 +82,5 @@ struct ConvIsa {
 extern const DwPwIsa kDwPwSse41, kDwPwAvx2, kDwPwAvx512, kDwPwNeon, kDwPwWasmSimd;
 extern const ConvIsa kConvSse41, kConvAvx2, kConvAvx512, kConvNeon, kConvWasmSimd;
 
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

@@ -3,7 +3,7 @@
 #include <immintrin.h>
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 struct IsaAvx2 {
@@ -23,5 +23,5 @@ struct IsaAvx2 {
 };
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

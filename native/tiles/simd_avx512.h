@@ -3,7 +3,7 @@
 #include <immintrin.h>
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 struct IsaAvx512 {
@@ -26,5 +26,5 @@ struct IsaAvx512 {
 };
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

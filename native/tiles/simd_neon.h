@@ -3,7 +3,7 @@
 #include <arm_neon.h>
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 struct IsaNeon {
@@ -24,5 +24,5 @@ struct IsaNeon {
 };
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

@@ -4,7 +4,7 @@
 #include <smmintrin.h>
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 struct IsaSse41 {
@@ -24,5 +24,5 @@ struct IsaSse41 {
 };
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

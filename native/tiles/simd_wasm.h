@@ -4,7 +4,7 @@
 #include <wasm_simd128.h>
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 struct IsaWasmSimd {
@@ -25,5 +25,5 @@ struct IsaWasmSimd {
 };
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

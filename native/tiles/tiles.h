@@ -17,7 +17,7 @@
 #include "plan.h"
 
 namespace dac {
-namespace gemm {
+namespace tiles {
 namespace {
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -343,5 +343,5 @@ void conv_tiles(const TilePlan& t, int64_t m0, int64_t m1, void* scratch) {
 }
 
 }  // namespace
-}  // namespace gemm
+}  // namespace tiles
 }  // namespace dac

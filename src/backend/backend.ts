@@ -1,8 +1,30 @@
-// A loaded backend with the typed, validated decomposition API on top of its
-// raw Binding. Every argument is checked here before it reaches C++.
-import type { Binding, BackendName, LayoutCode, RawBackendInfo } from './binding.js';
+// A loaded backend: the typed, validated API over its raw Binding, and the
+// only door to the core (decompositions, kernels, linear algebra). Every
+// argument is checked here before it reaches C++, and every error the core
+// reports leaves as one DacError (coreError).
+import {
+  KERNEL_FAMILIES,
+  type ActivationCode,
+  type Binding,
+  type BackendName,
+  type KernelFamily,
+  type LayoutCode,
+  type OpArgs,
+  type OpName,
+} from './binding.js';
 import { DacError, type ErrorContext } from '../errors.js';
-import { checkFloats, checkInt, checkShape, type ConvShape } from '../validate.js';
+import {
+  checkInt,
+  checkShape,
+  convOutputSize,
+  MAX_DIM,
+  MAX_ELEMENTS,
+  maxRank,
+  resolvePadding,
+  type ConvShape,
+  type Padding,
+} from '../geometry.js';
+import { checkDoubles, checkFloats, checkNoOverlap, checkOutput } from '../validate.js';
 import { matchingWidth } from '../cost.js';
 
 export type WeightLayout = 'OIHW' | 'HWIO';
@@ -14,6 +36,11 @@ export interface DecomposeOptions {
   threads?: number;
   /** Names used in error messages. */
   context?: ErrorContext;
+}
+
+export interface DacOptions extends DecomposeOptions {
+  /** Force a DAC kernel variant ('ref', 'avx2', ...; see backendInfo().kernels.dacVariants); default: the best for this CPU. */
+  variant?: string;
 }
 
 export interface DacResult {
@@ -71,21 +98,67 @@ export interface TriangularSolveOptions {
   context?: ErrorContext;
 }
 
+/** NHWC: [batch, height, width, channels]. */
+export type Nhwc = [number, number, number, number];
+
+export type Activation = 'none' | 'linear' | 'relu' | 'relu6';
+
+export interface KernelCallOptions {
+  /** [strideH, strideW] or one value for both. Default 1. */
+  strides?: number | readonly [number, number];
+  /** [dilationH, dilationW] or one value for both. Default 1. */
+  dilations?: number | readonly [number, number];
+  /** Default 'valid'. */
+  padding?: Padding;
+  /** [outChannels], or null/undefined for none. */
+  bias?: Float32Array | null;
+  /** Applied after the bias. Default 'none'. */
+  activation?: Activation;
+  /** Worker threads (native; WASM runs on the calling thread). Default 1. */
+  threads?: number;
+  /** Where to write the result (exactly batch*outH*outW*outC floats); reuse it across calls to avoid allocating. */
+  output?: Float32Array;
+  /** Force a kernel variant ('ref', 'avx2', ...; see backendInfo().kernels); default: the best for this CPU. */
+  variant?: string;
+  /** Names used in error messages. */
+  context?: ErrorContext;
+}
+
+export interface KernelResult {
+  /** NHWC [batch][outH][outW][outC]. */
+  output: Float32Array;
+  shape: Nhwc;
+}
+
+/** DAC weights of one layer, as decomposeDac returns them. */
+export interface DwPwWeights {
+  rank: number;
+  /** [c*rank][kh*kw]: channel i's filters at rows i*rank .. i*rank+rank-1 */
+  depthwise: Float32Array;
+  /** [n][c*rank] */
+  pointwise: Float32Array;
+}
+
+/** The kernel variants a backend runs on this CPU, per family: "ref" first, the default (the best) last. */
+export type KernelVariants = Record<KernelFamily, string[]>;
+
+export interface BackendInfo {
+  backend: BackendName;
+  version: string;
+  isa: string;
+  kernels: {
+    dwpw: string;
+    conv2d: string;
+    dac: string;
+    dwpwVariants: string[];
+    conv2dVariants: string[];
+    dacVariants: string[];
+  };
+  hardwareThreads: number;
+}
+
 /** Largest matrix the linear algebra takes, in values (WASM's 32-bit lengths, 8 bytes each). */
 const MAX_MATRIX = 2 ** 28;
-
-/**
- * A Float64Array of exactly `length` values. Values are not scanned: NaN and
- * infinity propagate through products and solves as IEEE arithmetic says, and
- * the Cholesky factorisation reports a non-finite factor as an error.
- */
-function checkDoubles(value: unknown, length: number, field: string, ctx: ErrorContext): Float64Array {
-  if (!(value instanceof Float64Array)) throw new DacError('EINVAL', `${field} must be a Float64Array`, { ...ctx, field });
-  if (value.length !== length) {
-    throw new DacError('ESHAPE', `${field} has ${value.length} values, expected ${length}`, { ...ctx, field });
-  }
-  return value;
-}
 
 function checkDims(dims: Record<string, unknown>, ctx: ErrorContext): Record<string, number> {
   const out: Record<string, number> = {};
@@ -97,37 +170,51 @@ function checkSize(values: number, field: string, ctx: ErrorContext): void {
   if (values > MAX_MATRIX) throw new DacError('ERANGE', `${field} would have ${values} values, more than ${MAX_MATRIX}`, { ...ctx, field });
 }
 
-export interface BackendInfo {
-  backend: BackendName;
-  version: string;
-  isa: string;
-  kernels: { dwpw: string; conv2d: string; dwpwVariants: string[]; conv2dVariants: string[] };
-  hardwareThreads: number;
-}
-
 function layoutCode(layout: unknown, ctx: ErrorContext): LayoutCode {
   if (layout === undefined || layout === 'OIHW') return 0;
   if (layout === 'HWIO') return 1;
   throw new DacError('EINVAL', `layout must be 'OIHW' or 'HWIO', got ${String(layout)}`, { ...ctx, field: 'layout' });
 }
 
-function threadsOf(opts: DecomposeOptions | undefined, ctx: ErrorContext): number {
-  return opts?.threads === undefined ? 1 : checkInt(opts.threads, 'threads', 1, 1024, ctx);
+function threadsOf(threads: unknown, ctx: ErrorContext): number {
+  return threads === undefined ? 1 : checkInt(threads, 'threads', 1, 1024, ctx);
+}
+
+function activationCode(a: unknown, ctx: ErrorContext): ActivationCode {
+  if (a === undefined || a === 'none' || a === 'linear') return 0;
+  if (a === 'relu') return 1;
+  if (a === 'relu6') return 2;
+  throw new DacError('EINVAL', `activation must be 'none', 'linear', 'relu' or 'relu6', got ${String(a)}`, {
+    ...ctx,
+    field: 'activation',
+  });
+}
+
+function pair(value: unknown, field: string, ctx: ErrorContext): [number, number] {
+  if (value === undefined) return [1, 1];
+  if (typeof value === 'number') {
+    const v = checkInt(value, field, 1, MAX_DIM, ctx);
+    return [v, v];
+  }
+  if (Array.isArray(value) && value.length === 2) {
+    return [checkInt(value[0], `${field}[0]`, 1, MAX_DIM, ctx), checkInt(value[1], `${field}[1]`, 1, MAX_DIM, ctx)];
+  }
+  throw new DacError('EINVAL', `${field} must be a positive integer or a pair of them`, { ...ctx, field });
 }
 
 /** Largest DAC rank of a layer: min(n, kh*kw). */
 export function maxDacRank(shape: ConvShape): number {
-  return Math.min(shape.n, shape.kh * shape.kw);
+  return maxRank(shape, 'dac');
 }
 
 /** Largest spatial width: min(c*kh, n*kw). */
 export function maxSpatialWidth(shape: ConvShape): number {
-  return Math.min(shape.c * shape.kh, shape.n * shape.kw);
+  return maxRank(shape, 'spatial');
 }
 
 /** Largest channel width: min(n, c*kh*kw). */
 export function maxChannelWidth(shape: ConvShape): number {
-  return Math.min(shape.n, shape.c * shape.kh * shape.kw);
+  return maxRank(shape, 'channel');
 }
 
 /**
@@ -147,7 +234,20 @@ function checkResult(fields: Array<[string, Float32Array]>, ctx: ErrorContext): 
   }
 }
 
+/**
+ * The one mapping from what the core throws to what callers see: arguments
+ * are checked before every call, so an error from C++ (or a WASM trap) is a
+ * failure of the core itself, EKERNEL, with the caller's context.
+ */
+function coreError(err: unknown, ctx: ErrorContext): DacError {
+  if (err instanceof DacError) return err;
+  return new DacError('EKERNEL', err instanceof Error ? err.message : String(err), ctx);
+}
+
 export class Backend {
+  private variantLists: KernelVariants | null = null;
+
+  /** The raw binding: for tests of the C++ checks behind it and for benchmarks; library code goes through the methods. */
   constructor(readonly binding: Binding) {}
 
   get name(): BackendName {
@@ -155,48 +255,66 @@ export class Backend {
   }
 
   info(): BackendInfo {
-    const raw: RawBackendInfo = this.binding.info();
-    const list = (s: string): string[] => s.split(',').filter(Boolean);
+    const raw = this.binding.info();
+    const v = this.variants();
     return {
       backend: this.binding.name,
       version: raw.version,
       isa: raw.isa,
       kernels: {
-        dwpw: raw.dwpwVariant,
-        conv2d: raw.conv2dVariant,
-        dwpwVariants: list(raw.dwpwVariants),
-        conv2dVariants: list(raw.conv2dVariants),
+        dwpw: v.dwpw[v.dwpw.length - 1],
+        conv2d: v.conv2d[v.conv2d.length - 1],
+        dac: v.dac[v.dac.length - 1],
+        dwpwVariants: v.dwpw,
+        conv2dVariants: v.conv2d,
+        dacVariants: v.dac,
       },
       hardwareThreads: raw.hardwareThreads,
     };
   }
 
+  /** The kernel variants this backend runs on this CPU, per family: "ref" first, the default last. */
+  variants(): KernelVariants {
+    if (!this.variantLists) {
+      // "dwpw=ref,avx2;conv2d=ref,avx2;dac=ref,avx2"
+      const families = new Map(this.binding.info().variants.split(';').map((f) => f.split('=') as [string, string]));
+      const lists = {} as KernelVariants;
+      for (const family of KERNEL_FAMILIES) lists[family] = (families.get(family) ?? '').split(',').filter(Boolean);
+      this.variantLists = lists;
+    }
+    return this.variantLists;
+  }
+
   /** DAC: per input channel, a rank-r SVD of its n x (kh*kw) slice. */
-  decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DecomposeOptions = {}): DacResult {
-    const args = this.dacArgs({ weights, shape, rank, layout: opts.layout }, opts.context ?? {}, threadsOf(opts, opts.context ?? {}));
-    this.binding.decomposeDac(args);
-    checkResult([['singular', args.singular!], ['depthwise', args.depthwise], ['pointwise', args.pointwise]], opts.context ?? {});
-    return { rank: args.rank, depthwise: args.depthwise, pointwise: args.pointwise, singular: args.singular! };
+  decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DacOptions = {}): DacResult {
+    const ctx = opts.context ?? {};
+    const args = this.dacArgs({ weights, shape, rank, layout: opts.layout }, ctx, threadsOf(opts.threads, ctx), opts.variant);
+    this.call('decomposeDac', args, ctx);
+    return this.dacResult(args, ctx);
   }
 
   /** Many layers in one call: a whole model's convs, spread over `threads` (native). */
-  decomposeDacBatch(layers: BatchLayer[], opts: Omit<DecomposeOptions, 'layout'> = {}): DacResult[] {
+  decomposeDacBatch(layers: BatchLayer[], opts: Omit<DacOptions, 'layout'> = {}): DacResult[] {
     const ctx = opts.context ?? {};
     if (!Array.isArray(layers)) throw new DacError('EINVAL', 'layers must be an array', { ...ctx, field: 'layers' });
-    const threads = threadsOf(opts, ctx);
-    const args = layers.map((layer, i) =>
-      this.dacArgs(layer, { ...ctx, layer: layer?.name ?? `#${i}` }, 1),
-    );
-    if (args.length > 0) this.binding.decomposeDacBatch(args, threads);
-    args.forEach((a, i) => checkResult([['singular', a.singular!], ['depthwise', a.depthwise], ['pointwise', a.pointwise]], { ...ctx, layer: layers[i]?.name ?? `#${i}` }));
-    return args.map((a) => ({ rank: a.rank, depthwise: a.depthwise, pointwise: a.pointwise, singular: a.singular! }));
+    const threads = threadsOf(opts.threads, ctx);
+    const where = (i: number): ErrorContext => ({ ...ctx, layer: layers[i]?.name ?? `#${i}` });
+    const args = layers.map((layer, i) => this.dacArgs(layer, where(i), 1, opts.variant));
+    if (args.length > 0) {
+      try {
+        this.binding.decomposeDacBatch(args, threads);
+      } catch (err) {
+        throw coreError(err, ctx);
+      }
+    }
+    return args.map((a, i) => this.dacResult(a, where(i)));
   }
 
   /** Jaderberg-style spatial decomposition: kh x 1 (width filters) then 1 x kw. */
   decomposeSpatial(weights: Float32Array, shape: ConvShape, width: number, opts: DecomposeOptions = {}): SpatialResult {
     const ctx = opts.context ?? {};
     const s = checkShape(shape, ctx);
-    const w = checkInt(width, 'width', 1, maxSpatialWidth(s), ctx);
+    const w = checkInt(width, 'width', 1, maxRank(s, 'spatial'), ctx);
     const args = {
       weights: checkFloats(weights, s.n * s.c * s.kh * s.kw, 'weights', ctx),
       layout: layoutCode(opts.layout, ctx),
@@ -204,10 +322,10 @@ export class Backend {
       width: w,
       vertical: new Float32Array(w * s.c * s.kh),
       horizontal: new Float32Array(s.n * w * s.kw),
-      singular: new Float32Array(maxSpatialWidth(s)),
-      threads: threadsOf(opts, ctx),
+      singular: new Float32Array(maxRank(s, 'spatial')),
+      threads: threadsOf(opts.threads, ctx),
     };
-    this.binding.decomposeSpatial(args);
+    this.call('decomposeSpatial', args, ctx);
     checkResult([['singular', args.singular], ['vertical', args.vertical], ['horizontal', args.horizontal]], ctx);
     return { width: w, vertical: args.vertical, horizontal: args.horizontal, singular: args.singular };
   }
@@ -216,7 +334,7 @@ export class Backend {
   decomposeChannel(weights: Float32Array, shape: ConvShape, width: number, opts: DecomposeOptions = {}): ChannelResult {
     const ctx = opts.context ?? {};
     const s = checkShape(shape, ctx);
-    const w = checkInt(width, 'width', 1, maxChannelWidth(s), ctx);
+    const w = checkInt(width, 'width', 1, maxRank(s, 'channel'), ctx);
     const args = {
       weights: checkFloats(weights, s.n * s.c * s.kh * s.kw, 'weights', ctx),
       layout: layoutCode(opts.layout, ctx),
@@ -224,12 +342,62 @@ export class Backend {
       width: w,
       first: new Float32Array(w * s.c * s.kh * s.kw),
       second: new Float32Array(s.n * w),
-      singular: new Float32Array(maxChannelWidth(s)),
-      threads: threadsOf(opts, ctx),
+      singular: new Float32Array(maxRank(s, 'channel')),
+      threads: threadsOf(opts.threads, ctx),
     };
-    this.binding.decomposeChannel(args);
+    this.call('decomposeChannel', args, ctx);
     checkResult([['singular', args.singular], ['first', args.first], ['second', args.second]], ctx);
     return { width: w, first: args.first, second: args.second, singular: args.singular };
+  }
+
+  /**
+   * The decomposed layer in one pass: a depthwise conv with depth multiplier
+   * `weights.rank` (same strides/dilations/padding as the original) followed
+   * by a 1x1 conv with `shape.n` outputs, the bias and the activation, fused by
+   * tiles so the c*rank intermediate channels never leave the cache.
+   * `shape` is the original layer's {n, c, kh, kw}.
+   */
+  fusedDepthwisePointwise(
+    input: Float32Array,
+    inputShape: Nhwc,
+    weights: DwPwWeights,
+    shape: ConvShape,
+    opts: KernelCallOptions = {},
+  ): KernelResult {
+    const ctx = opts.context ?? {};
+    const s = checkShape(shape, ctx);
+    if (typeof weights !== 'object' || weights === null) {
+      throw new DacError('EINVAL', 'weights must be {rank, depthwise, pointwise}', { ...ctx, field: 'weights' });
+    }
+    const rank = checkInt(weights.rank, 'rank', 1, 1 << 16, ctx);
+    const depthwise = checkOutput(weights.depthwise, s.c * rank * s.kh * s.kw, 'depthwise', ctx);
+    const pointwise = checkOutput(weights.pointwise, s.n * s.c * rank, 'pointwise', ctx);
+    const conv = this.convArgs(input, inputShape, s, opts, ctx);
+    checkNoOverlap(conv.args.output, 'output', [
+      [conv.args.input, 'the input'],
+      [depthwise, 'the depthwise weights'],
+      [pointwise, 'the pointwise weights'],
+      [conv.args.bias, 'the bias'],
+    ], ctx);
+    const variant = this.variantOf('dwpw', opts.variant, ctx);
+    this.call('dwpw', { ...conv.args, rank, depthwise, pointwise, variant }, ctx);
+    return { output: conv.args.output, shape: conv.shape };
+  }
+
+  /** A dense convolution; `weights` is OIHW [n][c][kh][kw] with `shape` = {n, c, kh, kw}. */
+  conv2d(input: Float32Array, inputShape: Nhwc, weights: Float32Array, shape: ConvShape, opts: KernelCallOptions = {}): KernelResult {
+    const ctx = opts.context ?? {};
+    const s = checkShape(shape, ctx);
+    const w = checkOutput(weights, s.n * s.c * s.kh * s.kw, 'weights', ctx);
+    const conv = this.convArgs(input, inputShape, s, opts, ctx);
+    checkNoOverlap(conv.args.output, 'output', [
+      [conv.args.input, 'the input'],
+      [w, 'the weights'],
+      [conv.args.bias, 'the bias'],
+    ], ctx);
+    const variant = this.variantOf('conv2d', opts.variant, ctx);
+    this.call('conv2d', { ...conv.args, weights: w, variant }, ctx);
+    return { output: conv.args.output, shape: conv.shape };
   }
 
   /** op(a) * op(b) in double precision: op(a) is m x k, op(b) k x n; a new m x n row-major array. */
@@ -247,7 +415,7 @@ export class Backend {
       transB: opts.transB === true,
       c: new Float64Array(d.m * d.n),
     };
-    this.binding.gemm(args);
+    this.call('gemm', args, ctx);
     return args.c;
   }
 
@@ -267,7 +435,7 @@ export class Backend {
       throw new DacError('EINVAL', `ridge must be a finite number >= 0, got ${String(ridge)}`, { ...context, field: 'ridge' });
     }
     const args = { m: d.m, a: Float64Array.from(checkDoubles(a, d.m * d.m, 'a', context)), ridge };
-    this.binding.cholesky(args);
+    this.call('cholesky', args, context);
     return args.a;
   }
 
@@ -288,7 +456,7 @@ export class Backend {
       }
     }
     const args = { m: d.m, l, k, rows: d.rows, b: Float64Array.from(checkDoubles(b, d.rows * k, 'b', ctx)), transpose: opts.transpose === true };
-    this.binding.triangularSolve(args);
+    this.call('triangularSolve', args, ctx);
     return args.b;
   }
 
@@ -297,14 +465,36 @@ export class Backend {
     const d = checkDims({ m }, context);
     checkSize(d.m * d.m, 'a', context);
     const args = { m: d.m, a: checkDoubles(a, d.m * d.m, 'a', context), values: new Float64Array(d.m) };
-    this.binding.symmetricEigenvalues(args);
+    this.call('symmetricEigenvalues', args, context);
     return args.values;
   }
 
-  private dacArgs(layer: BatchLayer, ctx: ErrorContext, threads: number) {
+  /** Runs one op of the binding; the only place the core is called from. */
+  private call<N extends OpName>(op: N, args: OpArgs<N>, ctx: ErrorContext): void {
+    try {
+      (this.binding[op] as (a: OpArgs<N>) => void)(args);
+    } catch (err) {
+      throw coreError(err, ctx);
+    }
+  }
+
+  /** A variant name this backend runs for `family`, or null (the best) when none is asked for. */
+  private variantOf(family: KernelFamily, variant: unknown, ctx: ErrorContext): string | null {
+    if (variant === undefined || variant === null) return null;
+    const list = this.variants()[family];
+    if (typeof variant !== 'string' || !list.includes(variant)) {
+      throw new DacError('EINVAL', `variant must be one of ${list.join(', ')} on the ${this.name} backend, got ${String(variant)}`, {
+        ...ctx,
+        field: 'variant',
+      });
+    }
+    return variant;
+  }
+
+  private dacArgs(layer: BatchLayer, ctx: ErrorContext, threads: number, variant: unknown): OpArgs<'decomposeDac'> & { singular: Float32Array } {
     if (typeof layer !== 'object' || layer === null) throw new DacError('EINVAL', 'layer must be an object', ctx);
     const s = checkShape(layer.shape, ctx);
-    const rank = checkInt(layer.rank, 'rank', 1, maxDacRank(s), ctx);
+    const rank = checkInt(layer.rank, 'rank', 1, maxRank(s, 'dac'), ctx);
     return {
       weights: checkFloats(layer.weights, s.n * s.c * s.kh * s.kw, 'weights', ctx),
       layout: layoutCode(layer.layout, ctx),
@@ -312,9 +502,73 @@ export class Backend {
       rank,
       depthwise: new Float32Array(s.c * rank * s.kh * s.kw),
       pointwise: new Float32Array(s.n * s.c * rank),
-      singular: new Float32Array(s.c * maxDacRank(s)) as Float32Array | null,
+      singular: new Float32Array(s.c * maxRank(s, 'dac')),
       threads,
+      variant: this.variantOf('dac', variant, ctx),
     };
+  }
+
+  private dacResult(a: OpArgs<'decomposeDac'> & { singular: Float32Array }, ctx: ErrorContext): DacResult {
+    checkResult([['singular', a.singular], ['depthwise', a.depthwise], ['pointwise', a.pointwise]], ctx);
+    return { rank: a.rank, depthwise: a.depthwise, pointwise: a.pointwise, singular: a.singular };
+  }
+
+  /** Checks everything a conv call shares and computes its geometry (geometry.ts's output size and padding). */
+  private convArgs(input: unknown, inputShape: unknown, s: ConvShape, opts: KernelCallOptions, ctx: ErrorContext) {
+    if (!Array.isArray(inputShape) || inputShape.length !== 4) {
+      throw new DacError('EINVAL', 'inputShape must be [batch, height, width, channels]', { ...ctx, field: 'inputShape' });
+    }
+    const batch = checkInt(inputShape[0], 'inputShape[0] (batch)', 1, MAX_DIM, ctx);
+    const inH = checkInt(inputShape[1], 'inputShape[1] (height)', 1, MAX_DIM, ctx);
+    const inW = checkInt(inputShape[2], 'inputShape[2] (width)', 1, MAX_DIM, ctx);
+    const inC = checkInt(inputShape[3], 'inputShape[3] (channels)', 1, MAX_DIM, ctx);
+    if (inC !== s.c) {
+      throw new DacError('ESHAPE', `input has ${inC} channels but the layer expects ${s.c}`, { ...ctx, field: 'inputShape' });
+    }
+    const strides = pair(opts.strides, 'strides', ctx);
+    const dilations = pair(opts.dilations, 'dilations', ctx);
+    const [pt, pl, pb, pr] = resolvePadding(opts.padding, inH, inW, s.kh, s.kw, strides, dilations, ctx);
+    const outH = convOutputSize(inH, s.kh, strides[0], dilations[0], pt, pb);
+    const outW = convOutputSize(inW, s.kw, strides[1], dilations[1], pl, pr);
+    if (outH < 1 || outW < 1) {
+      throw new DacError(
+        'ESHAPE',
+        `a ${s.kh}x${s.kw} kernel with dilation ${dilations.join('x')} does not fit the padded ${inH}x${inW} input`,
+        { ...ctx, field: 'padding' },
+      );
+    }
+    const inLength = batch * inH * inW * inC;
+    const outLength = batch * outH * outW * s.n;
+    if (inLength > MAX_ELEMENTS || outLength > MAX_ELEMENTS) {
+      throw new DacError('ERANGE', 'tensors over 2^31-1 elements are not supported', { ...ctx, field: 'inputShape' });
+    }
+    const args = {
+      geometry: {
+        batch,
+        inH,
+        inW,
+        inC,
+        kh: s.kh,
+        kw: s.kw,
+        strideH: strides[0],
+        strideW: strides[1],
+        dilationH: dilations[0],
+        dilationW: dilations[1],
+        padTop: pt,
+        padLeft: pl,
+        padBottom: pb,
+        padRight: pr,
+        outH,
+        outW,
+        outC: s.n,
+      },
+      input: checkOutput(input, inLength, 'input', ctx),
+      bias: opts.bias === undefined || opts.bias === null ? null : checkOutput(opts.bias, s.n, 'bias', ctx),
+      output: opts.output === undefined ? new Float32Array(outLength) : checkOutput(opts.output, outLength, 'output', ctx),
+      activation: activationCode(opts.activation, ctx),
+      threads: threadsOf(opts.threads, ctx),
+    };
+    return { args, shape: [batch, outH, outW, s.n] as Nhwc };
   }
 }
 

@@ -4,47 +4,15 @@
 // build:native). DAC_ADDON_PATH names the only file to try instead.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type {
-  Binding,
-  RawBackendInfo,
-  DacArgs,
-  SpatialArgs,
-  ChannelArgs,
-  DwPwArgs,
-  Conv2DArgs,
-  GemmArgs,
-  CholeskyArgs,
-  TriangularSolveArgs,
-  SymmetricEigenvaluesArgs,
-} from './binding.js';
+import { checkContract, OP_NAMES, type Binding, type DacArgs, type OpName, type RawBackendInfo } from './binding.js';
 
-interface AddonExports {
-  info(): RawBackendInfo;
-  decomposeDac(a: DacArgs): void;
-  decomposeDacBatch(layers: DacArgs[], threads: number): void;
-  decomposeSpatial(a: SpatialArgs): void;
-  decomposeChannel(a: ChannelArgs): void;
-  dwpw(a: DwPwArgs, variant: string | null): void;
-  conv2d(a: Conv2DArgs, variant: string | null): void;
-  gemm(a: GemmArgs): void;
-  cholesky(a: CholeskyArgs): void;
-  triangularSolve(a: TriangularSolveArgs): void;
-  symmetricEigenvalues(a: SymmetricEigenvaluesArgs): void;
-}
+/** What the addon exports (native/addon.cc): one function an op of OPS, taking its args object, and these. */
+type AddonExports = Omit<Binding, 'name'> & {
+  /** native/ops.h's op tables, checked against OPS; absent from addons built before them. */
+  contract?(): string[];
+};
 
-const ADDON_FUNCTIONS: (keyof AddonExports)[] = [
-  'info',
-  'decomposeDac',
-  'decomposeDacBatch',
-  'decomposeSpatial',
-  'decomposeChannel',
-  'dwpw',
-  'conv2d',
-  'gemm',
-  'cholesky',
-  'triangularSolve',
-  'symmetricEigenvalues',
-];
+const ADDON_FUNCTIONS: (keyof AddonExports)[] = ['info', 'decomposeDacBatch', ...OP_NAMES];
 
 /** The package root: two levels up from src/backend or dist/backend. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
@@ -77,29 +45,25 @@ export function loadNativeBinding(): Binding {
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const addon = require(file) as AddonExports;
-      // An addon built from older sources lacks newer functions: refuse it whole (WASM takes over) rather than fail mid-plan.
+      // An addon built from other sources is refused whole (WASM takes over) rather than failing mid-plan.
       const missing = ADDON_FUNCTIONS.filter((f) => typeof addon[f] !== 'function');
       if (missing.length > 0) {
         tried.push(`${file}: out of date, no ${missing.join(', ')} (rebuild it: npm run build:native)`);
         continue;
       }
+      if (typeof addon.contract !== 'function') throw new Error('out of date: no op tables');
+      checkContract(addon.contract());
       loadedAddon = file;
+      const ops = Object.fromEntries(OP_NAMES.map((op) => [op, addon[op]])) as Pick<Binding, OpName>;
       return {
+        ...ops,
         name: 'native',
-        info: () => addon.info(),
-        decomposeDac: (a) => addon.decomposeDac(a),
-        decomposeDacBatch: (layers, threads) => addon.decomposeDacBatch(layers, threads),
-        decomposeSpatial: (a) => addon.decomposeSpatial(a),
-        decomposeChannel: (a) => addon.decomposeChannel(a),
-        dwpw: (a, variant) => addon.dwpw(a, variant),
-        conv2d: (a, variant) => addon.conv2d(a, variant),
-        gemm: (a) => addon.gemm(a),
-        cholesky: (a) => addon.cholesky(a),
-        triangularSolve: (a) => addon.triangularSolve(a),
-        symmetricEigenvalues: (a) => addon.symmetricEigenvalues(a),
+        info: (): RawBackendInfo => addon.info(),
+        decomposeDacBatch: (layers: DacArgs[], threads: number) => addon.decomposeDacBatch(layers, threads),
       };
     } catch (err) {
-      tried.push(`${file}: ${(err as Error).message}`);
+      const hint = /^out of date/.test((err as Error).message) ? ' (rebuild it: npm run build:native)' : '';
+      tried.push(`${file}: ${(err as Error).message}${hint}`);
     }
   }
   throw new Error(`native addon unavailable (${tried.join('; ')})`);

@@ -21,10 +21,10 @@ export const latencyFlags: Options = {
   runtime: { type: 'string' },
 };
 
-export const latencyFlagsHelp = `Latency planning (with a policy; see dac bench --help):
+export const latencyFlagsHelp = `Latency planning (with a policy; see dac-conv bench --help):
   --latency-saved F      save at least fraction F of the model's conv time measured in
                          --runtime (a policy on its own, like --flops-saved)
-  --latency-table FILE   latency.json from dac bench for this model; without it,
+  --latency-table FILE   latency.json from dac-conv bench for this model; without it,
                          --latency-saved measures first (batch 1; minutes on big models)
   --runtime R            ours, ort or tfjs (default: ort for ONNX models, ours with
                          --tfjs-layer dac, else tfjs). With a table, no budget policy
@@ -46,7 +46,7 @@ export const benchOptions: Options = {
   ...inputShapeFlag,
 };
 
-export const benchHelp = `Usage: dac bench <model> [policy] [--batch N] [--threads N] [--runtime ours,ort,tfjs] [--json] [--out DIR]
+export const benchHelp = `Usage: dac-conv bench <model> [policy] [--batch N] [--threads N] [--runtime ours,ort,tfjs] [--json] [--out DIR]
 
 Times every convolution of the model on this device, with its real input
 size, stride, padding and dilation: the original conv, DAC at every rank

@@ -25,7 +25,7 @@ export const compareOptions: Options = {
   ...inputShapeFlag,
 };
 
-export const compareHelp = `Usage: dac compare <a> <b> [--inputs N] [--input FILE] [options]
+export const compareHelp = `Usage: dac-conv compare <a> <b> [--inputs N] [--input FILE] [options]
 
 Runs models a and b (TF.js or ONNX, in any mix, same input size) on the same
 inputs and prints, per input set: the largest absolute output difference,

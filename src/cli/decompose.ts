@@ -3,8 +3,7 @@
 // report.json beside it.
 import * as path from 'node:path';
 import { decomposeLoaded, type Report } from '../decompose-model.js';
-import { detectFormat, loadModel } from '../formats/index.js';
-import { TfjsModel } from '../formats/tfjs/model.js';
+import { detectFormat, loadModel, withTfjsLayer } from '../formats/index.js';
 import { DEFAULT_MAX_MODEL_MB } from '../io/limits.js';
 import { prepareWrite, writeDecomposed } from '../write.js';
 import { fmtInt, fmtSaving, parse, Progress, UsageError, type Options } from './common.js';
@@ -26,7 +25,7 @@ export const decomposeOptions: Options = {
   json: { type: 'boolean' },
 };
 
-export const decomposeHelp = `Usage: dac decompose <model> -o <out> [policy] [options]
+export const decomposeHelp = `Usage: dac-conv decompose <model> -o <out> [policy] [options]
 
 Replaces the model's KxK convolutions by cheaper pairs and writes the result
 in the input's format: a folder with model.json + shards for TF.js Layers, an
@@ -37,7 +36,8 @@ renames over or deletes an input (symlinks and hard links included) or a
 file dac did not write (an existing -o folder must be empty or an earlier
 dac output). Writes whole: until the new output is complete and re-read,
 the earlier one stays in place; on any error the exit code is non-zero and
-nothing changed.
+nothing changed. One run at a time per output: a second run writing the
+same -o fails at once, naming the first.
 
 Methods (--method, default dac):
   dac       depthwise KxK (rank r per input channel) + pointwise 1x1  [Li et al. 2019]
@@ -60,7 +60,7 @@ Options:
   -o, --output PATH      output folder (TF.js) or .onnx file (ONNX); required
   -m, --method M         dac (default), spatial, channel or auto (see above)
   --skip-first           keep the first conv (few input channels, little to gain)
-  --layers a,b           decompose only these convs (names as dac inspect prints)
+  --layers a,b           decompose only these convs (names as dac-conv inspect prints)
   --fold-bn              fold BatchNormalization into the preceding convs first
   --input-shape HxW[xC]  input size for a model that leaves height/width free (null);
                          without it costs are per input pixel (shapes evaluated at
@@ -74,10 +74,11 @@ Options:
                          planned on the plain weight error; report.json says mode "paper"
   --no-bias-correction   do not fold the predicted mean shift into the biases
   --report PATH          where to write report.json instead of beside the model
-  --tfjs-layer stock|dac TF.js Layers output: write each DAC replacement as stock
+  --tfjs-layer stock|dac TF.js output: write each DAC replacement as stock
                          DepthwiseConv2D + Conv2D (default; loads anywhere) or as one
-                         DacConv2D layer running our fused kernel (loads in a program
-                         that imports 'dac-conv/tfjs'; also decomposes dilated convs;
+                         DacConv2D layer (Layers models) or DacConv2D op node (graph
+                         models) running our fused kernel (loads in a program that
+                         imports 'dac-conv/tfjs'; Layers: also decomposes dilated convs;
                          convs with activations other than linear/relu/relu6 stay stock)
   --threads N            threads for the decompositions (native backend)
   --max-model-mb M       refuse a model whose files (model.json + shards, or the .onnx
@@ -118,43 +119,44 @@ export async function runDecompose(args: string[]): Promise<number> {
   const tfjsLayer = tfjsLayerFrom(values, 'decompose');
 
   if (tfjsLayer !== undefined && detectFormat(inputPath) !== 'tfjs') {
-    throw new UsageError('--tfjs-layer applies to TF.js Layers models only', 'decompose');
+    throw new UsageError('--tfjs-layer applies to TF.js models only', 'decompose');
   }
   // Output checks come before any work, so a bad path fails fast and leaves nothing behind.
   const format = detectFormat(inputPath);
   const plan = prepareWrite({ input: inputPath, output, kind: format === 'onnx' ? 'file' : 'folder', report: values.report as string | undefined });
-  const json = values.json === true;
-  const progress = new Progress(values.quiet === true || json);
+  try {
+    const json = values.json === true;
+    const progress = new Progress(values.quiet === true || json);
 
-  progress.step(`loading ${inputPath}`);
-  let model = await loadModel(inputPath, { maxBytes, inputShape });
-  if (tfjsLayer !== undefined) {
-    if (!(model instanceof TfjsModel)) throw new UsageError('--tfjs-layer applies to TF.js Layers models only (this is a graph model)', 'decompose');
-    model = model.withTfjsLayer(tfjsLayer);
+    progress.step(`loading ${inputPath}`);
+    let model = await loadModel(inputPath, { maxBytes, inputShape });
+    if (tfjsLayer !== undefined) model = withTfjsLayer(model, tfjsLayer);
+    if (foldBn) model = model.foldBatchNorm();
+    const settings = await withLatency(policy, values, model, format === 'onnx' ? 'ort' : tfjsLayer === 'dac' ? 'ours' : 'tfjs', 'decompose');
+    progress.step(`decomposing ${model.convs.length} convs (${settings.method})`);
+    const result = decomposeLoaded(model, settings);
+    for (const w of result.warnings) process.stderr.write(`dac: warning: ${w}\n`);
+    const report: Report = { ...result.report, input: inputPath, output, foldedBatchNorm: foldBn === true };
+    progress.step(`writing ${output}`);
+    const written = await writeDecomposed(plan, result.model, report, { loadOptions: { inputShape } });
+    progress.done();
+    const changed = report.layers.filter((l) => l.method !== 'keep').length;
+    if (json) {
+      const files = written.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
+      process.stdout.write(`${JSON.stringify({ output: path.resolve(output), report: written.report, format, replaced: changed, flops: report.flops, params: report.params, files, layers: report.layers }, null, 2)}\n`);
+    } else if (!values.quiet) {
+      const { flops, params } = report;
+      process.stdout.write(
+        `wrote ${output} (${format}): ${changed} of ${report.layers.length} convs replaced (${settings.method})\n` +
+          (report.flopsPerInputPixel
+            ? `  MACs per input pixel (free input size) ${fmtInt(report.flopsPerInputPixel.before)} -> ${fmtInt(report.flopsPerInputPixel.after)} (${fmtSaving(flops.before, flops.after)})\n`
+            : `  MACs   ${fmtInt(flops.before)} -> ${fmtInt(flops.after)} (${fmtSaving(flops.before, flops.after)})\n`) +
+          `  params ${fmtInt(params.before)} -> ${fmtInt(params.after)} (${fmtSaving(params.before, params.after)})\n` +
+          `  report ${written.report}\n`,
+      );
+    }
+    return 0;
+  } finally {
+    plan.release();
   }
-  if (foldBn) model = model.foldBatchNorm();
-  const settings = await withLatency(policy, values, model, format === 'onnx' ? 'ort' : tfjsLayer === 'dac' ? 'ours' : 'tfjs', 'decompose');
-  progress.step(`decomposing ${model.convs.length} convs (${settings.method})`);
-  const result = decomposeLoaded(model, settings);
-  for (const w of result.warnings) process.stderr.write(`dac: warning: ${w}\n`);
-  const report: Report = { ...result.report, input: inputPath, output, foldedBatchNorm: foldBn === true };
-  progress.step(`writing ${output}`);
-  const written = await writeDecomposed(plan, result.model, report, { loadOptions: { inputShape } });
-  progress.done();
-  const changed = report.layers.filter((l) => l.method !== 'keep').length;
-  if (json) {
-    const files = written.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
-    process.stdout.write(`${JSON.stringify({ output: path.resolve(output), report: written.report, format, replaced: changed, flops: report.flops, params: report.params, files, layers: report.layers }, null, 2)}\n`);
-  } else if (!values.quiet) {
-    const { flops, params } = report;
-    process.stdout.write(
-      `wrote ${output} (${format}): ${changed} of ${report.layers.length} convs replaced (${settings.method})\n` +
-        (report.flopsPerInputPixel
-          ? `  MACs per input pixel (free input size) ${fmtInt(report.flopsPerInputPixel.before)} -> ${fmtInt(report.flopsPerInputPixel.after)} (${fmtSaving(flops.before, flops.after)})\n`
-          : `  MACs   ${fmtInt(flops.before)} -> ${fmtInt(flops.after)} (${fmtSaving(flops.before, flops.after)})\n`) +
-        `  params ${fmtInt(params.before)} -> ${fmtInt(params.after)} (${fmtSaving(params.before, params.after)})\n` +
-        `  report ${written.report}\n`,
-    );
-  }
-  return 0;
 }

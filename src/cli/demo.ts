@@ -4,13 +4,14 @@
 // and after, measured with the same runtime on the same input.
 import { performance } from 'node:perf_hooks';
 import { normalizeImages, readIdxImages, readIdxLabels } from '../data/idx.js';
-import { decomposeLoaded, type DecomposeSettings } from '../decompose-model.js';
+import { decomposeLoaded } from '../decompose-model.js';
 import { loadModel } from '../formats/index.js';
 import { getBackend } from '../index.js';
 import { explainPlan, type LayerChoice } from '../plan/explain.js';
 import { prepareWrite, writeDecomposed } from '../write.js';
 import { createRunner, type Runner, type TfjsBackendName } from '../runtime/index.js';
-import { argmax, demoAssets, floatOption, fmtInt, fmtPct, fmtSaving, fractionOption, intOption, median, parse, UsageError, type Options } from './common.js';
+import { argmax, demoAssets, fmtInt, fmtPct, fmtSaving, intOption, median, parse, UsageError, type Options } from './common.js';
+import { settingsFrom } from './settings.js';
 
 export const demoOptions: Options = {
   'flops-saved': { type: 'string' },
@@ -26,7 +27,7 @@ export const demoOptions: Options = {
   json: { type: 'boolean' },
 };
 
-export const demoHelp = `Usage: dac demo [options]
+export const demoHelp = `Usage: dac-conv demo [options]
 
 Decomposes the embedded demo model (fashion-vgg: 13 3x3 convs + BatchNorm,
 trained on Fashion-MNIST, 16.4M MACs) without any data, then prints accuracy
@@ -35,7 +36,7 @@ on the embedded Fashion-MNIST test images, MACs, and latency before and after
 
 The defaults are the best data-free setting measured on this model (all
 10,000 Fashion-MNIST test images: 93.10% -> 92.50% at 50% of the MACs, see
-docs/auto.md); see dac decompose --help for the knobs.
+docs/auto.md); see dac-conv decompose --help for the knobs.
 
 Options:
   --flops-saved F     fraction of MACs to save (default 0.5)
@@ -90,17 +91,12 @@ export async function runDemo(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length) throw new UsageError('demo takes no positional arguments', 'demo');
-  const flopsSaved = fractionOption(values['flops-saved'], '--flops-saved', false) ?? 0.5;
-  const method = (values.method as string | undefined) ?? 'auto';
-  if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
-    throw new UsageError(`--method must be dac, spatial, channel or auto, got '${method}'`, 'demo');
-  }
+  // The demo's defaults, then the flags as every command reads them.
   const paper = values.paper === true;
-  if (paper && values.weighting === 'bn') throw new UsageError('--paper decomposes the plain weights: drop --weighting bn', 'demo');
-  const weighting = (values.weighting as string | undefined) ?? (paper ? 'plain' : 'bn');
-  if (weighting !== 'plain' && weighting !== 'bn') throw new UsageError(`--weighting must be bn or plain, got '${weighting}'`, 'demo');
-  const depthPenalty = floatOption(values['depth-penalty'], '--depth-penalty') ?? 2;
-  if (depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', 'demo');
+  const defaults = { method: 'auto', 'flops-saved': '0.5', 'depth-penalty': '2', weighting: paper ? 'plain' : 'bn' };
+  const { foldBn, ...settings } = settingsFrom({ ...defaults, ...values }, 'demo');
+  // All four are set: by the flags or by the defaults above.
+  const { method, flopsSaved, weighting, depthPenalty } = settings as Required<typeof settings>;
   const count = intOption(values.images, '--images', 1, 500) ?? 500;
   const runs = intOption(values.runs, '--runs', 1, 100) ?? 5;
   const log = (s: string) => {
@@ -109,82 +105,85 @@ export async function runDemo(args: string[]): Promise<number> {
 
   // The output's paths are checked before any work, as `dac decompose` does.
   const plan = values.output === undefined ? null : prepareWrite({ input: demoAssets.model, output: String(values.output), kind: 'folder' });
-  const original = await loadModel(demoAssets.model);
-  const model = values['fold-bn'] ? original.foldBatchNorm() : original;
-  const images = readIdxImages(demoAssets.images);
-  const labels = readIdxLabels(demoAssets.labels);
-  const n = Math.min(count, images.count);
-  const x = normalizeImages(images, 0.286, 0.353, n);
-  const backend = getBackend();
-  log(`demo model: fashion-vgg (${model.convs.length} convs), ${n} Fashion-MNIST test images, decomposition backend: ${backend.name}`);
-
-  const settings: DecomposeSettings = { method: method as DecomposeSettings['method'], flopsSaved, weighting, depthPenalty, ...(paper ? { paper } : {}) };
-  const t0 = performance.now();
-  const result = decomposeLoaded(model, settings, backend);
-  const decomposeMs = performance.now() - t0;
-  log(`decomposed (method ${method}, --flops-saved ${flopsSaved}, --weighting ${weighting}, --depth-penalty ${depthPenalty}${values['fold-bn'] ? ', --fold-bn' : ''}${paper ? ', --paper' : ''}) in ${decomposeMs.toFixed(0)} ms, no data used`);
-  // Which method each layer got and why DAC was or was not it: every method's predicted error at the chosen cost.
-  const choices = explainPlan(model.convs, result.plan, backend);
-  const why = new Map(choices.map((c) => [c.name, c.why]));
-  for (const l of result.report.layers) {
-    log(`  ${l.name.padEnd(12)} ${l.method === 'keep' ? 'kept' : `${l.method} ${l.method === 'dac' ? 'rank' : 'width'} ${l.rank}`}`);
-    if (why.has(l.name)) log(`      ${why.get(l.name)}`);
-  }
-  if (plan) {
-    const report = { ...result.report, input: demoAssets.model, output: String(values.output) };
-    await writeDecomposed(plan, result.model, report);
-    log(`wrote ${String(values.output)}`);
-  }
-
-  const tfjsBackend = values['tfjs-backend'] as TfjsBackendName | undefined;
-  const before = await createRunner(original, { tfjsBackend });
-  const after = await createRunner(result.model, { tfjsBackend });
   try {
-    const a = await timeRuns(before, x, n, runs);
-    const b = await timeRuns(after, x, n, runs);
-    let accA = 0;
-    let accB = 0;
-    let agree = 0;
-    for (let i = 0; i < n; i++) {
-      const pa = argmax(a.y, i, 10);
-      const pb = argmax(b.y, i, 10);
-      if (pa === labels[i]) accA++;
-      if (pb === labels[i]) accB++;
-      if (pa === pb) agree++;
+    const original = await loadModel(demoAssets.model);
+    const model = foldBn ? original.foldBatchNorm() : original;
+    const images = readIdxImages(demoAssets.images);
+    const labels = readIdxLabels(demoAssets.labels);
+    const n = Math.min(count, images.count);
+    const x = normalizeImages(images, 0.286, 0.353, n);
+    const backend = getBackend();
+    log(`demo model: fashion-vgg (${model.convs.length} convs), ${n} Fashion-MNIST test images, decomposition backend: ${backend.name}`);
+
+    const t0 = performance.now();
+    const result = decomposeLoaded(model, settings, backend);
+    const decomposeMs = performance.now() - t0;
+    log(`decomposed (method ${method}, --flops-saved ${flopsSaved}, --weighting ${weighting}, --depth-penalty ${depthPenalty}${foldBn ? ', --fold-bn' : ''}${paper ? ', --paper' : ''}) in ${decomposeMs.toFixed(0)} ms, no data used`);
+    // Which method each layer got and why DAC was or was not it: every method's predicted error at the chosen cost.
+    const choices = explainPlan(model.convs, result.plan, backend);
+    const why = new Map(choices.map((c) => [c.name, c.why]));
+    for (const l of result.report.layers) {
+      log(`  ${l.name.padEnd(12)} ${l.method === 'keep' ? 'kept' : `${l.method} ${l.method === 'dac' ? 'rank' : 'width'} ${l.rank}`}`);
+      if (why.has(l.name)) log(`      ${why.get(l.name)}`);
     }
-    const { flops, params } = result.report;
-    const out: DemoResult = {
-      model: demoAssets.model,
-      images: n,
-      engine: before.engine,
-      method,
-      flopsSaved,
-      weighting,
-      depthPenalty,
-      backend: backend.name,
-      before: { accuracy: accA / n, macs: flops.before, params: params.before, latencyMs: a.ms },
-      after: { accuracy: accB / n, macs: flops.after, params: params.after, latencyMs: b.ms },
-      top1Agreement: agree / n,
-      layers: result.report.layers.map((l) => ({ name: l.name, method: l.method, rank: l.rank })),
-      mode: result.report.mode,
-      choices,
-    };
-    if (values.json) {
-      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-      return 0;
+    if (plan) {
+      const report = { ...result.report, input: demoAssets.model, output: String(values.output) };
+      await writeDecomposed(plan, result.model, report);
+      log(`wrote ${String(values.output)}`);
     }
-    log('');
-    log(`                before        after`);
-    log(`accuracy        ${fmtPct(out.before.accuracy).padEnd(13)} ${fmtPct(out.after.accuracy)}   (top-1 agreement ${fmtPct(out.top1Agreement)})`);
-    log(`MACs/image      ${fmtInt(out.before.macs).padEnd(13)} ${fmtInt(out.after.macs)}   (${fmtSaving(out.before.macs, out.after.macs)})`);
-    log(`params          ${fmtInt(out.before.params).padEnd(13)} ${fmtInt(out.after.params)}`);
-    log(
-      `latency         ${`${out.before.latencyMs.toFixed(1)} ms`.padEnd(13)} ${out.after.latencyMs.toFixed(1)} ms   ` +
-        `(${n} images per batch, median of ${runs}, ${out.engine}; ${(out.before.latencyMs / out.after.latencyMs).toFixed(2)}x)`,
-    );
+
+    const tfjsBackend = values['tfjs-backend'] as TfjsBackendName | undefined;
+    const before = await createRunner(original, { tfjsBackend });
+    const after = await createRunner(result.model, { tfjsBackend });
+    try {
+      const a = await timeRuns(before, x, n, runs);
+      const b = await timeRuns(after, x, n, runs);
+      let accA = 0;
+      let accB = 0;
+      let agree = 0;
+      for (let i = 0; i < n; i++) {
+        const pa = argmax(a.y, i, 10);
+        const pb = argmax(b.y, i, 10);
+        if (pa === labels[i]) accA++;
+        if (pb === labels[i]) accB++;
+        if (pa === pb) agree++;
+      }
+      const { flops, params } = result.report;
+      const out: DemoResult = {
+        model: demoAssets.model,
+        images: n,
+        engine: before.engine,
+        method,
+        flopsSaved,
+        weighting,
+        depthPenalty,
+        backend: backend.name,
+        before: { accuracy: accA / n, macs: flops.before, params: params.before, latencyMs: a.ms },
+        after: { accuracy: accB / n, macs: flops.after, params: params.after, latencyMs: b.ms },
+        top1Agreement: agree / n,
+        layers: result.report.layers.map((l) => ({ name: l.name, method: l.method, rank: l.rank })),
+        mode: result.report.mode,
+        choices,
+      };
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+        return 0;
+      }
+      log('');
+      log(`                before        after`);
+      log(`accuracy        ${fmtPct(out.before.accuracy).padEnd(13)} ${fmtPct(out.after.accuracy)}   (top-1 agreement ${fmtPct(out.top1Agreement)})`);
+      log(`MACs/image      ${fmtInt(out.before.macs).padEnd(13)} ${fmtInt(out.after.macs)}   (${fmtSaving(out.before.macs, out.after.macs)})`);
+      log(`params          ${fmtInt(out.before.params).padEnd(13)} ${fmtInt(out.after.params)}`);
+      log(
+        `latency         ${`${out.before.latencyMs.toFixed(1)} ms`.padEnd(13)} ${out.after.latencyMs.toFixed(1)} ms   ` +
+          `(${n} images per batch, median of ${runs}, ${out.engine}; ${(out.before.latencyMs / out.after.latencyMs).toFixed(2)}x)`,
+      );
+    } finally {
+      before.dispose();
+      after.dispose();
+    }
+    return 0;
   } finally {
-    before.dispose();
-    after.dispose();
+    plan?.release();
   }
-  return 0;
 }

@@ -5,6 +5,7 @@
 import { convCost, replacementCost } from '../cost.js';
 import { DacError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../formats/index.js';
+import { maxRank } from '../geometry.js';
 import { getBackend } from '../index.js';
 import type { ConvLayerInfo } from '../model/types.js';
 import { planModel, planOptionsFrom, type ModelPlan } from '../plan/index.js';
@@ -20,7 +21,7 @@ export const inspectOptions: Options = {
   ...latencyFlags,
 };
 
-export const inspectHelp = `Usage: dac inspect <model> [--json] [--fold-bn] [policy [planning options]]
+export const inspectHelp = `Usage: dac-conv inspect <model> [--json] [--fold-bn] [policy [planning options]]
 
 Lists every 2-D convolution of a TF.js Layers model (folder or model.json) or
 an ONNX model (.onnx): kernel, stride, channels in -> out, output size, MACs
@@ -28,10 +29,10 @@ and parameters (one image), the fraction of spectral energy DAC keeps at
 ranks 1..kh*kw (from each input channel's singular values), the largest DAC
 rank that still saves MACs, and why a layer cannot be decomposed, if so.
 
-With a policy, also prints the plan dac decompose would apply with the same
+With a policy, also prints the plan dac-conv decompose would apply with the same
 flags (nothing is written): per conv the method, rank or width, MACs before
 and after, the predicted relative error of its output and why it is kept;
-then the totals. See dac decompose --help for what each flag means.
+then the totals. See dac-conv decompose --help for what each flag means.
 
 Options:
   --json                 machine-readable output (one JSON object on stdout; the plan under "plan")
@@ -133,7 +134,7 @@ export function inspectModel(model: LoadedModel): Inspection {
     let energy: number[] = [];
     if (!layer.skipReason) {
       energy = energyCurve(layer);
-      for (let r = 1; r <= Math.min(layer.n, layer.kh * layer.kw); r++) {
+      for (let r = 1; r <= maxRank(layer, 'dac'); r++) {
         if (replacementCost(layer, 'dac', r).macs < cost.macs) maxSavingRank = r;
       }
     }

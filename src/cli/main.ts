@@ -19,7 +19,7 @@ const commands: Record<string, { run: (args: string[]) => Promise<number>; help:
   zoo: { run: runZooCommand, help: zooHelp, summary: 'decompose every model under a folder (parallel, resumable)' },
 };
 
-const mainHelp = `Usage: dac <command> [options]
+const mainHelp = `Usage: dac-conv <command> [options]
 
 Data-free acceleration of pretrained CNNs (DAC, Li et al., WACV 2019) for
 TF.js Layers models (a folder with model.json) and ONNX models (.onnx).
@@ -29,7 +29,7 @@ ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
   .join('\n')}
 
-Run 'dac <command> --help' for a command's options.
+Run 'dac-conv <command> --help' for a command's options.
 Environment: DAC_BACKEND=native|wasm forces the decomposition backend;
 DAC_TFJS_BACKEND=tensorflow|wasm|cpu the TF.js runtime.
 `;
@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`dac ${cmd}: ${err.message} (see dac ${cmd} --help)\n`);
+      process.stderr.write(`dac ${cmd}: ${err.message} (see dac-conv ${cmd} --help)\n`);
       return 2;
     }
     // File-system errors become EIO/EACCES naming the path; anything else untyped is a bug (EINTERNAL).

@@ -1,8 +1,11 @@
-// The policy and method flags `dac decompose` and `dac zoo` share, turned
-// into decomposition settings with the same checks for both.
+// The policy and method flags `dac decompose`, `dac zoo`, `dac inspect`,
+// `dac bench` and `dac demo` share, turned into decomposition settings. This
+// converts strings; which combinations make a policy is the planner's rule
+// (policyProblem in src/plan/index.ts), worded here in flag spelling.
 import type { ModelSettings } from '../decompose-model.js';
-import type { TfjsLayerKind } from '../formats/tfjs/model.js';
+import type { TfjsLayerKind } from '../formats/index.js';
 import { MB } from '../io/limits.js';
+import { PLAN_METHODS, policyProblem, type PolicyProblem } from '../plan/index.js';
 import { floatOption, fractionOption, intOption, listOption, ranksOption, UsageError, type Options } from './common.js';
 
 /** The planning flags, spelled as `dac decompose` spells them. */
@@ -20,6 +23,16 @@ export const planFlags: Options = {
   paper: { type: 'boolean' },
 };
 
+/** The planner's policy rules, in the words of the flags. */
+const POLICY_PROBLEMS: Record<PolicyProblem, string> = {
+  'no-policy': 'give a policy: --rank, --ranks, --energy, --flops-saved, --params-saved or --latency-saved',
+  'several-policies': 'give only one policy: --rank/--ranks, --energy, or --flops-saved/--params-saved/--latency-saved',
+  'auto-with-ranks': '--method auto picks ranks itself: use --flops-saved, --params-saved or --energy',
+  'latency-and-budget': 'give --latency-saved or --flops-saved/--params-saved, not both',
+  'paper-weighted': '--paper decomposes the plain weights: drop --weighting bn',
+  'paper-corrected': '--paper keeps the original bias: drop the bias correction',
+};
+
 /**
  * Settings from parsed flags; `command` names the command in usage errors.
  * Flags not given are absent keys (not undefined ones): the zoo hashes the
@@ -27,8 +40,8 @@ export const planFlags: Options = {
  */
 export function settingsFrom(values: Record<string, string | boolean | undefined>, command: string): ModelSettings {
   const method = (values.method as string | undefined) ?? 'dac';
-  if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
-    throw new UsageError(`--method must be dac, spatial, channel or auto, got '${method}'`, command);
+  if (!(PLAN_METHODS as readonly string[]).includes(method)) {
+    throw new UsageError(`--method must be ${PLAN_METHODS.slice(0, -1).join(', ')} or ${PLAN_METHODS.at(-1)}, got '${method}'`, command);
   }
   const weighting = values.weighting as string | undefined;
   if (weighting !== undefined && weighting !== 'bn' && weighting !== 'plain') {
@@ -53,20 +66,11 @@ export function settingsFrom(values: Record<string, string | boolean | undefined
     inputShape: inputShapeFrom(values, command),
   };
   if (s.rank === 0) throw new UsageError('--rank must be at least 1, got 0', command);
-  if (s.paper && s.weighting === 'bn') throw new UsageError('--paper decomposes the plain weights: drop --weighting bn', command);
   if (s.depthPenalty !== undefined && s.depthPenalty < 0) throw new UsageError('--depth-penalty must be >= 0', command);
-  const explicit = s.rank !== undefined || s.ranks !== undefined;
-  if (s.latencySaved !== undefined && (s.flopsSaved !== undefined || s.paramsSaved !== undefined)) {
-    throw new UsageError('give --latency-saved or --flops-saved/--params-saved, not both', command);
-  }
-  const budget = s.flopsSaved !== undefined || s.paramsSaved !== undefined || s.latencySaved !== undefined;
-  const policies = [explicit, s.energy !== undefined, budget].filter(Boolean).length;
+  const problem = policyProblem(s);
+  if (problem) throw new UsageError(POLICY_PROBLEMS[problem], command);
+  // The API lets --ranks override a uniform rank (unnamed layers get it); the flags are alternatives.
   if (s.rank !== undefined && s.ranks !== undefined) throw new UsageError('give --rank or --ranks, not both', command);
-  if (policies === 0) throw new UsageError('give a policy: --rank, --ranks, --energy, --flops-saved, --params-saved or --latency-saved', command);
-  if (policies > 1) throw new UsageError('give only one policy: --rank/--ranks, --energy, or --flops-saved/--params-saved/--latency-saved', command);
-  if (s.method === 'auto' && explicit) {
-    throw new UsageError('--method auto picks ranks itself: use --flops-saved, --params-saved or --energy', command);
-  }
   for (const k of Object.keys(s) as (keyof ModelSettings)[]) if (s[k] === undefined) delete s[k];
   return s;
 }

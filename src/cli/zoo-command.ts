@@ -1,19 +1,22 @@
 // `dac zoo <dir> -o <outdir>`: decompose every model under a folder. The
 // policy and method flags are `dac decompose`'s (same names, same checks);
 // --jobs, --force, --retry-failed and --timeout are the zoo's.
+import * as path from 'node:path';
 import { DEFAULT_MAX_MODEL_MB } from '../io/limits.js';
-import { releaseOnSignals } from '../zoo/lock.js';
+import { releaseOnSignals } from '../io/lock.js';
 import { DEFAULT_TIMEOUT_MS, runZoo } from '../zoo/run.js';
 import { mergeShards, parseShard, summaryBase } from '../zoo/shard.js';
 import type { ZooSummary } from '../zoo/summary.js';
 import { decomposeOptions } from './decompose.js';
 import { floatOption, fmtPct, intOption, parse, UsageError, type Options } from './common.js';
-import { maxModelBytesFrom, settingsFrom } from './settings.js';
+import { maxModelBytesFrom, settingsFrom, tfjsLayerFrom } from './settings.js';
+import { readLatencyTable, RUNTIMES, type RuntimeId } from '../latency/index.js';
+import type { ZooSettings } from '../zoo/job.js';
+import type { ZooLatencySettings } from '../zoo/latency.js';
 
-// The decompose flags a zoo run implements. Not: --report (each model's report goes beside its
-// output), --json (a run prints its summary), --tfjs-layer, and the latency policy (its table is
-// measured per model), which the zoo does not pass on: refused as unknown rather than ignored.
-const NOT_IN_ZOO = new Set(['report', 'json', 'tfjs-layer', 'latency-saved', 'latency-table', 'runtime']);
+// The decompose flags a zoo run implements: all but --report (each model's report goes beside its
+// output), refused as unknown rather than ignored.
+const NOT_IN_ZOO = new Set(['report']);
 export const zooOptions: Options = {
   ...Object.fromEntries(Object.entries(decomposeOptions).filter(([name]) => !NOT_IN_ZOO.has(name))),
   jobs: { type: 'string', short: 'j' },
@@ -24,8 +27,8 @@ export const zooOptions: Options = {
   merge: { type: 'boolean' },
 };
 
-export const zooHelp = `Usage: dac zoo <dir> -o <outdir> [policy] [options] [--shard K/N]
-       dac zoo --merge <outdir>... [-o <dir>]
+export const zooHelp = `Usage: dac-conv zoo <dir> -o <outdir> [policy] [options] [--shard K/N]
+       dac-conv zoo --merge <outdir>... [-o <dir>]
 
 Decomposes every TF.js Layers model (a model.json with its shards) and every
 .onnx file under <dir>, in parallel worker threads, into <outdir>: the tree is
@@ -58,10 +61,18 @@ whole-zoo run, are refused on an <outdir> where a shard is running.
 shards of one split, same options) into summary.json + summary.md, written to
 -o (default: the one folder given); exit code 1 if any model failed.
 
-Policy and method: as dac decompose, see dac decompose --help:
+Policy and method: as dac-conv decompose, see dac-conv decompose --help:
   -m, --method M, -r, --rank N, --ranks, --energy, --flops-saved,
   --params-saved, --skip-first, --layers, --fold-bn, --weighting,
-  --depth-penalty, --no-bias-correction, --paper
+  --depth-penalty, --no-bias-correction, --paper, --tfjs-layer
+
+Latency (see dac decompose --help and dac bench --help):
+  --latency-saved F      save fraction F of each model's conv time measured in --runtime
+  --latency-table FILE   a dac bench latency.json: its convs' times serve every conv of
+                         the same geometry in any model; the others are measured
+  --runtime R            ours, ort or tfjs (default per model, as dac decompose)
+  Before any model is decomposed, the convs are timed one model at a time (batch 1),
+  each distinct geometry (sizes, kernel, stride, padding, dilation) once per runtime.
 
 Options:
   -o, --output DIR       output folder (required)
@@ -78,7 +89,9 @@ Options:
   --threads N            decomposition threads per model (default: cores / jobs)
   --shard K/N            only shard K of N (1 <= K <= N) of the zoo's models
   --merge                combine shard summaries (see above)
-  -q, --quiet            no progress (a bar on a terminal, a line per model otherwise)
+  -q, --quiet            nothing on stdout, no progress on stderr; only the failed models
+                         (one line each) and errors on stderr
+  --json                 the summary (summary.json's content) as JSON on stdout; no progress
   -h, --help             this help
 `;
 
@@ -93,7 +106,7 @@ export async function runZooCommand(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('zoo takes exactly one folder', 'zoo');
   const out = values.output as string | undefined;
   if (!out) throw new UsageError('-o/--output is required', 'zoo');
-  const settings = settingsFrom(values, 'zoo');
+  const settings: ZooSettings = { ...settingsFrom(values, 'zoo'), ...zooLatencySettings(values) };
   const maxModelBytes = maxModelBytesFrom(values, 'zoo');
   const timeout = floatOption(values.timeout, '--timeout');
   if (timeout !== undefined && !(timeout >= 0 && Number.isFinite(timeout))) throw new UsageError('--timeout must be a number of seconds >= 0', 'zoo');
@@ -115,17 +128,47 @@ export async function runZooCommand(args: string[]): Promise<number> {
       retryFailed: values['retry-failed'] === true,
       maxModelBytes,
       timeoutMs: timeout === undefined ? undefined : timeout * 1000,
-      progress: values.quiet ? null : process.stderr,
+      progress: values.quiet || values.json ? null : process.stderr,
       shard,
     });
   } finally {
     undoSignals();
   }
-  return report(s);
+  return report(s, values);
 }
 
-/** Prints the outcome of a run or a merge; its exit code. */
-function report(s: ZooSummary): number {
+/** --tfjs-layer and the latency flags as zoo settings; only the given ones (the settings are hashed into resume markers). */
+function zooLatencySettings(values: Record<string, string | boolean | undefined>): ZooLatencySettings {
+  const out: ZooLatencySettings = {};
+  const tfjsLayer = tfjsLayerFrom(values, 'zoo');
+  if (tfjsLayer !== undefined) out.tfjsLayer = tfjsLayer;
+  const runtime = values.runtime as string | undefined;
+  if (runtime !== undefined) {
+    if (!RUNTIMES.includes(runtime as RuntimeId)) throw new UsageError(`--runtime must be ours, ort or tfjs, got '${runtime}'`, 'zoo');
+    out.runtime = runtime as RuntimeId;
+  }
+  const table = values['latency-table'] as string | undefined;
+  if (table !== undefined) {
+    // Read now: a bad table fails the run before any work.
+    readLatencyTable(table);
+    out.latencyTable = path.resolve(table);
+  }
+  if (runtime !== undefined && table === undefined && values['latency-saved'] === undefined) {
+    throw new UsageError('--runtime needs --latency-table or --latency-saved', 'zoo');
+  }
+  return out;
+}
+
+/** Prints the outcome of a run or a merge (as --quiet and --json say); its exit code. */
+function report(s: ZooSummary, values: Record<string, string | boolean | undefined>): number {
+  const failed = s.models.filter((r) => r.status === 'failed');
+  if (values.json) process.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
+  else if (values.quiet) for (const r of failed) process.stderr.write(`dac zoo: failed ${r.model}${r.cached ? ' (in an earlier run)' : ''}: ${r.reason}\n`);
+  else printSummary(s, failed);
+  return failed.length > 0 ? 1 : 0;
+}
+
+function printSummary(s: ZooSummary, failed: ZooSummary['models']): void {
   const c = s.counts;
   const summaryFile = `${summaryBase(s.shard)}.md`;
   process.stdout.write(
@@ -134,10 +177,8 @@ function report(s: ZooSummary): number {
       `  summary ${s.out}/${summaryFile}\n`,
   );
   for (const n of s.notes ?? []) process.stdout.write(`  note: ${n}\n`);
-  const failed = s.models.filter((r) => r.status === 'failed');
   for (const r of failed) process.stdout.write(`  failed ${r.model}${r.cached ? ' (in an earlier run)' : ''}: ${r.reason}\n`);
   if (failed.some((r) => r.cached)) process.stdout.write('  models that failed in an earlier run were not retried; --retry-failed retries them\n');
-  return failed.length > 0 ? 1 : 0;
 }
 
 /** `dac zoo --merge <outdir>... [-o dir]`: one summary from the shards' summaries. */
@@ -147,5 +188,5 @@ async function mergeCommand(values: Record<string, string | boolean | undefined>
   if (clash) throw new UsageError(`--merge runs nothing: --${clash} does not apply`, 'zoo');
   const out = (values.output as string | undefined) ?? (dirs.length === 1 ? dirs[0] : undefined);
   if (!out) throw new UsageError('--merge of several folders needs -o <dir> for the merged summary', 'zoo');
-  return report(await mergeShards(dirs, out));
+  return report(await mergeShards(dirs, out), values);
 }

@@ -8,15 +8,17 @@ import { DacError } from '../errors.js';
 import { checkByteLimit, checkConvSizes, DEFAULT_MAX_MODEL_BYTES } from '../io/limits.js';
 import type { ModelFormat } from '../model/types.js';
 import type { LoadedModel } from './model.js';
-import { loadOnnx } from './onnx/model.js';
-import { loadTfjs } from './tfjs/model.js';
-import { isGraphModel, loadTfjsGraph } from './tfjs-graph/model.js';
+import { loadOnnx, OnnxModel } from './onnx/model.js';
+import { loadTfjs, TfjsModel, type TfjsLayerKind } from './tfjs/model.js';
+import { GraphModel, isGraphModel, loadTfjsGraph } from './tfjs-graph/model.js';
 
-export type { LoadedModel } from './model.js';
+export { NOMINAL_FREE_SIZE, type LoadedModel } from './model.js';
 export { OnnxModel, parseOnnx } from './onnx/model.js';
-export { TfjsModel } from './tfjs/model.js';
+export { TfjsModel, type TfjsLayerKind } from './tfjs/model.js';
 export { GraphModel } from './tfjs-graph/model.js';
-export { fileHandler, memoryHandler } from './tfjs/io.js';
+// ONNX protobuf builders, for code that writes small ONNX graphs of its own (src/latency).
+export { create, DataType, encodeModel, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from './onnx/schema.js';
+export { floatTensor, intAttr, intsAttr } from './onnx/tensors.js';
 
 /** The format a path holds, or an error saying why it is neither. */
 export function detectFormat(file: string): ModelFormat {
@@ -60,4 +62,31 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   // Absurd declared sizes would make cost accounting and planning walk them.
   checkConvSizes(model.convs, path.basename(file));
   return model;
+}
+
+/**
+ * The same TF.js model writing its DAC replacements as `kind`: stock
+ * DepthwiseConv2D + Conv2D, or one DacConv2D layer (Layers) or op node
+ * (graph models). Other formats have no such choice: EUNSUPPORTED.
+ */
+export function withTfjsLayer(model: LoadedModel, kind: TfjsLayerKind): LoadedModel {
+  if (model instanceof TfjsModel || model instanceof GraphModel) return model.withTfjsLayer(kind);
+  throw new DacError('EUNSUPPORTED', `the TF.js layer kind applies to TF.js models, not ${model.format}`, { model: model.path, field: 'tfjsLayer' });
+}
+
+/** A model as the files of its output, by name, and the one renamed last (what a reader opens). */
+export interface ModelFiles {
+  files: Map<string, Uint8Array | string>;
+  commit: string;
+}
+
+/**
+ * What writing `model` puts in place (src/write.ts): a TF.js folder's
+ * model.json and shards, or one .onnx file named `fileName`; null when the
+ * model is not of the kind asked for.
+ */
+export function modelFiles(model: LoadedModel, kind: 'folder' | 'file', fileName: string): ModelFiles | null {
+  if (kind === 'folder' && (model instanceof TfjsModel || model instanceof GraphModel)) return { files: model.outputFiles(), commit: 'model.json' };
+  if (kind === 'file' && model instanceof OnnxModel) return { files: new Map([[fileName, model.bytes()]]), commit: fileName };
+  return null;
 }

@@ -1,6 +1,7 @@
-// The format-neutral model handle every command works on, and the geometry
-// helpers both readers share.
+// The format-neutral model handle every command works on, and the checks
+// every reader and writer shares (geometry itself is src/geometry.ts).
 import { DacError, type ErrorContext } from '../errors.js';
+import { checkRank, maxReplacementRank } from '../geometry.js';
 import type { ConvLayerInfo, LayerReplacement, ModelFormat, OtherCost } from '../model/types.js';
 
 export interface LoadedModel {
@@ -48,41 +49,6 @@ export interface LoadedModel {
  */
 export const NOMINAL_FREE_SIZE = 1024;
 
-/** Output length of one spatial axis. */
-export function convOutSize(size: number, k: number, stride: number, dilation: number, before: number, after: number): number {
-  return Math.floor((size + before + after - ((k - 1) * dilation + 1)) / stride) + 1;
-}
-
-/** TensorFlow 'same' padding of one axis: [before, after] (the extra pixel goes after). */
-export function samePads(size: number, k: number, stride: number, dilation: number): [number, number] {
-  const out = Math.ceil(size / stride);
-  const total = Math.max((out - 1) * stride + (k - 1) * dilation + 1 - size, 0);
-  const before = Math.floor(total / 2);
-  return [before, total - before];
-}
-
-/** HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]. */
-export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
-  const out = new Float32Array(w.length);
-  for (let y = 0; y < kh; y++)
-    for (let x = 0; x < kw; x++)
-      for (let i = 0; i < cin; i++) {
-        const src = ((y * kw + x) * cin + i) * cout;
-        for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + y) * kw + x] = w[src + o];
-      }
-  return out;
-}
-
-/** OIHW [cout][cin][kh][kw] -> HWIO [kh][kw][cin][cout]. */
-export function oihwToHwio(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
-  const out = new Float32Array(w.length);
-  for (let o = 0; o < cout; o++)
-    for (let i = 0; i < cin; i++)
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++) out[((y * kw + x) * cin + i) * cout + o] = w[((o * cin + i) * kh + y) * kw + x];
-  return out;
-}
-
 export function checkFinite(values: Float32Array, ctx: ErrorContext): void {
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) {
@@ -113,24 +79,19 @@ export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, mod
     }
     checkFinite(arr, { ...ctx, field });
   };
-  const positive = (field: string, v: number, max: number) => {
-    if (!Number.isInteger(v) || v < 1 || v > max) {
-      throw new DacError('ERANGE', `${field} must be an integer in 1..${max}, got ${v}`, { ...ctx, field });
-    }
-  };
   switch (rep.method) {
     case 'dac':
-      positive('rank', rep.rank, n * kh * kw);
+      checkRank(rep.rank, 'dac', maxReplacementRank(conv, 'dac'), ctx);
       expect('depthwise', rep.depthwise, c * rep.rank * kh * kw);
       expect('pointwise', rep.pointwise, n * c * rep.rank);
       break;
     case 'spatial':
-      positive('width', rep.width, n * c * kh * kw);
+      checkRank(rep.width, 'spatial', maxReplacementRank(conv, 'spatial'), ctx);
       expect('vertical', rep.vertical, rep.width * c * kh);
       expect('horizontal', rep.horizontal, n * rep.width * kw);
       break;
     case 'channel':
-      positive('width', rep.width, n * c * kh * kw);
+      checkRank(rep.width, 'channel', maxReplacementRank(conv, 'channel'), ctx);
       expect('first', rep.first, rep.width * c * kh * kw);
       expect('second', rep.second, n * rep.width);
       break;
@@ -140,21 +101,28 @@ export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, mod
   if (rep.bias !== null) expect('bias', rep.bias, n);
 }
 
-/** Looks up each replacement's conv; unknown or duplicate names are errors. */
-export function matchReplacements(
-  convs: ConvLayerInfo[],
+/**
+ * The format's own records of the convs that `replacements` name, in model
+ * order, each with its checked replacement: what every apply() walks.
+ * Unknown or duplicate names are errors.
+ */
+export function matchReplacements<T extends { info: ConvLayerInfo }>(
+  convs: readonly T[],
   replacements: LayerReplacement[],
   model: string,
-): Map<string, { rep: LayerReplacement; conv: ConvLayerInfo }> {
+): Array<{ conv: T; rep: LayerReplacement }> {
   if (!Array.isArray(replacements)) throw new DacError('EINVAL', 'replacements must be an array', { model });
-  const byName = new Map(convs.map((c) => [c.name, c]));
-  const out = new Map<string, { rep: LayerReplacement; conv: ConvLayerInfo }>();
+  const byName = new Map(convs.map((c) => [c.info.name, c]));
+  const reps = new Map<string, LayerReplacement>();
   for (const rep of replacements) {
     const conv = byName.get(rep?.name);
     if (!conv) throw new DacError('EINVAL', `no conv named '${String(rep?.name)}'`, { model, field: 'name' });
-    if (out.has(rep.name)) throw new DacError('EINVAL', 'replaced twice', { model, layer: rep.name });
-    checkReplacement(rep, conv, model);
-    out.set(rep.name, { rep, conv });
+    if (reps.has(rep.name)) throw new DacError('EINVAL', 'replaced twice', { model, layer: rep.name });
+    checkReplacement(rep, conv.info, model);
+    reps.set(rep.name, rep);
   }
-  return out;
+  return convs.flatMap((conv) => {
+    const rep = reps.get(conv.info.name);
+    return rep ? [{ conv, rep }] : [];
+  });
 }

@@ -23,8 +23,10 @@
 // output against the hashes (what zoo resume uses before skipping a model).
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { DacError, toDacError } from '../errors.js';
+import { isInside } from './limits.js';
 
 export const MARKER_VERSION = 1;
 const FOLDER_MARKER = '.dac-output.json';
@@ -87,6 +89,19 @@ export function markerPath(spec: Pick<OutputSpec, 'target' | 'kind'>): string {
   return spec.kind === 'folder' ? path.join(t, FOLDER_MARKER) : path.join(path.dirname(t), `.${path.basename(t)}.dac-output.json`);
 }
 
+/**
+ * Where the lock of one output lives (src/io/lock.ts, taken by src/write.ts
+ * for the whole run, from the path checks to the last rename): a file in a
+ * folder of this user's under the temp folder, named by the output's real
+ * path. Not beside the output: a failed run must leave nothing there, not
+ * even a folder made for the lock, and -o may name folders that do not exist yet.
+ */
+export function outputLockPath(spec: Pick<OutputSpec, 'target' | 'kind'>): string {
+  const user = typeof process.getuid === 'function' ? String(process.getuid()) : os.userInfo().username;
+  const key = crypto.createHash('sha256').update(realish(markerPath(spec))).digest('hex').slice(0, 32);
+  return path.join(os.tmpdir(), `dac-conv-locks-${user}`, `${key}.lock`);
+}
+
 /** Prefix of this output's temporaries in its folder; leftovers of a killed run start with it too. */
 function tempPrefix(spec: Pick<OutputSpec, 'target' | 'kind'>): string {
   return spec.kind === 'folder' ? '.dac-stage-' : `.${path.basename(path.resolve(spec.target))}.dac-stage-`;
@@ -146,11 +161,6 @@ export function realish(p: string): string {
   }
 }
 
-const inside = (dir: string, p: string): boolean => {
-  const rel = path.relative(dir, p);
-  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
-};
-
 export interface InputId {
   given: string;
   real: string;
@@ -178,8 +188,8 @@ export function checkAgainstInputs(p: string, inputs: string[] | InputId[], fiel
   for (const id of ids) {
     const same = real === id.real || (st !== null && id.ino !== undefined && st.dev === id.dev && st.ino === id.ino);
     if (same) throw new DacError('ECLASH', `${p} is the input ${id.given}; refusing to write over an input`, { field });
-    if (inside(real, id.real)) throw new DacError('ECLASH', `${p} contains the input ${id.given}; refusing to replace it`, { field });
-    if (refuseInInputFolder && id.isDir && inside(id.real, real)) {
+    if (isInside(real, id.real)) throw new DacError('ECLASH', `${p} contains the input ${id.given}; refusing to replace it`, { field });
+    if (refuseInInputFolder && id.isDir && isInside(id.real, real)) {
       throw new DacError('ECLASH', `${p} is inside the input model's folder ${id.given}; write outputs elsewhere`, { field });
     }
   }
@@ -237,7 +247,8 @@ export function preflightOutput(spec: OutputSpec): void {
       throw new DacError(tst.isSymbolicLink() ? 'EEXIST' : 'ENOTDIR', `${spec.target} exists and is not a folder${tst.isSymbolicLink() ? ' (a symlink)' : ''}; refusing to replace it`, { field });
     }
     if (tst && !marker) {
-      const entries = fs.readdirSync(target);
+      // What a run killed before its claim left (staged files, no marker yet) is ours: cleaned, not a reason to refuse.
+      const entries = fs.readdirSync(target).filter((n) => !isTemporary(spec, n));
       if (spec.requireOwnedFolder && entries.length > 0) {
         const what = entries.includes('model.json') ? 'holds a model.json that dac did not write' : `is a non-empty folder (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''})`;
         throw new DacError('EEXIST', `${spec.target} ${what}; refusing to replace it (choose a new folder, or remove it)`, { field });
@@ -365,11 +376,14 @@ function missingFolders(dir: string): string[] {
   return out;
 }
 
+/** Is `name` (in the output's folder) one of this output's temporaries: a staging folder or a marker being written? */
+function isTemporary(spec: Pick<OutputSpec, 'target' | 'kind'>, name: string): boolean {
+  return name.startsWith(tempPrefix(spec)) || name.startsWith(`${path.basename(markerPath(spec))}.tmp-`);
+}
+
 /** Removes what a killed run of this output left: its staging folders and marker temporaries. */
 function cleanTemporaries(spec: OutputSpec): void {
   const dir = outputDir(spec);
-  const prefix = tempPrefix(spec);
-  const markerTmp = `${path.basename(markerPath(spec))}.tmp-`;
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -377,7 +391,7 @@ function cleanTemporaries(spec: OutputSpec): void {
     return;
   }
   for (const n of names) {
-    if (n.startsWith(prefix) || n.startsWith(markerTmp)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+    if (isTemporary(spec, n)) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
   }
 }
 
@@ -494,7 +508,7 @@ export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise
     // leaves them claimed (pending) by the marker, so the next run still knows they are ours.
     const keep = new Set(all);
     for (const f of oldOwned) {
-      if (!keep.has(f) && inside(dir, f) && lstat(f)?.isFile()) fs.rmSync(f, { force: true });
+      if (!keep.has(f) && isInside(dir, f) && lstat(f)?.isFile()) fs.rmSync(f, { force: true });
     }
     fsyncDir(dir);
     step('cleaned');

@@ -8,14 +8,18 @@
 import * as os from 'node:os';
 import type { Backend } from '../backend/backend.js';
 import { getBackend } from '../backend/loader.js';
-import { convCost, matchingWidth, maxRank, replacementCost } from '../cost.js';
+import { convCost, matchingWidth, replacementCost } from '../cost.js';
+import { maxRank } from '../geometry.js';
 import { decomposeLoaded, type DecomposeSettings } from '../decompose-model.js';
 import { DacError } from '../errors.js';
+import { GraphModel, TfjsModel } from '../formats/index.js';
+// The model interface from its own module: formats/index.ts's declarations name @tensorflow/tfjs, and
+// benchModel is part of the package root, whose types must compile without that optional peer.
 import type { LoadedModel } from '../formats/model.js';
-import { TfjsModel } from '../formats/tfjs/model.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { mulberry32 } from '../random.js';
-import { createRunner, type Runner, type TfjsBackendName } from '../runtime/index.js';
+import { createRunner, type Runner } from '../runtime/index.js';
+import type { TfjsBackendName } from '../runtime/tfjs-backend.js';
 import { oursEngine, ortEngine, tfjsEngine, type Engine, type Program, type RuntimeId, type Variant } from './engines.js';
 import { LATENCY_TABLE_VERSION, type LatencyTable, type LayerLatency, type LayerTimes, type VariantTime, type WholeModelTime } from './table.js';
 
@@ -147,7 +151,7 @@ function checkOptions(model: LoadedModel, o: BenchOptions): { batch: number; thr
   return { batch: int(o.batch, 'batch', 1, 4096), threads: int(o.threads, 'threads', 1, 1024), reps: int(o.reps, 'reps', 5, 1000) };
 }
 
-/** Times the model whole in each runtime that runs its format: original, decomposed, and (TF.js) decomposed with DacConv2D layers. */
+/** Times the model whole in each runtime that runs its format: original, decomposed, and (TF.js) decomposed with DacConv2D layers or op nodes. */
 async function timeWhole(
   model: LoadedModel,
   settings: DecomposeSettings,
@@ -164,8 +168,8 @@ async function timeWhole(
     { variant: 'original', model, macs: stock.report.flops.before },
     { variant: 'decomposed', model: stock.model, macs: stock.report.flops.after },
   ];
-  if (model instanceof TfjsModel) {
-    // Registers DacConv2D with TF.js, which loading the fused variant needs.
+  if (model instanceof TfjsModel || model instanceof GraphModel) {
+    // Registers the DacConv2D layer and graph op with TF.js, which running the fused variant needs.
     await import('../tfjs-layer/dac-conv2d-layer.js');
     variants.push({ variant: 'decomposed (DacConv2D)', model: decomposeLoaded(model.withTfjsLayer('dac'), settings, backend).model, macs: stock.report.flops.after });
   }
@@ -174,7 +178,7 @@ async function timeWhole(
   const next = mulberry32(99);
   const input = Float32Array.from({ length: batch * h * w * c }, () => next());
   for (const engine of list) {
-    const runs = model.format === 'tfjs' ? engine.id === 'tfjs' : engine.id === 'ort';
+    const runs = model.format === 'onnx' ? engine.id === 'ort' : engine.id === 'tfjs';
     if (!runs) {
       const why = engine.id === 'ours' ? 'our kernels run convs only; the whole model runs in tfjs with DacConv2D' : `${engine.name} does not run ${model.format} models`;
       whole.push({ runtime: engine.id, engine: engine.name, variant: 'original', ms: null, macs: variants[0].macs, note: why });

@@ -4,15 +4,27 @@
 // runtimes are optional peers, loaded only when asked for. Every program
 // takes the layer's real geometry (input size, stride, padding, dilation);
 // weights are random (time does not depend on their values).
-import { spatialIntermediateSize } from '../cost.js';
+import { spatialIntermediateSize } from '../geometry.js';
 import { DacError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
 import { conv2d, fusedDepthwisePointwise, type Activation, type Nhwc } from '../kernels.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { mulberry32 } from '../random.js';
-import { loadTf, type TfjsBackendName } from '../runtime/index.js';
-import { create, DataType, encodeModel, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../formats/onnx/schema.js';
-import { floatTensor, intAttr, intsAttr } from '../formats/onnx/tensors.js';
+import { loadTf, optionalRequire, ortSessionOptions } from '../runtime/index.js';
+import type { TfjsBackendName } from '../runtime/tfjs-backend.js';
+import {
+  create,
+  DataType,
+  encodeModel,
+  floatTensor,
+  intAttr,
+  intsAttr,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from '../formats/index.js';
 
 export type RuntimeId = 'ours' | 'ort' | 'tfjs';
 export const RUNTIMES: readonly RuntimeId[] = ['ours', 'ort', 'tfjs'];
@@ -178,15 +190,6 @@ export function oursEngine(backend: Backend, threads: number): Engine {
 
 type Ort = typeof import('onnxruntime-node');
 
-function optionalRequire<T>(name: string): T | null {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(name) as T;
-  } catch {
-    return null;
-  }
-}
-
 function valueInfo(name: string, dims: number[]): ValueInfoProto {
   return create<ValueInfoProto>('ValueInfoProto', {
     name,
@@ -253,15 +256,7 @@ export function ortEngine(threads: number): Engine | string {
     async prepare(layer, v, batch) {
       let session: import('onnxruntime-node').InferenceSession;
       try {
-        session = await ort.InferenceSession.create(onnxProgramBytes(layer, v, batch), {
-          intraOpNumThreads: threads,
-          interOpNumThreads: 1,
-          executionMode: 'sequential',
-          graphOptimizationLevel: 'all',
-          // Pool threads that spin after a run would hold the cores while the other program of the
-          // pair runs (measured: 2x slower), so both sides of a ratio would be timed on a busy machine.
-          extra: { session: { intra_op: { allow_spinning: '0' } } },
-        });
+        session = await ort.InferenceSession.create(onnxProgramBytes(layer, v, batch), ortSessionOptions(threads));
       } catch (err) {
         return `onnxruntime cannot run it: ${(err as Error).message.split('\n')[0]}`;
       }

@@ -102,6 +102,25 @@ export function readLatencyTable(file: string): LatencyTable {
   return t;
 }
 
+/** One layer's times as the planner takes them (the replacements that ran), or null when the original did not run. */
+export function planTimes(times: LayerTimes | undefined): PlanLayerLatency | null {
+  if (!times || times.original === null) return null;
+  return {
+    original: times.original,
+    options: times.variants.filter((v) => v.ms !== null).map((v) => ({ method: v.method, rank: v.rank, ms: v.ms as number })),
+  };
+}
+
+/**
+ * What a conv's time depends on, as a key: the runtime and the conv's
+ * geometry (sizes, kernel, groups, stride, padding, dilation). Convs of
+ * different models with the same key take the same time (`dac zoo` measures
+ * each key once).
+ */
+export function geometryKey(runtime: RuntimeId, g: ConvGeometry & { outH: number; outW: number }): string {
+  return `${runtime}:${g.n}x${g.c}x${g.kh}x${g.kw}/g${g.groups} in ${g.inH}x${g.inW} out ${g.outH}x${g.outW} s${g.strides.join(',')} d${g.dilations.join(',')} p${g.pads.join(',')}`;
+}
+
 /**
  * The per-layer times of one runtime, for the planner. The table must have
  * been measured on this model: every conv it lists must exist with the same
@@ -131,13 +150,10 @@ export function planLatencies(table: LatencyTable, runtime: RuntimeId, convs: Co
         field: 'latency-table',
       });
     }
-    const times = l.runtimes[runtime];
-    if (!times || times.original === null) continue;
+    const times = planTimes(l.runtimes[runtime]);
+    if (!times) continue;
     any = true;
-    out[l.name] = {
-      original: times.original,
-      options: times.variants.filter((v) => v.ms !== null).map((v) => ({ method: v.method, rank: v.rank, ms: v.ms as number })),
-    };
+    out[l.name] = times;
   }
   if (!any) {
     throw new DacError('EINVAL', `the latency table has no times for runtime ${runtime} (measured: ${table.runtimes.map((r) => r.id).join(', ') || 'none'})`, {

@@ -1,5 +1,5 @@
 // Turning a plan into replacement weights, under the error model the plan was
-// made with (errors.ts): the backend factors the transformed weights and the
+// made with (error-model.ts): the backend factors the transformed weights and the
 // factors are mapped back, so each replacement is the best one for what the
 // next layer sees rather than for the plain Frobenius norm. Then two data-free
 // corrections, both from the modelled input statistics:
@@ -14,10 +14,10 @@
 import { DacError } from '../errors.js';
 import { getBackend } from '../backend/loader.js';
 import type { ConvLayerInfo, LayerReplacement, Method } from '../model/types.js';
-import { maxRank } from '../cost.js';
+import { maxRank } from '../geometry.js';
 import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './error-model.js';
-import { defaultWeighting, layerModel, modelSet } from './error-model-set.js';
+import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { paperReplacement, type DecompositionMode } from './paper.js';
 
@@ -31,7 +31,7 @@ export interface BuildOptions {
 
 interface PlanLike {
   layers: { name: string; method: string; rank: number }[];
-  errorModel?: ErrorModelOptions;
+  errorModel?: ErrorModelOptions & { centred?: boolean };
   /** What the plan counted on (a bias added to bias-free convs); the default when options do not say. */
   biasCorrection?: boolean;
   /** 'paper': built as published (paper.ts), the correction options do not apply. */
@@ -44,6 +44,106 @@ export function correctsBias(model: LayerErrorModel, biasCorrection: boolean): b
 }
 
 const VARIANCE_CLAMP: [number, number] = [0.5, 2];
+
+/** A layer to factor: its method and rank (spatial/channel: width). */
+export interface FactorRequest {
+  layer: ConvLayerInfo;
+  method: Method;
+  rank: number;
+}
+
+/**
+ * One layer's two stages before the corrections, laid out as its
+ * LayerReplacement's (dac: depthwise, pointwise; spatial: vertical,
+ * horizontal; channel: first, second), and the pair's predicted error under
+ * the error model.
+ */
+export interface LayerFactors {
+  first: Float32Array;
+  last: Float32Array;
+  error: number;
+}
+
+const factorKey = (name: string, method: Method, rank: number): string => `${name}:${method}:${rank}`;
+
+/**
+ * Factors each requested layer once under the error model: all DAC layers in
+ * one batched backend call over `threads`, spatial/channel one call each. The
+ * factors stay in the model set until buildReplacements takes them, so a plan
+ * with explicit ranks (which reads its predicted errors from them) leaves the
+ * build nothing to factor again.
+ */
+export function factorLayers(set: ErrorModelSet, work: FactorRequest[], plain: boolean, threads: number): LayerFactors[] {
+  const out: LayerFactors[] = new Array(work.length);
+  const dac: number[] = [];
+  work.forEach(({ layer, method, rank }, k) => {
+    const cached = set.factors.get(factorKey(layer.name, method, rank));
+    if (cached) out[k] = cached;
+    else if (method === 'dac') dac.push(k);
+    else out[k] = factorSvd(layerErrorModel(set, layer, plain), method, rank, set.backend, threads);
+  });
+  if (dac.length > 0) {
+    const backend = set.backend;
+    // Depthwise filters from the per-channel SVD of the tensor the error model names (plain W but at the network input).
+    const batch = dac.map((k) => {
+      const { layer, rank } = work[k];
+      const { n, c, kh, kw } = layer;
+      const weights = layerErrorModel(set, layer, plain).dacSvdInput();
+      return { weights, shape: { n, c, kh, kw }, rank, layout: 'OIHW' as const, name: layer.name };
+    });
+    const results = backend.decomposeDacBatch(batch, { threads });
+    batch.length = 0;
+    dac.forEach((k) => {
+      const { layer, rank } = work[k];
+      // The pointwise stage refitted under Sigma; the backend's own (as large as the output, all layers together)
+      // is not used and goes with its result, taken off the list layer by layer.
+      const { depthwise } = results.shift()!;
+      const model = layerErrorModel(set, layer, plain);
+      const f = model.fitPointwise(model.dacTransformedFilters(depthwise, rank), rank);
+      model.release();
+      out[k] = { first: Float32Array.from(f.depthwise), last: Float32Array.from(f.pointwise), error: f.error };
+    });
+  }
+  work.forEach(({ layer, method, rank }, k) => set.factors.set(factorKey(layer.name, method, rank), out[k]));
+  return out;
+}
+
+/** Share of the squared singular values beyond the first `rank`: the relative error of the truncation. */
+function tailShare(singular: Float32Array, rank: number): number {
+  let total = 0;
+  let tail = 0;
+  for (let q = 0; q < singular.length; q++) {
+    const s2 = singular[q] * singular[q];
+    total += s2;
+    if (q >= rank) tail += s2;
+  }
+  return total > 0 ? Math.min(1, tail / total) : 0;
+}
+
+/**
+ * A spatial or channel pair: the backend's truncated SVD of the transformed
+ * tensor mapped back through the error model's transforms. By Eckart-Young
+ * its error under the model is the tail of the transformed tensor's spectrum.
+ */
+function factorSvd(model: LayerErrorModel, method: 'spatial' | 'channel', rank: number, backend: DecomposeBackend, threads: number): LayerFactors {
+  const layer = model.layer;
+  const { n, c, kh, kw } = layer;
+  const shape = { n, c, kh, kw };
+  const dopts = { layout: 'OIHW' as const, threads, context: { layer: layer.name } };
+  const weights = model.transformed();
+  model.release();
+  if (method === 'spatial') {
+    const r = backend.decomposeSpatial(weights, shape, rank, dopts);
+    // vertical [w][c][kh]: undo L on the channel and Lh on the row tap; horizontal [n][w][kw]: Lw and D.
+    const first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
+    const last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
+    return { first: Float32Array.from(first), last: Float32Array.from(last), error: tailShare(r.singular, rank) };
+  }
+  const r = backend.decomposeChannel(weights, shape, rank, dopts);
+  const first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
+  const last = Float32Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
+  return { first: Float32Array.from(first), last, error: tailShare(r.singular, rank) };
+}
 
 /**
  * Decomposes every layer the plan replaces (in plan order) and returns the
@@ -61,7 +161,7 @@ export function buildReplacements(
     weighting: plan.errorModel?.weighting ?? defaultWeighting(convs),
     spatialCorrelation: plan.errorModel?.spatialCorrelation ?? FEATURE_CORRELATION,
   };
-  const work: { layer: ConvLayerInfo; method: Method; rank: number }[] = [];
+  const work: FactorRequest[] = [];
   for (const lp of plan.layers) {
     if (lp.method === 'keep') continue;
     const layer = byName.get(lp.name);
@@ -79,56 +179,57 @@ export function buildReplacements(
   if (work.length === 0) return [];
   const b = backend ?? getBackend();
   if (plan.mode === 'paper') return work.map(({ layer, method, rank }) => paperReplacement(layer, method, rank, b, options.threads));
-  const set = modelSet(convs, errOpts, b);
+  // The plan's own model (centred moments included), so its factors are found and the build is what it predicted.
+  const set = errorModelSet(convs, { ...errOpts, centred: plan.errorModel?.centred }, b);
   const plain = errOpts.weighting === 'plain';
+  const factors = factorLayers(set, work, plain, options.threads ?? 1);
   const opts = { ...options, biasCorrection: options.biasCorrection ?? plan.biasCorrection ?? true };
-  return work.map(({ layer, method, rank }) => replaceLayer(layerModel(set, layer, plain), method, rank, b, opts));
+  return work.map(({ layer, method, rank }, k) => {
+    // Taken: the model set keeps no layer's factors once its replacement exists.
+    set.factors.delete(factorKey(layer.name, method, rank));
+    const model = layerErrorModel(set, layer, plain);
+    const rep = replaceLayer(model, method, rank, factors[k], set.backend, opts);
+    model.release();
+    return rep;
+  });
 }
 
 function replaceLayer(
   model: LayerErrorModel,
   method: Method,
   rank: number,
+  f: LayerFactors,
   backend: DecomposeBackend,
   options: BuildOptions,
 ): LayerReplacement {
   const layer = model.layer;
   const { n, c, kh, kw } = layer;
   const K = kh * kw;
-  const shape = { n, c, kh, kw };
-  const dopts = { layout: 'OIHW' as const, threads: options.threads ?? 1, context: { layer: layer.name } };
+  const context = { layer: layer.name };
   // first: [mid][c][kh][kw] (the stage that reads the input), last: [n][mid] (scaled per output channel).
+  const first = f.first;
+  const last = Float64Array.from(f.last);
   let mid: number;
-  let first: Float64Array;
-  let last: Float64Array;
   let lastPer: number;
   let reconstruct: () => Float64Array;
   if (method === 'dac') {
-    // Depthwise filters from the backend's per-channel SVD of D W (x) (Lh (x) Lw); pointwise refitted under Sigma.
-    const transformed = Float32Array.from(mixTensor(backend, layer.weights, n, c, kh, kw, null, model.mh, model.mw, (j) => model.d[j]));
-    const r = backend.decomposeDac(transformed, shape, rank, dopts);
-    const f = model.fitPointwise(Float64Array.from(r.depthwise), rank);
     mid = c * rank;
-    first = f.depthwise;
-    last = f.pointwise;
     lastPer = mid;
+    // W[j][i][t] = sum_k last[j][i*r+k] first[i*r+k][t]: one native GEMM (n x r)(r x K) per input channel.
     reconstruct = () => {
       const w = new Float64Array(n * c * K);
-      for (let j = 0; j < n; j++)
-        for (let i = 0; i < c; i++)
-          for (let k = 0; k < rank; k++) {
-            const p = last[j * mid + i * rank + k];
-            if (p === 0) continue;
-            for (let t = 0; t < K; t++) w[(j * c + i) * K + t] += p * first[(i * rank + k) * K + t];
-          }
+      const P = new Float64Array(n * rank);
+      const F = new Float64Array(rank * K);
+      for (let i = 0; i < c; i++) {
+        for (let j = 0; j < n; j++) for (let k = 0; k < rank; k++) P[j * rank + k] = last[j * mid + i * rank + k];
+        for (let q = 0; q < rank * K; q++) F[q] = first[i * rank * K + q];
+        const Wi = backend.matmul(P, F, n, K, rank, { context });
+        for (let j = 0; j < n; j++) for (let t = 0; t < K; t++) w[(j * c + i) * K + t] = Wi[j * K + t];
+      }
       return w;
     };
   } else if (method === 'spatial') {
-    const r = backend.decomposeSpatial(model.transformed(), shape, rank, dopts);
     mid = rank;
-    // vertical [w][c][kh]: undo L on the channel and Lh on the row tap; horizontal [n][w][kw]: Lw and D.
-    first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
-    last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
     lastPer = rank * kw;
     // W[j][i][y][x] = sum_m last[j][m][x] first[m][i][y]: one native GEMM per column tap x. As a
     // JS loop (n*w*c*kh*kw steps) this was most of the time on wide layers: 1024->1024 3x3 at
@@ -136,37 +237,42 @@ function replaceLayer(
     reconstruct = () => {
       const w = new Float64Array(n * c * K);
       const L = new Float64Array(n * rank);
+      const F = Float64Array.from(first);
       for (let x = 0; x < kw; x++) {
         for (let q = 0; q < n * rank; q++) L[q] = last[q * kw + x];
-        const R = backend.matmul(L, first, n, c * kh, rank, { context: { layer: layer.name } });
+        const R = backend.matmul(L, F, n, c * kh, rank, { context });
         for (let q = 0; q < n * c * kh; q++) w[q * kw + x] = R[q];
       }
       return w;
     };
   } else {
-    const r = backend.decomposeChannel(model.transformed(), shape, rank, dopts);
     mid = rank;
-    first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
-    last = Float64Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
     lastPer = rank;
     // W[j][q] = sum_m last[j][m] first[m][q]: one native GEMM (a JS loop was O(n*w*c*kh*kw)).
-    reconstruct = () => backend.matmul(last, first, n, c * K, rank, { context: { layer: layer.name } });
+    reconstruct = () => backend.matmul(last, Float64Array.from(first), n, c * K, rank, { context });
   }
+  const shiftsBias = correctsBias(model, options.biasCorrection ?? true);
   let approx: Float64Array | null = null;
+  let scaled = false;
   if (options.varianceCorrection ?? true) {
-    approx = reconstruct();
+    // The pair's modelled energy: without forming it where the error model allows and the bias does not need it.
+    let e1 = method === 'dac' && !shiftsBias ? model.dacOutputEnergy(first, last, rank) : null;
+    if (!e1) {
+      approx = reconstruct();
+      e1 = model.outputEnergy(approx);
+    }
     const e0 = model.outputEnergy(layer.weights);
-    const e1 = model.outputEnergy(approx);
     for (let j = 0; j < n; j++) {
       const g = e1[j] > 0 ? Math.min(VARIANCE_CLAMP[1], Math.max(VARIANCE_CLAMP[0], Math.sqrt(e0[j] / e1[j]))) : 1;
       if (g === 1) continue;
+      scaled = true;
       for (let q = j * lastPer; q < (j + 1) * lastPer; q++) last[q] *= g;
-      for (let q = j * c * K; q < (j + 1) * c * K; q++) approx[q] *= g;
+      if (approx && shiftsBias) for (let q = j * c * K; q < (j + 1) * c * K; q++) approx[q] *= g;
     }
   }
   let bias = layer.bias ? Float32Array.from(layer.bias) : null;
   const mean = model.input.mean;
-  if (correctsBias(model, options.biasCorrection ?? true)) {
+  if (shiftsBias) {
     approx ??= reconstruct();
     const { validH, validW } = model.input;
     const out = new Float32Array(n);
@@ -186,12 +292,9 @@ function replaceLayer(
     }
     bias = out;
   }
-  const f32 = (a: Float64Array) => Float32Array.from(a);
-  if (method === 'dac') {
-    return { method, name: layer.name, rank, depthwise: f32(first), pointwise: f32(last), bias };
-  }
-  if (method === 'spatial') {
-    return { method, name: layer.name, width: mid, vertical: f32(first), horizontal: f32(last), bias };
-  }
-  return { method, name: layer.name, width: mid, first: f32(first), second: f32(last), bias };
+  // Unscaled, the float32 factors are written as they are.
+  const lastOut = scaled ? Float32Array.from(last) : f.last;
+  if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: lastOut, bias };
+  if (method === 'spatial') return { method, name: layer.name, width: mid, vertical: first, horizontal: lastOut, bias };
+  return { method, name: layer.name, width: mid, first, second: lastOut, bias };
 }

@@ -5,21 +5,36 @@
 
 import type { ConvLayerInfo } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
+import type { LayerFactors } from './build.js';
 import { LayerErrorModel, type ErrorModelOptions } from './error-model.js';
 import { estimateInputs, type InputModel } from './stats.js';
 
-export interface ModelSet {
+export interface ErrorModelSet {
   backend: DecomposeBackend;
-  models: Map<string, LayerErrorModel>;
+  /** Each conv's error model, by layer name, made on first use. */
+  byLayer: Map<string, LayerErrorModel>;
   /** Consumer of each conv's output through its BatchNorm, if any. */
   consumerOf: Map<string, string>;
   inputs: Map<string, InputModel>;
+  /** Factors made but not yet built into replacements (build.ts factorLayers), by layer, method and rank. */
+  factors: Map<string, LayerFactors>;
 }
 
-const cache = new WeakMap<ConvLayerInfo[], Map<string, ModelSet>>();
+const cache = new WeakMap<ConvLayerInfo[], Map<string, ErrorModelSet>>();
 
-export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOptions>, backend: DecomposeBackend): ModelSet {
-  const key = `${errOpts.weighting}:${errOpts.spatialCorrelation}:${backend.name}`;
+/**
+ * The error model a plan was made under: the options, and whether errors are
+ * measured after bias correction (centred input moments, stats.ts), which the
+ * planner derives from the plan's bias correction rather than taking as an option.
+ */
+export interface PlanErrorModel extends Required<ErrorModelOptions> {
+  centred: boolean;
+}
+
+export function errorModelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOptions> & { centred?: boolean }, backend: DecomposeBackend): ErrorModelSet {
+  // Plain weighting has no input moments to centre: one set serves both, so a plan's factors reach its build.
+  const centred = errOpts.weighting === 'bn' && errOpts.centred === true;
+  const key = `${errOpts.weighting}:${errOpts.spatialCorrelation}:${centred}:${backend.name}`;
   let byKey = cache.get(convs);
   if (!byKey) {
     byKey = new Map();
@@ -32,19 +47,19 @@ export function modelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorModelOpt
     // A grouped or depthwise consumer has no c x c weights to weigh an error with: its producer gets the fallback gain.
     const grouped = new Set(convs.filter((c) => c.groups !== 1).map((c) => c.name));
     for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer) && !grouped.has(consumer)) consumerOf.set(producer, consumer);
-    set = { backend, models: new Map(), consumerOf, inputs };
+    set = { backend, byLayer: new Map(), consumerOf, inputs, factors: new Map() };
     byKey.set(key, set);
   }
   return set;
 }
 
-export function layerModel(set: ModelSet, layer: ConvLayerInfo, plain: boolean): LayerErrorModel {
-  let m = set.models.get(layer.name);
+export function layerErrorModel(set: ErrorModelSet, layer: ConvLayerInfo, plain: boolean): LayerErrorModel {
+  let m = set.byLayer.get(layer.name);
   if (!m) {
     const input = set.inputs.get(layer.name);
     if (!input) throw new Error(`plan: internal error: no input model for layer '${layer.name}'`);
     m = new LayerErrorModel(layer, input, plain, set.backend);
-    set.models.set(layer.name, m);
+    set.byLayer.set(layer.name, m);
   }
   return m;
 }

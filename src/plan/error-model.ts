@@ -12,8 +12,10 @@
 //     on x, so the rearranged matrix keeps its structure), and by Eckart-Young
 //     the relative error at width w is its tail energy over its total;
 //   DAC: each input channel's filters are the top right singular vectors of its
-//     D-weighted, tap-transformed slice (channels cannot be mixed inside a
-//     depthwise stage), and the pointwise stage is refitted by least squares
+//     plain n x (kh*kw) slice, as in the paper (channels cannot be mixed inside a
+//     depthwise stage; weighting this choice by a propagated input model measured
+//     worse, see docs/auto.md; at the network's input, whose model is an image
+//     prior, the D-weighted, tap-transformed slice), and the pointwise stage is refitted by least squares
 //     under the full Sigma, P = W Sigma F^T (F Sigma F^T)^-1, which lets it
 //     borrow from correlated channels; the error is computed exactly under
 //     Sigma. Above REFIT_LIMIT rows (c*r) the refit is skipped (its cost grows as
@@ -26,7 +28,7 @@
 // the per-channel bases (see tailErrors), not by forming each residual.
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
-import { maxRank } from '../cost.js';
+import { maxRank } from '../geometry.js';
 import { identity, isDiagonal, jacobiEigen, kron, mixChannels } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
@@ -84,10 +86,27 @@ export function mixTensor(
 ): Float64Array {
   const K = kh * kw;
   const per = ch * K;
+  const taps = Mh || Mw ? kron(Mh ?? identity(kh), kh, Mw ?? identity(kw), kw) : null;
+  const tapScale = diagonalOf(taps, K);
+  const chScale = diagonalOf(Mc, ch);
+  if (tapScale && chScale) {
+    // Every transform diagonal (plain weighting, white taps): one pass of the same products in the same
+    // order as below (the GEMMs would add only zeros to each; a missing factor is an exact 1).
+    const out = new Float64Array(rows * per);
+    for (let j = 0; j < rows; j++) {
+      const f = rowScale ? rowScale(j) : 1;
+      for (let i = 0; i < ch; i++) {
+        const m = chScale[i];
+        const base = (j * ch + i) * K;
+        for (let t = 0; t < K; t++) out[base + t] = w[base + t] * tapScale[t] * m * f;
+      }
+    }
+    return out;
+  }
   let cur = Float64Array.from(w as ArrayLike<number>);
-  if (Mh || Mw) {
+  if (taps) {
     // Both tap transforms at once: the rows times (Mh (x) Mw), one GEMM.
-    cur = backend.matmul(cur, kron(Mh ?? identity(kh), kh, Mw ?? identity(kw), kw), rows * ch, K, K);
+    cur = backend.matmul(cur, taps, rows * ch, K, K);
   }
   if (Mc) cur = mixChannels(backend, cur, rows, ch, K, Mc);
   if (rowScale) {
@@ -97,6 +116,13 @@ export function mixTensor(
     }
   }
   return cur;
+}
+
+/** The diagonal of an m x m matrix that has nothing else (all ones for null, the identity), or null. */
+function diagonalOf(a: Float64Array | null, m: number): Float64Array | null {
+  if (!a) return new Float64Array(m).fill(1);
+  if (!isDiagonal(a, m)) return null;
+  return Float64Array.from({ length: m }, (_, i) => a[i * m + i]);
 }
 
 /** [rows][ch][K] -> [ch][rows][K]. */
@@ -129,27 +155,30 @@ export class LayerErrorModel {
   readonly mc: Float64Array;
   readonly mh: Float64Array;
   readonly mw: Float64Array;
-  readonly mcInv: Float64Array;
   readonly mhInv: Float64Array;
   readonly mwInv: Float64Array;
+  private mcInvCache: Float64Array | null = null;
   /** A has no off-diagonal entries: the refit separates by channel. */
   private readonly diagonalA: boolean;
   private curves = new Map<Method, Float64Array>();
+  /*
+   * The caches below are layer-sized double-precision tensors: release()
+   * drops them once a layer is planned or built, so a model holds at most one
+   * layer's worth at a time (the curves, a few numbers per rank, stay).
+   */
   private transformedCache: Float64Array | null = null;
   private dac: {
-    /** [n][c][K] weights with taps transformed (x Lh (x) Lw), channels untouched. */
-    W0: Float64Array;
-    /** [c][R][K] top right singular vectors of each D-weighted, tap-transformed channel slice. */
-    basis: Float64Array;
-    R: number;
-    /** [n][c][K] A-mixed tap-transformed weights:  Y[j,i] = sum_i' A[i,i'] W0[j,i'] */
-    Y: Float64Array;
-    /** W0 and Y by channel, [c][n][K], so per-channel work reads contiguous memory. */
+    /** [c][n][K] weights with taps transformed (x Lh (x) Lw), channels untouched, by channel. */
     W0c: Float64Array;
-    Yc: Float64Array;
+    /** [n][c][K] A-mixed tap-transformed weights, Y[j,i] = sum_i' A[i,i'] W0[j,i'], where A mixes channels (else null). */
+    Y: Float64Array | null;
     /** sum_j d_j^2 W_j Sigma W_j^T */
     total: number;
   } | null = null;
+  /** [c][R][K] each channel's top right singular vectors of dacSvdInput(), tap-transformed and orthonormalised (the curve's basis). */
+  private dacBasisCache: { basis: Float64Array; R: number } | null = null;
+  /** sum_j d_j^2 W_j Sigma W_j^T (Sigma as the refit sees it, without the factors' ridge): a number, kept by release(). */
+  private totalCache: number | null = null;
 
   constructor(
     readonly layer: ConvLayerInfo,
@@ -165,16 +194,21 @@ export class LayerErrorModel {
       const L = backend.cholesky(a, m, RIDGE, context);
       return { L, inv: backend.solveTriangular(L, m, identity(m), m, { context }) };
     };
-    const fc = factor(input.A, c);
     const fh = factor(input.th, kh);
     const fw = factor(input.tw, kw);
-    this.mc = fc.L;
+    this.mc = backend.cholesky(input.A, c, RIDGE, context);
     this.mh = fh.L;
     this.mw = fw.L;
-    this.mcInv = fc.inv;
     this.mhInv = fh.inv;
     this.mwInv = fw.inv;
     this.diagonalA = isDiagonal(input.A, c);
+  }
+
+  /** L^-1 (c x c), made when first asked for: only spatial and channel map their factors back through it. */
+  get mcInv(): Float64Array {
+    const { c, name } = this.layer;
+    this.mcInvCache ??= this.backend.solveTriangular(this.mc, c, identity(c), c, { context: { layer: name } });
+    return this.mcInvCache;
   }
 
   /** W~ = D W (L (x) Lh (x) Lw), OIHW, the tensor spatial and channel decompose. */
@@ -245,24 +279,173 @@ export class LayerErrorModel {
     return this.backend.symmetricEigenvalues(G, small, context).map((v) => Math.max(v, 0));
   }
 
+  /** Drops the layer-sized caches (they are rebuilt if needed again); the curves stay. */
+  release(): void {
+    this.transformedCache = null;
+    this.dac = null;
+    this.dacBasisCache = null;
+  }
+
+  /** The tap transform's scales where it is diagonal (plain weighting, white taps) and A is too, else null. */
+  private plainScales(): Float64Array | null {
+    const { kh, kw } = this.layer;
+    return this.diagonalA ? diagonalOf(kron(this.mh, kh, this.mw, kw), kh * kw) : null;
+  }
+
+  private energyTotal(): number {
+    if (this.totalCache !== null) return this.totalCache;
+    const tapScale = this.plainScales();
+    if (!tapScale) return this.dacSetup().total;
+    // Plain: sum_j d_j^2 sum_i A[i,i] |W[j,i] taps|^2, one pass over the weights (dacSetup's products).
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const w = this.layer.weights;
+    const A = this.input.A;
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let i = 0; i < c; i++) {
+        const a = A[i * c + i];
+        for (let t = 0; t < K; t++) {
+          const v = w[(j * c + i) * K + t] * tapScale[t];
+          s += v * a * v;
+        }
+      }
+      total += this.d[j] * this.d[j] * s;
+    }
+    this.totalCache = total;
+    return total;
+  }
+
+  /**
+   * The coordinates of every slice W0[j,i] on its channel's first `ranks`
+   * basis vectors (basis laid out [c][Rb][K]), laid out as a pointwise stage:
+   * S[(j*c + i)*ranks + k] = <W0[j,i], basis_ik>. Plain: straight from the
+   * weights with the tap scales moved onto the basis, so W0 is never formed;
+   * else one small GEMM per channel on W0 by channel.
+   */
+  private coordinates(basis: Float64Array, Rb: number, ranks: number): Float64Array {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const S = new Float64Array(c * n * ranks);
+    const tapScale = this.plainScales();
+    if (tapScale) {
+      const w = this.layer.weights;
+      const F = new Float64Array(c * ranks * K);
+      for (let i = 0; i < c; i++)
+        for (let k = 0; k < ranks; k++) for (let t = 0; t < K; t++) F[(i * ranks + k) * K + t] = basis[(i * Rb + k) * K + t] * tapScale[t];
+      for (let j = 0; j < n; j++) {
+        for (let i = 0; i < c; i++) {
+          const src = (j * c + i) * K;
+          for (let k = 0; k < ranks; k++) {
+            const f = (i * ranks + k) * K;
+            let s = 0;
+            for (let t = 0; t < K; t++) s += w[src + t] * F[f + t];
+            S[(j * c + i) * ranks + k] = s;
+          }
+        }
+      }
+      return S;
+    }
+    const { W0c } = this.dacSetup();
+    const context = { layer: this.layer.name };
+    for (let i = 0; i < c; i++) {
+      const Si = this.backend.matmul(W0c.subarray(i * n * K, (i + 1) * n * K), basis.subarray(i * Rb * K, (i * Rb + ranks) * K), n, ranks, K, {
+        transB: true,
+        context,
+      });
+      for (let j = 0; j < n; j++) for (let k = 0; k < ranks; k++) S[(j * c + i) * ranks + k] = Si[j * ranks + k];
+    }
+    return S;
+  }
+
   private dacSetup() {
     if (this.dac) return this.dac;
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const R = maxRank(this.layer, 'dac');
+    const A = this.input.A;
+    const tapScale = this.plainScales();
+    if (tapScale) {
+      // Plain weighting: W0 is a scale per tap, written by channel at once, and Y is not needed.
+      const w = this.layer.weights;
+      const W0c = new Float64Array(n * c * K);
+      for (let j = 0; j < n; j++) {
+        for (let i = 0; i < c; i++) for (let t = 0; t < K; t++) W0c[(i * n + j) * K + t] = w[(j * c + i) * K + t] * tapScale[t];
+      }
+      this.dac = { W0c, Y: null, total: this.energyTotal() };
+      return this.dac;
+    }
     // W0 = W with taps transformed (x Lh (x) Lw); no channel mixing: depthwise filters are per channel.
     const W0 = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, null);
-    const W0c = byChannel(W0, n, c, K);
-    const basis = new Float64Array(c * R * K);
+    // Y[j,i] = sum_i' A[i,i'] W0[j,i']  (A is symmetric); with A diagonal only its diagonal is kept, not Y.
+    const Y = this.diagonalA ? null : mixChannels(this.backend, W0, n, c, K, A);
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      if (Y) for (let q = j * c * K; q < (j + 1) * c * K; q++) s += Y[q] * W0[q];
+      else {
+        for (let i = 0; i < c; i++) {
+          const a = A[i * c + i];
+          for (let q = (j * c + i) * K; q < (j * c + i + 1) * K; q++) s += W0[q] * a * W0[q];
+        }
+      }
+      total += this.d[j] * this.d[j] * s;
+    }
+    this.dac = { W0c: byChannel(W0, n, c, K), Y, total };
+    this.totalCache = total;
+    return this.dac;
+  }
+
+  /**
+   * Whether DAC's depthwise filters come from the weighted slices D W (Lh (x) Lw)
+   * rather than the plain ones: only where the input model is the a-priori
+   * model of the network's own input (pixel correlations are a property of
+   * images), not one propagated through hidden layers (docs/auto.md).
+   */
+  get dacWeighted(): boolean {
+    return this.input.source === 'standardised';
+  }
+
+  /** The tensor whose per-channel SVD gives DAC's depthwise filters (OIHW): D W (Lh (x) Lw) or W, per dacWeighted. */
+  dacSvdInput(): Float32Array {
+    const { n, c, kh, kw } = this.layer;
+    if (!this.dacWeighted) return this.layer.weights;
+    return Float32Array.from(mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, (j) => this.d[j]));
+  }
+
+  /** Depthwise filters [c*r][K] from the SVD of dacSvdInput(), in tap-transformed space (what fitPointwise takes). */
+  dacTransformedFilters(depthwise: Float32Array, r: number): Float64Array {
+    const { c, kh, kw } = this.layer;
+    return this.dacWeighted ? Float64Array.from(depthwise) : mixTensor(this.backend, depthwise, c * r, 1, kh, kw, null, this.mh, this.mw, null);
+  }
+
+  /**
+   * The curve's per-channel basis: eigenvectors of each channel's Gram matrix
+   * of dacSvdInput() (TypeScript Jacobi, double precision; the builder takes
+   * the backend's SVD of the same tensor), in tap-transformed space and
+   * orthonormalised there in rank order, so the first r vectors span the
+   * rank-r filters (what the refit sees) and tailErrors can use them as
+   * coordinates.
+   */
+  private dacBasis() {
+    if (this.dacBasisCache) return this.dacBasisCache;
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const R = maxRank(this.layer, 'dac');
+    const weighted = this.dacWeighted;
+    // Weighted: rows d_j W0[j,i] (W0c, taps already transformed); plain: rows W[j,i].
+    const w = weighted ? this.dacSetup().W0c : this.layer.weights;
+    const at = (j: number, i: number) => (weighted ? (i * n + j) * K : (j * c + i) * K);
+    const svdBasis = new Float64Array(c * R * K);
     const G = new Float64Array(K * K);
     for (let i = 0; i < c; i++) {
       G.fill(0);
       for (let j = 0; j < n; j++) {
-        const d2 = this.d[j] * this.d[j];
-        const base = (i * n + j) * K;
+        const base = at(j, i);
+        const d2 = weighted ? this.d[j] * this.d[j] : 1;
         for (let t = 0; t < K; t++) {
-          const a = d2 * W0c[base + t];
-          for (let u = t; u < K; u++) G[t * K + u] += a * W0c[base + u];
+          const a = d2 * w[base + t];
+          for (let u = t; u < K; u++) G[t * K + u] += a * w[base + u];
         }
       }
       for (let t = 0; t < K; t++) for (let u = 0; u < t; u++) G[t * K + u] = G[u * K + t];
@@ -274,31 +457,38 @@ export class LayerErrorModel {
         let best = 0;
         for (let t = 1; t < K; t++) if (Math.abs(vectors[t * K + col]) > Math.abs(vectors[best * K + col]) + 1e-12) best = t;
         const sign = vectors[best * K + col] < 0 ? -1 : 1;
-        for (let t = 0; t < K; t++) basis[(i * R + k) * K + t] = sign * vectors[t * K + col];
+        for (let t = 0; t < K; t++) svdBasis[(i * R + k) * K + t] = sign * vectors[t * K + col];
       }
     }
-    // Y[j,i] = sum_i' A[i,i'] W0[j,i']  (A is symmetric)
-    const Y = mixChannels(this.backend, W0, n, c, K, this.input.A);
-    let total = 0;
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let q = j * c * K; q < (j + 1) * c * K; q++) s += Y[q] * W0[q];
-      total += this.d[j] * this.d[j] * s;
+    const basis = weighted ? svdBasis : mixTensor(this.backend, svdBasis, c * R, 1, kh, kw, null, this.mh, this.mw, null);
+    for (let q = 0; q < c * R; q++) {
+      // Gram-Schmidt within channel q / R, in rank order (a vector of a channel's null space stays zero).
+      const v = basis.subarray(q * K, (q + 1) * K);
+      for (let q2 = q - (q % R); q2 < q; q2++) {
+        const u = basis.subarray(q2 * K, (q2 + 1) * K);
+        let dot = 0;
+        for (let t = 0; t < K; t++) dot += u[t] * v[t];
+        for (let t = 0; t < K; t++) v[t] -= dot * u[t];
+      }
+      let norm = 0;
+      for (let t = 0; t < K; t++) norm += v[t] * v[t];
+      norm = Math.sqrt(norm);
+      for (let t = 0; t < K; t++) v[t] = norm > 1e-12 ? v[t] / norm : 0;
     }
-    this.dac = { W0, basis, R, Y, W0c, Yc: byChannel(Y, n, c, K), total };
-    return this.dac;
+    this.dacBasisCache = { basis, R };
+    return this.dacBasisCache;
   }
 
   /** DAC factors at rank r (real, untransformed) and their predicted relative error. */
   dacFactors(r: number): DacFactors {
-    const { basis, R } = this.dacSetup();
+    const { basis, R } = this.dacBasis();
     return this.fit(basis, R, r);
   }
 
   /**
    * DAC factors for depthwise filters F~ given in tap-transformed space
    * ([c*r][K], channel i's filters at rows i*r..i*r+r-1, e.g. a backend's
-   * per-channel SVD of the same transformed slices): the pointwise stage
+   * per-channel SVD of dacSvdInput() through dacTransformedFilters): the pointwise stage
    * refitted under Sigma (above REFIT_LIMIT, the per-channel projection), the
    * real depthwise filters, and the predicted relative error.
    */
@@ -329,10 +519,52 @@ export class LayerErrorModel {
     return { rank: r, depthwise, pointwise, error };
   }
 
+  /**
+   * The DAC curve where the error model only rescales (A diagonal, one scale
+   * for every tap and one for every output: plain weighting). Each channel's
+   * best filters are then its plain SVD's, whatever the refit, so e[r] is the
+   * A-weighted share of the squared singular values beyond r: eigenvalues of
+   * the channels' Gram matrices in double precision, no basis and no refit.
+   * Null under any other model.
+   */
+  private scaledDacCurve(): Float64Array | null {
+    const tapScale = this.plainScales();
+    if (!tapScale || tapScale.some((v) => v !== tapScale[0]) || this.d.some((v) => v !== this.d[0])) return null;
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const R = maxRank(this.layer, 'dac');
+    const w = this.layer.weights;
+    const A = this.input.A;
+    // tail[r] = sum_i A[i,i] sum_{k >= r} lambda_ik
+    const tail = new Float64Array(R + 1);
+    const G = new Float64Array(K * K);
+    for (let i = 0; i < c; i++) {
+      G.fill(0);
+      for (let j = 0; j < n; j++) {
+        const base = (j * c + i) * K;
+        for (let t = 0; t < K; t++) {
+          const a = w[base + t];
+          for (let u = t; u < K; u++) G[t * K + u] += a * w[base + u];
+        }
+      }
+      for (let t = 0; t < K; t++) for (let u = 0; u < t; u++) G[t * K + u] = G[u * K + t];
+      const values = Array.from(jacobiEigen(G, K).values, (v) => Math.max(v, 0)).sort((a, b) => b - a);
+      const a = A[i * c + i];
+      for (let k = 0; k < K; k++) for (let r = 0; r <= Math.min(k, R); r++) tail[r] += a * values[k];
+    }
+    const e = new Float64Array(R + 1);
+    e[0] = 1;
+    // Rank R spans every slice of a channel: exact (e[R] = 0).
+    for (let r = 1; r < R; r++) e[r] = tail[0] > 0 ? Math.min(1, Math.max(0, tail[r] / tail[0])) : 0;
+    return e;
+  }
+
   /** Predicted DAC errors e[0..maxRank] with the TypeScript per-channel basis. */
   private dacCurve(): Float64Array {
+    const scaled = this.scaledDacCurve();
+    if (scaled) return scaled;
     const { c } = this.layer;
-    const { basis, R } = this.dacSetup();
+    const { basis, R } = this.dacBasis();
     const e = new Float64Array(R + 1).fill(1);
     // One Cholesky serves every rank up to Rr: with unknowns ordered rank-major the
     // rank-r system is the leading block of the rank-Rr one. Rank R spans every
@@ -358,7 +590,7 @@ export class LayerErrorModel {
    */
   private refit(basis: Float64Array, Rb: number, ranks: number, solveRank: number | null): { errors: Float64Array; pointwise: Float64Array | null } {
     const { n, c } = this.layer;
-    const { total } = this.dacSetup();
+    const total = this.energyTotal();
     const captured = new Float64Array(ranks + 1);
     const pointwise = solveRank ? new Float64Array(n * c * solveRank) : null;
     if (this.diagonalA) this.refitBlocks(basis, Rb, ranks, solveRank, captured, pointwise);
@@ -380,7 +612,7 @@ export class LayerErrorModel {
   ): void {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const { Y } = this.dacSetup();
+    const Y = this.dacSetup().Y!;
     const A = this.input.A;
     const m = c * ranks;
     const context = { layer: this.layer.name };
@@ -443,7 +675,7 @@ export class LayerErrorModel {
   ): void {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const { Yc } = this.dacSetup();
+    const S = this.coordinates(basis, Rb, ranks);
     const A = this.input.A;
     const context = { layer: this.layer.name };
     const blocks: Float64Array[] = [];
@@ -464,7 +696,6 @@ export class LayerErrorModel {
     const meanDiag = trace / (c * ranks);
     const add = REFIT_RIDGE * (meanDiag > 0 ? meanDiag : 1);
     const mr = solveRank ?? 0;
-    const Hi = new Float64Array(n * ranks);
     const Zr = new Float64Array(n * mr);
     for (let i = 0; i < c; i++) {
       const Gi = blocks[i];
@@ -473,14 +704,10 @@ export class LayerErrorModel {
       const blockMean = blockTrace / ranks;
       // The backend adds ridge * (this block's mean diagonal); scale it so the block gets exactly `add`.
       const Li = this.backend.cholesky(Gi, ranks, blockMean > 0 ? add / blockMean : add, context);
-      for (let j = 0; j < n; j++) {
-        const src = (i * n + j) * K;
-        for (let k = 0; k < ranks; k++) {
-          let s = 0;
-          for (let t = 0; t < K; t++) s += Yc[src + t] * basis[(i * Rb + k) * K + t];
-          Hi[j * ranks + k] = s;
-        }
-      }
+      // H_i = A[i,i] times the channel's coordinates.
+      const a = A[i * c + i];
+      const Hi = new Float64Array(n * ranks);
+      for (let j = 0; j < n; j++) for (let k = 0; k < ranks; k++) Hi[j * ranks + k] = a * S[(j * c + i) * ranks + k];
       const Zi = this.backend.solveTriangular(Li, ranks, Hi, n, { transpose: true, context });
       for (let j = 0; j < n; j++) {
         const d2 = this.d[j] * this.d[j];
@@ -513,7 +740,8 @@ export class LayerErrorModel {
   private tailErrors(r0: number): Float64Array {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const { W0c, basis, R, total } = this.dacSetup();
+    const { W0c, total } = this.dacSetup();
+    const { basis, R } = this.dacBasis();
     const A = this.input.A;
     const out = new Float64Array(R - r0 + 1);
     const t = R - r0;
@@ -573,43 +801,135 @@ export class LayerErrorModel {
     return out;
   }
 
-  /** Per-channel projection onto F~ (each channel's truncated SVD); the error under the full A. */
+  /**
+   * Per-channel projection onto F~ (each channel's truncated SVD): pointwise
+   * = the coordinates S = W0_i F~_i^T, and the error of the residual
+   * W0_i - S_i F~_i under the full A. With A diagonal the residual's energy
+   * per slice is |W0_ji|^2 - 2|s_ji|^2 + s_ji^T (F~_i F~_i^T) s_ji, so the
+   * error is total minus the captured part and the residual is never formed.
+   */
   private project(Ft: Float64Array, r: number): { pointwise: Float64Array; error: number } {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const { W0, total } = this.dacSetup();
+    const total = this.energyTotal();
     const A = this.input.A;
-    const m = c * r;
-    const pointwise = new Float64Array(n * m);
-    const delta = new Float64Array(n * c * K);
-    for (let j = 0; j < n; j++) {
+    // The coordinates are the pointwise stage.
+    const pointwise = this.coordinates(Ft, r, r);
+    let err = 0;
+    if (this.diagonalA) {
+      // G[i] = A[i,i] F~_i F~_i^T (r x r per channel)
+      const G = new Float64Array(c * r * r);
       for (let i = 0; i < c; i++) {
-        const base = (j * c + i) * K;
-        for (let t = 0; t < K; t++) delta[base + t] = W0[base + t];
         for (let k = 0; k < r; k++) {
+          for (let k2 = 0; k2 < r; k2++) {
+            let g = 0;
+            for (let t = 0; t < K; t++) g += Ft[(i * r + k) * K + t] * Ft[(i * r + k2) * K + t];
+            G[(i * r + k) * r + k2] = g;
+          }
+        }
+      }
+      let captured = 0;
+      for (let j = 0; j < n; j++) {
+        let cj = 0;
+        for (let i = 0; i < c; i++) {
+          const s = (j * c + i) * r;
+          let q = 0;
+          for (let k = 0; k < r; k++) {
+            let row = 0;
+            for (let k2 = 0; k2 < r; k2++) row += G[(i * r + k) * r + k2] * pointwise[s + k2];
+            q += pointwise[s + k] * (2 * pointwise[s + k] - row);
+          }
+          cj += A[i * c + i] * q;
+        }
+        captured += this.d[j] * this.d[j] * cj;
+      }
+      err = total - captured;
+    } else {
+      // A mixes channels: the residual [n][c][K] whole, one channel mixing on the backend.
+      const { W0c } = this.dacSetup();
+      const context = { layer: this.layer.name };
+      const delta = new Float64Array(n * c * K);
+      for (let i = 0; i < c; i++) {
+        const Si = new Float64Array(n * r);
+        for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) Si[j * r + k] = pointwise[(j * c + i) * r + k];
+        const P = this.backend.matmul(Si, Ft.subarray(i * r * K, (i + 1) * r * K), n, K, r, { context });
+        for (let j = 0; j < n; j++) for (let t = 0; t < K; t++) delta[(j * c + i) * K + t] = W0c[(i * n + j) * K + t] - P[j * K + t];
+      }
+      const mixed = mixChannels(this.backend, delta, n, c, K, A);
+      for (let j = 0; j < n; j++) {
+        let e = 0;
+        for (let q = j * c * K; q < (j + 1) * c * K; q++) e += delta[q] * mixed[q];
+        err += this.d[j] * this.d[j] * e;
+      }
+    }
+    return { pointwise, error: total > 0 ? Math.min(1, Math.max(0, err / total)) : 0 };
+  }
+
+  /**
+   * outputEnergy of a DAC pair without forming its kernel, where Sigma is
+   * diagonal (plain weighting, white taps; else null): w'_j[i] = sum_k
+   * p[j,i,k] f_ik, so w'_j Sigma w'_j^T = sum_i Mc[i,i]^2 p_ji^T G_i p_ji with
+   * G_i[k,k'] = <f_ik, f_ik'> under the squared tap scales (r x r per channel).
+   */
+  dacOutputEnergy(depthwise: ArrayLike<number>, pointwise: ArrayLike<number>, r: number): Float64Array | null {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const tapScale = diagonalOf(kron(this.mh, kh, this.mw, kw), K);
+    const chScale = diagonalOf(this.mc, c);
+    if (!tapScale || !chScale) return null;
+    const G = new Float64Array(c * r * r);
+    for (let i = 0; i < c; i++) {
+      const m2 = chScale[i] * chScale[i];
+      for (let k = 0; k < r; k++) {
+        for (let k2 = 0; k2 < r; k2++) {
           let s = 0;
-          for (let t = 0; t < K; t++) s += W0[base + t] * Ft[(i * r + k) * K + t];
-          pointwise[j * m + i * r + k] = s;
-          for (let t = 0; t < K; t++) delta[base + t] -= s * Ft[(i * r + k) * K + t];
+          for (let t = 0; t < K; t++) s += depthwise[(i * r + k) * K + t] * depthwise[(i * r + k2) * K + t] * tapScale[t] * tapScale[t];
+          G[(i * r + k) * r + k2] = m2 * s;
         }
       }
     }
-    const mixed = mixChannels(this.backend, delta, n, c, K, A);
-    let err = 0;
+    const e = new Float64Array(n);
     for (let j = 0; j < n; j++) {
-      let e = 0;
-      for (let q = j * c * K; q < (j + 1) * c * K; q++) e += delta[q] * mixed[q];
-      err += this.d[j] * this.d[j] * e;
+      let s = 0;
+      for (let i = 0; i < c; i++) {
+        const p = j * c * r + i * r;
+        const g = i * r * r;
+        for (let k = 0; k < r; k++) {
+          const pk = pointwise[p + k];
+          if (pk === 0) continue;
+          let row = 0;
+          for (let k2 = 0; k2 < r; k2++) row += G[g + k * r + k2] * pointwise[p + k2];
+          s += pk * row;
+        }
+      }
+      e[j] = s;
     }
-    return { pointwise, error: total > 0 ? Math.min(1, err / total) : 0 };
+    return e;
   }
 
   /** Modelled second moment of each output channel (before D) of an OIHW kernel: w_j Sigma w_j^T. */
   outputEnergy(w: ArrayLike<number>): Float64Array {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const t = mixTensor(this.backend, w, n, c, kh, kw, this.mc, this.mh, this.mw, null);
     const e = new Float64Array(n);
+    const taps = kron(this.mh, kh, this.mw, kw);
+    if (this.diagonalA && isDiagonal(this.mc, c) && isDiagonal(taps, K)) {
+      // Sigma diagonal (plain weighting, white taps): mixTensor's products, summed in place of a weighted copy.
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let i = 0; i < c; i++) {
+          const m = this.mc[i * c + i];
+          const base = (j * c + i) * K;
+          for (let u = 0; u < K; u++) {
+            const v = w[base + u] * taps[u * K + u] * m;
+            s += v * v;
+          }
+        }
+        e[j] = s;
+      }
+      return e;
+    }
+    const t = mixTensor(this.backend, w, n, c, kh, kw, this.mc, this.mh, this.mw, null);
     for (let j = 0; j < n; j++) {
       let s = 0;
       for (let q = j * c * K; q < (j + 1) * c * K; q++) s += t[q] * t[q];

@@ -4,11 +4,12 @@
 // in the objective, so comparing these numbers is comparing what the budget
 // solver compared. `dac demo` prints them.
 
-import { convCost, maxRank, replacementCost } from '../cost.js';
+import { convCost, replacementCost } from '../cost.js';
+import { maxRank } from '../geometry.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
 import type { ModelPlan } from './index.js';
-import { layerModel, modelSet } from './error-model-set.js';
+import { layerErrorModel, errorModelSet } from './error-model-set.js';
 
 export interface MethodOption {
   method: Method;
@@ -36,7 +37,7 @@ const METHODS: Method[] = ['dac', 'spatial', 'channel'];
 
 /** The options of each method at (at most) the reference cost, for every layer the plan decomposed or kept by choice. */
 export function explainPlan(convs: ConvLayerInfo[], plan: ModelPlan, backend: DecomposeBackend): LayerChoice[] {
-  const set = modelSet(convs, plan.errorModel, backend);
+  const set = errorModelSet(convs, plan.errorModel, backend);
   const plain = plan.errorModel.weighting === 'plain';
   const byName = new Map(convs.map((c) => [c.name, c]));
   const out: LayerChoice[] = [];
@@ -46,7 +47,7 @@ export function explainPlan(convs: ConvLayerInfo[], plan: ModelPlan, backend: De
     if (!layer || (lp.method === 'keep' && !lp.reason?.startsWith('kept: decomposing'))) continue;
     const before = convCost(layer).macs;
     const reference = lp.method === 'keep' ? before / 2 : lp.macsAfter;
-    const model = layerModel(set, layer, plain);
+    const model = layerErrorModel(set, layer, plain);
     const options: MethodOption[] = [];
     for (const method of METHODS) {
       let best: MethodOption | null = null;

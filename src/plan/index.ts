@@ -8,16 +8,17 @@
 //   paramsSaved   ... or of its parameters; ranks chosen to minimise the summed predicted
 //               error, each layer's weighted by how strongly the next layer passes errors on
 //   method auto per layer the best of dac / spatial / channel / keep under the same objective
-// The input model is in stats.ts, the error model in errors.ts, the budget solver in
+// The input model is in stats.ts, the error model in error-model.ts, the budget solver in
 // budget.ts; docs/auto.md has the design and the measurements behind it.
 
 import { DacError, type ErrorContext } from '../errors.js';
 import type { ConvLayerInfo, LayerPlan, Method, OtherCost } from '../model/types.js';
-import { convCost, matchingWidth, maxRank, modelCost, replacementCost } from '../cost.js';
+import { convCost, matchingWidth, modelCost, replacementCost } from '../cost.js';
+import { maxRank } from '../geometry.js';
 import { getBackend } from '../backend/loader.js';
 import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './error-model.js';
-import { defaultWeighting, layerModel, modelSet, type ModelSet } from './error-model-set.js';
+import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet, type PlanErrorModel } from './error-model-set.js';
 export { defaultWeighting } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { solveBudget, type BudgetOption } from './budget.js';
@@ -27,7 +28,7 @@ import type { DecompositionMode } from './paper.js';
 export type { DecomposeBackend } from './backend.js';
 export { buildReplacements, type BuildOptions } from './build.js';
 export { paperReplacement, type DecompositionMode } from './paper.js';
-import { correctsBias } from './build.js';
+import { correctsBias, factorLayers, type FactorRequest } from './build.js';
 
 export type PlanMethod = Method | 'auto';
 
@@ -72,7 +73,7 @@ export interface ModelPlan {
   /** Sum over layers of the weighted predicted errors (the quantity budget policies minimise). */
   predictedLoss: number;
   /** The error model the ranks were chosen under; buildReplacements builds under the same one. */
-  errorModel: Required<ErrorModelOptions>;
+  errorModel: PlanErrorModel;
   /** Whether the parameter counts assume bias correction (buildReplacements then applies it by default). */
   biasCorrection: boolean;
   /** Which decomposition buildReplacements applies: the papers' or this project's. */
@@ -122,10 +123,50 @@ function checkFraction(name: string, v: number | undefined, allowOne: boolean): 
   }
 }
 
+/** What planModel may be asked for: one method, or auto (per layer the best of the three, or keep). */
+export const PLAN_METHODS: readonly PlanMethod[] = ['dac', 'spatial', 'channel', 'auto'];
+
+/**
+ * A combination of options that names no single usable policy. The rules
+ * live here only (policyProblem); each front end words them in its own
+ * spelling: planModel in option names (below), the CLI in its flags
+ * (src/cli/settings.ts).
+ */
+export type PolicyProblem =
+  | 'no-policy'
+  | 'several-policies'
+  | 'auto-with-ranks'
+  | 'latency-and-budget'
+  | 'paper-weighted'
+  | 'paper-corrected';
+
+/** The first policy rule the options break, or null when they name exactly one usable policy. */
+export function policyProblem(o: PlanOptions): PolicyProblem | null {
+  if (o.paper && o.weighting === 'bn') return 'paper-weighted';
+  if (o.paper && o.biasCorrection) return 'paper-corrected';
+  if (o.latencySaved !== undefined && (o.flopsSaved !== undefined || o.paramsSaved !== undefined)) return 'latency-and-budget';
+  const explicit = o.rank !== undefined || o.ranks !== undefined;
+  const budget = o.flopsSaved !== undefined || o.paramsSaved !== undefined || o.latencySaved !== undefined;
+  const policies = [explicit, o.energy !== undefined, budget].filter(Boolean).length;
+  if (policies === 0) return 'no-policy';
+  if (policies > 1) return 'several-policies';
+  if (o.method === 'auto' && explicit) return 'auto-with-ranks';
+  return null;
+}
+
+const POLICY_PROBLEMS: Record<PolicyProblem, [string, ErrorContext]> = {
+  'no-policy': ['give one policy: rank, ranks, energy, flopsSaved, paramsSaved or latencySaved', {}],
+  'several-policies': ['give only one policy: rank/ranks, energy, or flopsSaved/paramsSaved/latencySaved', {}],
+  'auto-with-ranks': ['auto chooses ranks itself: use flopsSaved, paramsSaved or energy', { field: 'method' }],
+  'latency-and-budget': ['give latencySaved or flopsSaved/paramsSaved, not both', {}],
+  'paper-weighted': ['paper decompositions are unweighted: weighting bn does not apply', { field: 'weighting' }],
+  'paper-corrected': ['paper decompositions keep the original bias: biasCorrection does not apply', { field: 'biasCorrection' }],
+};
+
 function validate(convs: ConvLayerInfo[], options: PlanOptions): void {
   if (!options || typeof options !== 'object') fail('options must be an object');
   const { method } = options;
-  if (!['dac', 'spatial', 'channel', 'auto'].includes(method)) {
+  if (!PLAN_METHODS.includes(method)) {
     fail(`must be dac, spatial, channel or auto, got '${String(method)}'`, { field: 'method' });
   }
   const names = new Set<string>();
@@ -137,7 +178,6 @@ function validate(convs: ConvLayerInfo[], options: PlanOptions): void {
     fail(`must be a positive integer, got ${String(options.rank)}`, { field: 'rank' });
   }
   if (options.ranks !== undefined) {
-    if (method === 'auto') fail('needs a single method (dac, spatial or channel), not auto', { field: 'ranks' });
     for (const [name, r] of Object.entries(options.ranks)) {
       if (!names.has(name)) fail('not a conv of the model', { layer: name, field: 'ranks' });
       if (!Number.isInteger(r) || r < 1) fail(`must be a positive integer, got ${String(r)}`, { layer: name, field: 'ranks' });
@@ -150,26 +190,21 @@ function validate(convs: ConvLayerInfo[], options: PlanOptions): void {
   checkFraction('flopsSaved', options.flopsSaved, false);
   checkFraction('paramsSaved', options.paramsSaved, false);
   if (options.paper !== undefined && typeof options.paper !== 'boolean') fail(`must be a boolean, got ${String(options.paper)}`, { field: 'paper' });
-  if (options.paper && options.weighting === 'bn') fail('paper decompositions are unweighted: weighting bn does not apply', { field: 'weighting' });
-  if (options.paper && options.biasCorrection) fail('paper decompositions keep the original bias: biasCorrection does not apply', { field: 'biasCorrection' });
   if (options.depthPenalty !== undefined && !(options.depthPenalty >= 0 && Number.isFinite(options.depthPenalty))) {
     fail(`must be a finite number >= 0, got ${String(options.depthPenalty)}`, { field: 'depthPenalty' });
   }
   checkFraction('latencySaved', options.latencySaved, false);
   checkLatencies(options.latency, options.latencySaved);
-  if (options.latencySaved !== undefined && (options.flopsSaved !== undefined || options.paramsSaved !== undefined)) {
-    fail('give latencySaved or flopsSaved/paramsSaved, not both');
-  }
-  const budget = options.flopsSaved !== undefined || options.paramsSaved !== undefined || options.latencySaved !== undefined;
-  const explicit = options.rank !== undefined || options.ranks !== undefined;
-  const policies = [explicit, options.energy !== undefined, budget].filter(Boolean).length;
-  if (policies === 0) fail('give one policy: rank, ranks, energy, flopsSaved or paramsSaved');
-  if (policies > 1) fail('give only one policy: rank/ranks, energy, or flopsSaved/paramsSaved');
-  if (method === 'auto' && explicit) fail('auto chooses ranks itself: use flopsSaved, paramsSaved or energy', { field: 'method' });
+  const problem = policyProblem(options);
+  if (problem) fail(...POLICY_PROBLEMS[problem]);
 }
 
-/** Why a layer is not a candidate, or null when it is. */
-function exclusion(layer: ConvLayerInfo, options: PlanOptions): string | null {
+/**
+ * Why a layer is not a candidate for decomposition under these options, or
+ * null when it is: the eligibility rule, here only (decompose-model.ts and
+ * the zoo ask it before any work).
+ */
+export function exclusion(layer: ConvLayerInfo, options: Pick<PlanOptions, 'skipFirst' | 'layers'>): string | null {
   if (layer.skipReason) return layer.skipReason;
   if (layer.groups !== 1) return `grouped convolution (groups=${layer.groups})`;
   if (options.skipFirst && layer.index === 0) return 'first conv (skipFirst)';
@@ -214,7 +249,7 @@ function consumerGain(consumer: LayerErrorModel): number {
 function layerWeights(
   eligible: ConvLayerInfo[],
   convs: ConvLayerInfo[],
-  set: ModelSet,
+  set: ErrorModelSet,
   errOpts: Required<ErrorModelOptions>,
   depthPenalty: number,
 ): number[] {
@@ -223,7 +258,7 @@ function layerWeights(
   const gains: (number | null)[] = eligible.map((layer) => {
     if (plain) return 1;
     const consumer = set.consumerOf.get(layer.name);
-    return consumer ? consumerGain(layerModel(set, byName.get(consumer)!, plain)) : null;
+    return consumer ? consumerGain(layerErrorModel(set, byName.get(consumer)!, plain)) : null;
   });
   const known = gains.filter((g): g is number => g !== null);
   // The last conv (or one feeding something other than a conv) is weighed like the least sensitive known layer.
@@ -253,7 +288,7 @@ function keepPlan(layer: ConvLayerInfo, reason: string): LayerPlan {
   };
 }
 
-function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, biasCorrection: boolean): LayerPlan {
+function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, biasCorrection: boolean, error = model.curve(method)[rank]): LayerPlan {
   const layer = model.layer;
   const before = convCost(layer);
   const biasAdded = !layer.bias && correctsBias(model, biasCorrection);
@@ -266,7 +301,7 @@ function decomposedPlan(model: LayerErrorModel, method: Method, rank: number, bi
     macsAfter: after.macs,
     paramsBefore: before.params,
     paramsAfter: after.params,
-    predictedError: model.curve(method)[rank],
+    predictedError: error,
   };
   if (biasAdded) lp.biasAdded = true;
   if (after.macs >= before.macs) lp.reason = 'asked for, though it does not save MACs';
@@ -281,6 +316,15 @@ interface Candidate {
   error: number;
   /** Measured time, when planning with latencies. */
   ms?: number;
+}
+
+/** fn's result, with the model's layer-sized caches dropped after it: planning keeps a layer's curves, not its tensors. */
+function releasing<T>(model: LayerErrorModel, fn: (model: LayerErrorModel) => T): T {
+  try {
+    return fn(model);
+  } finally {
+    model.release();
+  }
 }
 
 /** Every way to treat a layer under an automatic policy; decompositions that do not save MACs are left out. */
@@ -316,25 +360,29 @@ function timed(cs: Candidate[], layer: ConvLayerInfo, latency: Record<string, La
  * Plans method and rank for every conv of a model. `other` is the cost of
  * everything that is not a conv (it counts in the budget's denominator).
  * `backend` (default getBackend()) computes the spectra and the dense linear
- * algebra of the error model.
+ * algebra of the error model; `threads` are its threads for the
+ * factorisations an explicit-rank plan makes (buildReplacements reuses them).
  */
 export function planModel(
   convs: ConvLayerInfo[],
   other: OtherCost,
   options: PlanOptions,
   backend: DecomposeBackend = getBackend(),
+  threads = 1,
 ): ModelPlan {
   validate(convs, options);
   if (!other || !Number.isFinite(other.macs) || !Number.isFinite(other.params) || other.macs < 0 || other.params < 0) {
     fail('must have finite, non-negative macs and params', { field: 'other' });
   }
-  const errOpts: Required<ErrorModelOptions> = {
+  const correct = !options.paper && (options.biasCorrection ?? true);
+  const errOpts: PlanErrorModel = {
     // Under the plain model a paper decomposition's predicted error is exactly its weight error.
     weighting: options.paper ? 'plain' : (options.weighting ?? defaultWeighting(convs)),
     spatialCorrelation: options.spatialCorrelation ?? FEATURE_CORRELATION,
+    // Bias correction adds the modelled mean shift back: errors count as they are after it.
+    centred: correct,
   };
   const plain = errOpts.weighting === 'plain';
-  const correct = !options.paper && (options.biasCorrection ?? true);
   const plans = new Map<string, LayerPlan>();
   const eligible: ConvLayerInfo[] = [];
   for (const layer of convs) {
@@ -351,34 +399,40 @@ export function planModel(
       });
     }
   }
-  const set = modelSet(convs, errOpts, backend);
-  const models = new Map(eligible.map((layer) => [layer.name, layerModel(set, layer, plain)]));
+  const set = errorModelSet(convs, errOpts, backend);
+  const models = new Map(eligible.map((layer) => [layer.name, layerErrorModel(set, layer, plain)]));
   const method = options.method;
   const methods = method === 'auto' ? METHODS : [method];
   const weights = layerWeights(eligible, convs, set, errOpts, options.depthPenalty ?? DEFAULT_DEPTH_PENALTY);
 
   if (options.rank !== undefined || options.ranks !== undefined) {
     const m = method as Method;
+    const work: FactorRequest[] = [];
     for (const layer of eligible) {
-      const model = models.get(layer.name)!;
       const explicit = options.ranks?.[layer.name];
       if (explicit !== undefined) {
         const max = maxRank(layer, m);
         if (explicit > max) fail(`${explicit} is out of range 1..${max} for ${m}`, { layer: layer.name, field: 'ranks' });
-        plans.set(layer.name, decomposedPlan(model, m, explicit, correct));
+        work.push({ layer, method: m, rank: explicit });
       } else if (options.rank !== undefined) {
         const r = m === 'dac' ? Math.min(options.rank, maxRank(layer, m)) : matchingWidth(layer, m, options.rank);
-        plans.set(layer.name, decomposedPlan(model, m, r, correct));
+        work.push({ layer, method: m, rank: r });
       } else {
         plans.set(layer.name, keepPlan(layer, 'not named in ranks'));
       }
     }
+    // Nothing to choose from, so no error curves: each layer's predicted error is that of the factors the
+    // build will use (made here once, kept for it); paper plans, built by paper.ts, read it off the curve.
+    const errors = options.paper
+      ? work.map(({ layer, rank }) => releasing(models.get(layer.name)!, (model) => model.curve(m)[rank]))
+      : factorLayers(set, work, plain, threads).map((f) => f.error);
+    work.forEach(({ layer, rank }, k) => plans.set(layer.name, decomposedPlan(models.get(layer.name)!, m, rank, correct, errors[k])));
   } else if (options.energy !== undefined) {
     const limit = 1 - options.energy;
     for (const layer of eligible) {
       const model = models.get(layer.name)!;
       if (method !== 'auto') {
-        const r = rankFor(model.curve(method), limit);
+        const r = rankFor(releasing(model, (x) => x.curve(method)), limit);
         plans.set(
           layer.name,
           replacementCost(layer, method, r).macs < convCost(layer).macs
@@ -388,7 +442,7 @@ export function planModel(
         continue;
       }
       let best: Candidate | null = null;
-      for (const c of candidates(model, METHODS, correct)) {
+      for (const c of releasing(model, (x) => candidates(x, METHODS, correct))) {
         if (c.method !== 'keep' && c.error <= limit + EXACT_TOLERANCE && (!best || c.macs < best.macs)) best = c;
       }
       plans.set(
@@ -438,7 +492,9 @@ function planBudget(
     fixed.macs += c.macs;
     fixed.params += c.params;
   }
-  const cands = eligible.map((layer) => timed(candidates(models.get(layer.name)!, methods, options.biasCorrection ?? true), layer, options.latency));
+  const cands = eligible.map((layer) =>
+    timed(releasing(models.get(layer.name)!, (model) => candidates(model, methods, options.biasCorrection ?? true)), layer, options.latency),
+  );
   const capFor = (resource: 'macs' | 'params', fraction: number) =>
     before[resource] - Math.ceil(fraction * before[resource] - 1e-9) - fixed[resource];
   const solve = (resource: 'macs' | 'params', fraction: number): number[] | null => {

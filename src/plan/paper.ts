@@ -10,7 +10,7 @@
 //     the right vectors scaled by sigma.
 //   channel (Zhang et al. 2016 without data): the SVD of W as n x (c*kh*kw);
 //     first = top-w right vectors, second = U_w S_w.
-// These are the backend's decompositions with its sign convention (test/reference/svd.ts).
+// These are the backend's decompositions with its sign convention (bench/reference-svd.ts).
 // Planning in this mode uses the plain Frobenius error model, which for these
 // decompositions is exactly their weight error (planModel forces it).
 

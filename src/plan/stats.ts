@@ -3,7 +3,8 @@
 //
 // For every conv the input patch x (c channels x kh x kw taps) gets a
 // second-moment matrix of Kronecker form  E[x x^T] ~ A (x) Th (x) Tw:
-//   A   c x c: channel second moments, mean included (A = C + mu mu^T);
+//   A   c x c: channel second moments, mean included (A = C + mu mu^T), or
+//       with `centred` the covariance C alone (see StatsOptions.centred);
 //   Th  kh x kh, Tw kw x kw: tap matrices, = (fraction of output positions where
 //       both taps fall inside the input: zero padding) * rho^(tap distance).
 // Where the conv's input comes from another conv through BatchNorm (and, we
@@ -29,7 +30,7 @@ export const FEATURE_CORRELATION = 0.5;
 export const INPUT_CORRELATION = 0.9;
 
 export interface InputModel {
-  /** c x c channel second moments (row-major). */
+  /** c x c channel second moments (row-major); with StatsOptions.centred the covariance (mean excluded). */
   A: Float64Array;
   /** Channel means (length c). */
   mean: Float64Array;
@@ -51,6 +52,12 @@ export interface StatsOptions {
   weighting?: 'bn' | 'plain';
   /** Neighbouring-tap correlation of hidden feature maps (default FEATURE_CORRELATION). */
   spatialCorrelation?: number;
+  /**
+   * A = C, the mean left out: errors are measured as they are after bias
+   * correction, which adds the modelled mean shift back, so an error along the
+   * mean costs nothing (docs/auto.md). Default false (A = C + mu mu^T).
+   */
+  centred?: boolean;
 }
 
 const SQRT_2PI = Math.sqrt(2 * Math.PI);
@@ -312,7 +319,8 @@ export function estimateInputs(
     const th = tapMatrix(vh.pair, kh, layer.dilations[0], layerRho);
     const tw = tapMatrix(vw.pair, kw, layer.dilations[1], layerRho);
     const A = new Float64Array(c * c);
-    for (let j = 0; j < c; j++) for (let k = 0; k < c; k++) A[j * c + k] = C[j * c + k] + mean[j] * mean[k];
+    const keepMean = opts.centred !== true;
+    for (let j = 0; j < c; j++) for (let k = 0; k < c; k++) A[j * c + k] = C[j * c + k] + (keepMean ? mean[j] * mean[k] : 0);
     centred.set(layer.name, { C, T: kron(th, kh, tw, kw) });
     out.set(layer.name, { A, mean, th, tw, validH: vh.single, validW: vw.single, pairH: vh.pair, pairW: vw.pair, source });
     if (producer) producerOf.set(layer.name, producer.name);

@@ -4,13 +4,13 @@
 // ONNX models with onnxruntime-node. Every runner takes NHWC float32 images and
 // returns the first output's values, [batch][classes] for a classifier.
 import { DacError } from '../errors.js';
-import { loadModel, type LoadedModel } from '../formats/index.js';
-import { OnnxModel } from '../formats/onnx/model.js';
+import { loadModel, OnnxModel, type GraphModel, type LoadedModel, type TfjsModel } from '../formats/index.js';
+// The TF.js IO handlers are their own entry (dac-conv/tfjs-io), not re-exported by formats/index.ts:
+// their types name @tensorflow/tfjs, an optional peer the package root's types must not need.
 import { memoryHandler } from '../formats/tfjs/io.js';
-import type { TfjsModel } from '../formats/tfjs/model.js';
-import type { GraphModel } from '../formats/tfjs-graph/model.js';
+import type { TfjsBackendName } from './tfjs-backend.js';
 
-export type TfjsBackendName = 'tensorflow' | 'cpu' | 'wasm';
+export type { TfjsBackendName } from './tfjs-backend.js';
 
 export interface RunnerOptions {
   /**
@@ -37,7 +37,8 @@ export interface Runner {
 
 type Tf = typeof import('@tensorflow/tfjs');
 
-function optionalRequire<T>(name: string): T | null {
+/** A package that may be missing (the runtimes are optional peers), or null. */
+export function optionalRequire<T>(name: string): T | null {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(name) as T;
@@ -84,18 +85,48 @@ export async function loadTf(requested?: TfjsBackendName): Promise<{ tf: Tf; bac
   return tfCache;
 }
 
-function checkInput(input: Float32Array, batch: number, shape: number[], model: string): void {
-  if (!(input instanceof Float32Array)) throw new DacError('EINVAL', 'input must be a Float32Array', { model, field: 'input' });
+/**
+ * Checks a batch of NHWC images and runs it through `runChunk` in slices of
+ * `chunk` images (a model that fixes its batch takes only multiples of it);
+ * the outputs, concatenated.
+ */
+async function inChunks(
+  model: Pick<LoadedModel, 'path' | 'inputShape'> & { fixedBatch?: number | null },
+  input: Float32Array,
+  batch: number,
+  chunk: number,
+  runChunk: (slice: Float32Array, n: number) => Promise<Float32Array>,
+): Promise<Float32Array> {
+  const ctx = { model: model.path };
+  if (!(input instanceof Float32Array)) throw new DacError('EINVAL', 'input must be a Float32Array', { ...ctx, field: 'input' });
   if (!Number.isInteger(batch) || batch < 1) {
-    throw new DacError('ERANGE', `batch must be a positive integer, got ${batch}`, { model, field: 'batch' });
+    throw new DacError('ERANGE', `batch must be a positive integer, got ${batch}`, { ...ctx, field: 'batch' });
   }
-  const per = shape[0] * shape[1] * shape[2];
+  const [h, w, c] = model.inputShape;
+  const per = h * w * c;
   if (input.length !== batch * per) {
-    throw new DacError('ESHAPE', `input has ${input.length} values, batch ${batch} of [${shape.join(', ')}] needs ${batch * per}`, {
-      model,
+    throw new DacError('ESHAPE', `input has ${input.length} values, batch ${batch} of [${model.inputShape.join(', ')}] needs ${batch * per}`, {
+      ...ctx,
       field: 'input',
     });
   }
+  const fixed = model.fixedBatch ?? null;
+  if (fixed !== null && batch % fixed !== 0) {
+    throw new DacError('ESHAPE', `the model takes batches of exactly ${fixed}; got ${batch}`, { ...ctx, field: 'batch' });
+  }
+  const parts: Float32Array[] = [];
+  for (let start = 0; start < batch; start += chunk) {
+    const n = Math.min(chunk, batch - start);
+    parts.push(await runChunk(input.subarray(start * per, (start + n) * per), n));
+  }
+  if (parts.length === 1) return parts[0];
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
 }
 
 async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Runner> {
@@ -107,24 +138,20 @@ async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Run
     throw new DacError('EFORMAT', `TF.js cannot load the model: ${(err as Error).message}`, { model: model.path });
   }
   const [h, w, c] = model.inputShape;
-  const chunk = options.chunk ?? 64;
   return {
     engine: `tfjs-${backend}`,
     inputShape: model.inputShape,
-    async run(input, batch) {
-      checkInput(input, batch, model.inputShape, model.path);
-      const parts: Float32Array[] = [];
-      for (let start = 0; start < batch; start += chunk) {
-        const n = Math.min(chunk, batch - start);
-        const x = tf.tensor4d(input.subarray(start * h * w * c, (start + n) * h * w * c), [n, h, w, c]);
+    run: (input, batch) =>
+      inChunks(model, input, batch, options.chunk ?? 64, async (slice, n) => {
+        const x = tf.tensor4d(slice, [n, h, w, c]);
         const y = net.predict(x);
-        const out = Array.isArray(y) ? y[0] : y;
-        parts.push((await out.data()) as Float32Array);
-        x.dispose();
-        (Array.isArray(y) ? y : [y]).forEach((t) => t.dispose());
-      }
-      return concat(parts);
-    },
+        const ys = Array.isArray(y) ? y : [y];
+        try {
+          return (await ys[0].data()) as Float32Array;
+        } finally {
+          tf.dispose([x, ...ys]);
+        }
+      }),
     dispose() {
       net.dispose();
     },
@@ -133,6 +160,9 @@ async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Run
 
 /** TF dtypes of graph inputs as TF.js names; images given as float32 are cast to them. */
 const GRAPH_DTYPES: Record<string, 'float32' | 'int32' | 'bool'> = { DT_FLOAT: 'float32', DT_INT32: 'int32', DT_UINT8: 'int32', DT_BOOL: 'bool' };
+
+/** The op `dac decompose --tfjs-layer dac` writes into graph models, which TF.js runs once `dac-conv/tfjs` registered it. */
+const UNREGISTERED_DAC_OP = /Unknown op 'DacConv2D'/;
 
 async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<Runner> {
   const { tf, backend } = await loadTf(options.tfjsBackend);
@@ -148,8 +178,6 @@ async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<R
     throw new DacError('EFORMAT', `the input has dtype ${model.input.dtype}; runners feed float32, int32 or uint8 images`, { model: model.path, field: 'signature.inputs' });
   }
   const [h, w, c] = model.inputShape;
-  const per = h * w * c;
-  const chunk = model.fixedBatch ?? options.chunk ?? 64;
   const output = net.outputNodes[0];
   type T = import('@tensorflow/tfjs').Tensor;
   // execute() refuses graphs with control flow or dynamic shapes, and executeAsync() logs a hint on the others: try the first once.
@@ -168,86 +196,75 @@ async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<R
   return {
     engine: `tfjs-${backend}`,
     inputShape: model.inputShape,
-    async run(input, batch) {
-      checkInput(input, batch, model.inputShape, model.path);
-      if (model.fixedBatch !== null && batch % model.fixedBatch !== 0) {
-        throw new DacError('ESHAPE', `the model takes batches of exactly ${model.fixedBatch}; got ${batch}`, { model: model.path, field: 'batch' });
-      }
-      const parts: Float32Array[] = [];
-      for (let start = 0; start < batch; start += chunk) {
-        const n = Math.min(chunk, batch - start);
-        const slice = input.subarray(start * per, (start + n) * per);
+    run: (input, batch) =>
+      inChunks(model, input, batch, model.fixedBatch ?? options.chunk ?? 64, async (slice, n) => {
         const data = model.inputLayout === 'NCHW' ? nhwcToNchw(slice, n, h, w, c) : slice;
         const shape = model.inputLayout === 'NCHW' ? [n, c, h, w] : [n, h, w, c];
         const x = tf.tidy(() => tf.tensor(data, shape, 'float32').cast(dtype));
         try {
           const y = await execute(x);
-          parts.push(Float32Array.from((await y.data()) as ArrayLike<number>));
+          const values = Float32Array.from((await y.data()) as ArrayLike<number>);
           y.dispose();
+          return values;
         } catch (err) {
-          throw new DacError('EFORMAT', `TF.js cannot run the graph model: ${(err as Error).message}`, { model: model.path });
+          const message = (err as Error).message;
+          if (UNREGISTERED_DAC_OP.test(message)) {
+            throw new DacError('EFORMAT', "the model has DacConv2D nodes (dac decompose --tfjs-layer dac): import 'dac-conv/tfjs' first, which registers the op with TF.js", {
+              model: model.path,
+            });
+          }
+          throw new DacError('EFORMAT', `TF.js cannot run the graph model: ${message}`, { model: model.path });
         } finally {
           x.dispose();
         }
-      }
-      return concat(parts);
-    },
+      }),
     dispose() {
       net.dispose();
     },
   };
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
 type Ort = typeof import('onnxruntime-node');
+
+/**
+ * onnxruntime session options for our runs and measurements: `threads`
+ * intra-op threads (default: onnxruntime's choice), operators one at a time,
+ * and pool threads that sleep after a run instead of spinning. Spinning
+ * threads hold the cores a timed neighbour (the other side of a ratio, the
+ * next round) needs: measured on 2 cores, our fused kernel at 2 threads took
+ * 9.0 ms right after a spinning onnxruntime run and 4.7 ms without.
+ */
+export function ortSessionOptions(threads?: number): import('onnxruntime-node').InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    interOpNumThreads: 1,
+    ...(threads === undefined ? {} : { intraOpNumThreads: threads }),
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+  };
+}
 
 async function onnxRunner(model: OnnxModel, options: RunnerOptions): Promise<Runner> {
   const ort = optionalRequire<Ort>('onnxruntime-node');
   if (!ort) throw new DacError('ENOTFOUND', 'running ONNX models needs onnxruntime-node (npm install onnxruntime-node)', {});
-  const sessionOptions: import('onnxruntime-node').InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
-  if (options.threads !== undefined) {
-    sessionOptions.intraOpNumThreads = options.threads;
-    sessionOptions.interOpNumThreads = 1;
-  }
   let session: import('onnxruntime-node').InferenceSession;
   try {
-    session = await ort.InferenceSession.create(model.bytes(), sessionOptions);
+    session = await ort.InferenceSession.create(model.bytes(), ortSessionOptions(options.threads));
   } catch (err) {
     throw new DacError('EFORMAT', `onnxruntime cannot load the model: ${(err as Error).message}`, { model: model.path });
   }
   const [h, w, c] = model.inputShape;
-  const per = h * w * c;
-  const chunk = model.fixedBatch ?? options.chunk ?? 64;
   const version = (optionalRequire<{ version: string }>('onnxruntime-node/package.json') ?? { version: '' }).version;
   return {
     engine: `onnxruntime-node ${version}`.trim(),
     inputShape: model.inputShape,
-    async run(input, batch) {
-      checkInput(input, batch, model.inputShape, model.path);
-      if (model.fixedBatch !== null && batch % model.fixedBatch !== 0) {
-        throw new DacError('ESHAPE', `the model takes batches of exactly ${model.fixedBatch}; got ${batch}`, { model: model.path, field: 'batch' });
-      }
-      const parts: Float32Array[] = [];
-      for (let start = 0; start < batch; start += chunk) {
-        const n = Math.min(chunk, batch - start);
-        const slice = input.subarray(start * per, (start + n) * per);
+    run: (input, batch) =>
+      inChunks(model, input, batch, model.fixedBatch ?? options.chunk ?? 64, async (slice, n) => {
         const nchw = c === 1 ? slice : nhwcToNchw(slice, n, h, w, c);
         const feeds = { [model.inputName]: new ort.Tensor('float32', nchw, [n, c, h, w]) };
         const result = await session.run(feeds, [model.outputName]);
-        parts.push(Float32Array.from(result[model.outputName].data as Float32Array));
-      }
-      return concat(parts);
-    },
+        return Float32Array.from(result[model.outputName].data as Float32Array);
+      }),
     dispose() {
       void session.release();
     },

@@ -4,14 +4,16 @@
 // [kh, kw, c, r], pointwise_kernel [1, 1, c*r, n], bias [n]), so a model
 // saved with it can be rewritten to stock layers and back. Registered with
 // tf.serialization on import: a program that imports this module can load a
-// model.json that uses 'DacConv2D'. Inference only: gradients do not flow
-// through the native kernel.
+// model.json that uses 'DacConv2D'; importing it also registers the graph
+// models' DacConv2D op (dac-conv2d-op.ts) for tf.loadGraphModel. Inference
+// only: gradients do not flow through the native kernel.
 import * as tf from '@tensorflow/tfjs';
+import './dac-conv2d-op.js';
 
 import type { BackendName } from '../backend/binding.js';
 import { DacError } from '../errors.js';
+import { paddedOutputSize } from '../geometry.js';
 import {
-  convOutputSize,
   fusedDepthwisePointwise,
   type Activation,
   type DwPwWeights,
@@ -134,9 +136,7 @@ export class DacConv2D extends tf.layers.Layer {
     const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const out = (size: number | null, axis: 0 | 1): number | null => {
       if (size === null) return null;
-      const stride = this.strides[axis];
-      if (this.padding === 'same') return Math.ceil(size / stride);
-      return convOutputSize(size, this.kernelSize[axis], stride, this.dilationRate[axis], 0, 0);
+      return paddedOutputSize(size, this.kernelSize[axis], this.strides[axis], this.dilationRate[axis], this.padding);
     };
     return [s[0], out(s[1], 0), out(s[2], 1), this.filters];
   }

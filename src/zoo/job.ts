@@ -7,17 +7,17 @@ import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
 import { decomposeLoaded, type ModelSettings, type Report } from '../decompose-model.js';
 import { DacError } from '../errors.js';
-import { loadModel } from '../formats/index.js';
-import type { LoadedModel } from '../formats/model.js';
-import { decomposeChannel, decomposeDac, decomposeDacBatch, decomposeSpatial } from '../index.js';
+import { loadModel, type LoadedModel } from '../formats/index.js';
+import { exclusion } from '../plan/index.js';
 import { prepareWrite, writeDecomposed } from '../write.js';
 import type { ZooEntry } from './discover.js';
 import { outputPaths, resetModel, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
 import type { ModelRecord } from './summary.js';
-import { serializeError } from './pool.js';
+import { deserializeError, serializeError } from './pool.js';
+import { applyTfjsLayer, type ModelLatency, type ZooLatencySettings } from './latency.js';
 
-/** What `dac decompose` does to one model (same settings, --fold-bn included). */
-export type ZooSettings = ModelSettings;
+/** What `dac decompose` does to one model (same settings, --fold-bn, --tfjs-layer and the latency flags included). */
+export type ZooSettings = ModelSettings & ZooLatencySettings;
 
 export interface ZooJob {
   entry: ZooEntry;
@@ -29,21 +29,22 @@ export interface ZooJob {
   threads: number;
   /** Package version: a failure recorded by another version is retried. */
   toolVersion: string;
+  /** With --latency-saved or --latency-table: the convs' measured times (zoo/latency.ts), or why they are missing. */
+  latency?: ModelLatency;
 }
 
 const relTo = (root: string, p: string): string => path.relative(root, p).split(path.sep).join('/');
 
 /**
  * Why no conv of the model is a candidate under these settings (all 1x1,
- * grouped, dilated in TF.js, or excluded by --skip-first/--layers), or null
- * when some is. Such a model is skipped, not failed: a zoo holds them.
+ * grouped, dilated in TF.js, or excluded by --skip-first/--layers: the
+ * planner's exclusion), or null when some is. Such a model is skipped, not
+ * failed: a zoo holds them.
  */
 function nothingToDecompose(model: LoadedModel, s: ZooSettings): string | null {
   const why = new Map<string, string>();
   for (const c of model.convs) {
-    const reason =
-      c.skipReason ??
-      (c.groups !== 1 ? `grouped (groups=${c.groups})` : s.skipFirst && c.index === 0 ? 'first conv (--skip-first)' : s.layers && !s.layers.includes(c.name) ? 'not in --layers' : null);
+    const reason = exclusion(c, s);
     if (reason === null) return null;
     why.set(c.name, reason);
   }
@@ -89,9 +90,11 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
   const inputs = stampInputs(entry.path, entry.format);
   record.inputBytes = inputs.reduce((s, f) => s + Math.max(0, f.size), 0);
   try {
-    const loaded = await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape });
+    const loaded = applyTfjsLayer(await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape }), job.settings.tfjsLayer);
     const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
-    const { foldBn, ...settings } = job.settings;
+    const { foldBn, tfjsLayer, runtime, latencyTable, ...settings } = job.settings;
+    if (job.latency && 'error' in job.latency) throw deserializeError(job.latency.error);
+    if (job.latency) settings.latency = job.latency.latency;
     const nothing = nothingToDecompose(model, settings);
     if (nothing) {
       record = { ...record, status: 'skipped', reason: nothing, seconds: seconds() };
@@ -102,7 +105,7 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
     // Written as `dac decompose` writes (src/write.ts), paths checked before the work; the
     // mirrored folder may hold other models' outputs, so only our own file names must be free.
     const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
-    const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: paths.report, requireOwnedFolder: false });
+    const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: paths.report, requireOwnedFolder: false, lock: false });
     const result = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
     const { flops, params } = result.report;
     // The report `dac decompose` writes, so a zoo result reads like a single decomposition.
@@ -134,67 +137,4 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
     await recordOutcome(job, inputs, [], record).catch(() => undefined);
     return record;
   }
-}
-
-export interface InspectRequest {
-  path: string;
-  maxModelBytes: number;
-  /** Also plan, decompose and apply (in memory) with these settings. */
-  decompose?: ZooSettings;
-  /** With decompose: save the result here and load it back. */
-  saveTo?: string;
-}
-
-export interface InspectResult {
-  name: string;
-  format: string;
-  convs: number;
-  decomposable: number;
-  inputShape: number[];
-  flops?: { before: number; after: number };
-  replaced?: number;
-  /** Convs of the saved-and-reloaded result. */
-  reloadedConvs?: number;
-}
-
-/** Loads (and optionally decomposes) a model in isolation and describes it; the zoo tests and fuzzing use it. */
-export async function inspectModel(req: InspectRequest): Promise<InspectResult> {
-  const model = await loadModel(req.path, { maxBytes: req.maxModelBytes });
-  const out: InspectResult = {
-    name: model.name,
-    format: model.format,
-    convs: model.convs.length,
-    decomposable: model.convs.filter((c) => !c.skipReason).length,
-    inputShape: [...model.inputShape],
-  };
-  if (req.decompose) {
-    const { foldBn, ...settings } = req.decompose;
-    const result = decomposeLoaded(foldBn ? model.foldBatchNorm() : model, settings, getBackend());
-    out.flops = result.report.flops;
-    out.replaced = result.report.layers.filter((l) => l.method !== 'keep').length;
-    if (req.saveTo) {
-      await result.model.save(req.saveTo);
-      out.reloadedConvs = (await loadModel(req.saveTo)).convs.length;
-    }
-  }
-  return out;
-}
-
-const isolated = { decomposeDac, decomposeSpatial, decomposeChannel, decomposeDacBatch } as const;
-
-export interface CallRequest {
-  fn: keyof typeof isolated;
-  args: unknown[];
-}
-
-/**
- * Runs one public decomposition call in the worker, so a caller can feed it
- * untrusted arguments without risking its own process.
- */
-export function callIsolated(req: CallRequest): unknown {
-  const fn = isolated[req.fn] as ((...a: unknown[]) => unknown) | undefined;
-  if (!Object.prototype.hasOwnProperty.call(isolated, req.fn) || !fn) {
-    throw new DacError('EINVAL', `unknown function '${String(req.fn)}'`, { field: 'fn' });
-  }
-  return fn(...req.args);
 }

@@ -5,7 +5,7 @@
 // and its job fails with EWORKER / ETIMEOUT, so one bad model never stops
 // the others.
 import * as path from 'node:path';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { parentPort, Worker, type ResourceLimits } from 'node:worker_threads';
 import { DacError, type DacErrorCode, type ErrorContext } from '../errors.js';
 
 /** setTimeout's largest delay; a longer one would fire at once. */
@@ -63,6 +63,28 @@ export function deserializeError(s: SerializedError): Error {
   if (s.code) e.code = s.code;
   if (s.stack) e.stack = s.stack;
   return e;
+}
+
+/**
+ * The worker side of the protocol: answers each request with the handler of
+ * its kind, one at a time. Anything a handler throws goes back as a
+ * serialized error; the worker itself stays up for the next request.
+ */
+export function serveRequests(handlers: Record<string, (payload: never) => unknown>): void {
+  if (!parentPort) throw new Error('serveRequests must run in a worker thread');
+  const port = parentPort;
+  port.on('message', (req: WorkerRequest) => {
+    void (async () => {
+      let reply: WorkerReply;
+      try {
+        if (!Object.prototype.hasOwnProperty.call(handlers, req.kind)) throw new Error(`unknown worker request '${req.kind}'`);
+        reply = { id: req.id, ok: true, result: await handlers[req.kind](req.payload as never) };
+      } catch (err) {
+        reply = { id: req.id, ok: false, error: serializeError(err) };
+      }
+      port.postMessage(reply);
+    })();
+  });
 }
 
 /** The worker script next to this file: worker.ts under tsx, worker.js in dist. */

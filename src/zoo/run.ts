@@ -12,12 +12,13 @@ import { DacError } from '../errors.js';
 import { checkByteLimit, DEFAULT_MAX_MODEL_BYTES, isInside } from '../io/limits.js';
 import { discoverModels, type ZooEntry } from './discover.js';
 import { failure, recordOutcome, type ZooJob, type ZooSettings } from './job.js';
-import { acquireLock, LOCK_NAME, refuseOtherRuns } from './lock.js';
+import { measureLatencies } from './latency.js';
+import { acquireZooLock, LOCK_NAME, refuseOtherRuns } from './lock.js';
 import { WorkerPool } from './pool.js';
 import { Progress, type ProgressSink } from './progress.js';
 import { readDone, settingsHash, stampInputs, STATE_DIR, type RunLimits } from './resume.js';
-import { inShard, shardTag, summaryBase, type Shard } from './shard.js';
-import { summarize, writeSummary, type ModelRecord, type ZooSummary } from './summary.js';
+import { inShard, shardTag, summaryBase } from './shard.js';
+import { summarize, writeSummary, type ModelRecord, type Shard, type ZooSummary } from './summary.js';
 
 /** A safety net, not a budget: far above what a VGG16-sized model takes, short of a run that never ends. */
 export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
@@ -96,7 +97,7 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
   getBackend();
   // Before anything in the output folder is touched: another run may be working there.
   // Shards of one split lock only their own part of the folder; anything else must wait for them.
-  const lock = acquireLock(out, STATE_DIR, shard ? `${LOCK_NAME}.${shardTag(shard)}` : LOCK_NAME);
+  const lock = acquireZooLock(out, STATE_DIR, shard ? `${LOCK_NAME}.${shardTag(shard)}` : LOCK_NAME);
   const base = summaryBase(shard);
   const sink = opts.progress === undefined ? process.stderr : opts.progress;
   const notes: string[] = [];
@@ -140,6 +141,9 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
     found.ignored.forEach((i) => finished({ model: i.rel, format: null, status: 'skipped', reason: i.reason }));
     cached.forEach(finished);
 
+    // Timed before any decomposition starts, one model at a time: the machine is as quiet as this run leaves it.
+    const planByLatency = opts.settings.latencySaved !== undefined || opts.settings.latencyTable !== undefined;
+    const latencies = planByLatency && todo.length ? await measureLatencies(todo, opts.settings, limits, sink) : null;
     if (todo.length) {
       const size = Math.min(jobs, todo.length);
       // Native SVD threads per model, so the workers together use the cores without oversubscribing.
@@ -148,7 +152,7 @@ export async function runZoo(opts: ZooOptions): Promise<ZooSummary> {
       try {
         await Promise.all(
           todo.map(async (entry) => {
-            const job: ZooJob = { entry, outRoot: out, settings: opts.settings, optionsHash, limits, threads, toolVersion: version };
+            const job: ZooJob = { entry, outRoot: out, settings: opts.settings, optionsHash, limits, threads, toolVersion: version, latency: latencies?.get(entry.rel) };
             let r: ModelRecord;
             try {
               r = await pool.run<ModelRecord>('decompose', job);

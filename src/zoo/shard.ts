@@ -12,23 +12,7 @@ import * as path from 'node:path';
 import { DacError } from '../errors.js';
 import { MAX_JSON_BYTES, readFileBounded } from '../io/limits.js';
 import { hashOptions } from './resume.js';
-import { summarize, writeSummary, type ModelRecord, type ZooSummary } from './summary.js';
-
-/** Shard `index` (1-based) of `count`. */
-export interface Shard {
-  index: number;
-  count: number;
-}
-
-/** What a merged summary says about each shard it was made of. */
-export interface ShardRun {
-  shard: string;
-  out: string;
-  jobs: number;
-  startedAt: string;
-  seconds: number;
-  models: number;
-}
+import { summarize, writeSummary, type ModelRecord, type Shard, type ShardRun, type ZooSummary } from './summary.js';
 
 /** Parses 'K/N' (1 <= K <= N <= 1e6); null when malformed. */
 export function parseShard(text: string): Shard | null {

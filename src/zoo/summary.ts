@@ -3,9 +3,24 @@
 import * as path from 'node:path';
 import type { ModelFormat } from '../model/types.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import type { Shard, ShardRun } from './shard.js';
 
 export type ModelStatus = 'ok' | 'failed' | 'skipped';
+
+/** Shard `index` (1-based) of `count`. */
+export interface Shard {
+  index: number;
+  count: number;
+}
+
+/** What a merged summary says about each shard it was made of. */
+export interface ShardRun {
+  shard: string;
+  out: string;
+  jobs: number;
+  startedAt: string;
+  seconds: number;
+  models: number;
+}
 
 export interface ModelRecord {
   /** Path relative to the zoo folder. */

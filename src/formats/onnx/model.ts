@@ -3,11 +3,12 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
+import { convOutputSize } from '../../geometry.js';
 import { placeOutput } from '../../io/output.js';
 import { DEFAULT_MAX_MODEL_BYTES, readFileBounded } from '../../io/limits.js';
 import { foldBatchNorm as foldBn, oihwChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
-import { checkFinite, convOutSize, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
+import { checkFinite, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
 import { inferShapes, resolvePads, type Shape } from './shapes.js';
 import {
   create,
@@ -35,11 +36,11 @@ import {
   intsAttr,
   isExternal,
   stringAttr,
-  roundToHalf,
   tensorDims,
   tensorFloats,
   typedTensor,
 } from './tensors.js';
+import { roundToHalf } from '../float16.js';
 
 /** Ops a BatchNormalization's output may pass through and still count as the input statistics of a conv. */
 const PASS_THROUGH = new Set(['Relu', 'LeakyRelu', 'Clip', 'MaxPool', 'AveragePool', 'Dropout', 'Identity']);
@@ -509,8 +510,8 @@ export class OnnxModel implements LoadedModel {
         if (x[1] !== c) {
           throw new DacError('EFORMAT', `input has ${x[1]} channels, weights expect ${c}`, { ...where, field: node.input[1] });
         }
-        outH = convOutSize(inH, kh, strides[0], dilations[0], pads[0], pads[2]);
-        outW = convOutSize(inW, kw, strides[1], dilations[1], pads[1], pads[3]);
+        outH = convOutputSize(inH, kh, strides[0], dilations[0], pads[0], pads[2]);
+        outW = convOutputSize(inW, kw, strides[1], dilations[1], pads[1], pads[3]);
         if (outH < 1 || outW < 1) {
           throw new DacError('EFORMAT', `the ${kh}x${kw} kernel does not fit the padded ${inH}x${inW} input`, where);
         }
@@ -642,9 +643,23 @@ export class OnnxModel implements LoadedModel {
     return { macs, params };
   }
 
-  /** A deep copy of the proto, to edit without touching this model. */
+  /**
+   * A copy of the proto to edit without touching this model. The top graph's
+   * initializers are shared, not copied (apply and foldBatchNorm add new
+   * tensors and drop old ones, never change one in place): re-encoding them
+   * copied every weight of the model once more.
+   */
   private cloneProto(): ModelProto {
-    return decodeModel(encodeModel(this.proto));
+    const graph = this.proto.graph!;
+    const initializers = graph.initializer;
+    graph.initializer = [];
+    try {
+      const copy = decodeModel(encodeModel(this.proto));
+      copy.graph!.initializer = initializers.slice();
+      return copy;
+    } finally {
+      graph.initializer = initializers;
+    }
   }
 
   private listsInitializersAsInputs(): boolean {
@@ -681,17 +696,13 @@ export class OnnxModel implements LoadedModel {
   }
 
   apply(replacements: LayerReplacement[]): OnnxModel {
-    const matched = matchReplacements(this.convs, replacements, this.path);
+    const matched = matchReplacements(this.convNodes, replacements, this.path);
     const proto = this.cloneProto();
     const graph = proto.graph!;
     const taken = allNames(graph);
     const asInputs = this.listsInitializersAsInputs();
     const newNodes = new Map<number, NodeProto[]>();
-    for (const cn of this.convNodes) {
-      const m = matched.get(cn.info.name);
-      if (!m) continue;
-      newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], cn, m.rep, taken, graph, asInputs));
-    }
+    for (const { conv: cn, rep } of matched) newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], cn, rep, taken, graph, asInputs));
     graph.node = graph.node.flatMap((n, i) => newNodes.get(i) ?? [n]);
     pruneUnused(graph);
     return new OnnxModel(this.path, proto, this.options);

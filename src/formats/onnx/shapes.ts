@@ -7,7 +7,7 @@
 // else falls back to the shapes the model declares in value_info, else it
 // stays unknown with the reason recorded.
 import type { ErrorContext } from '../../errors.js';
-import { convOutSize, samePads } from '../model.js';
+import { convOutputSize, samePadding } from '../../geometry.js';
 import { DataType, toNumber, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from './schema.js';
 import { attrFloat, attrFloats, attrInt, attrInts, attrString, attrTensor, tensorDims, tensorFloats, tensorInts } from './tensors.js';
 
@@ -67,9 +67,9 @@ export function resolvePads(
 ): [number, number, number, number] {
   const autoPad = attrString(node, 'auto_pad', 'NOTSET');
   if (autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER') {
-    // samePads puts the odd pixel after (SAME_UPPER); SAME_LOWER puts it before.
+    // samePadding puts the odd pixel after (SAME_UPPER); SAME_LOWER puts it before.
     const axis = (size: number, k: number, s: number, d: number): [number, number] => {
-      const [before, after] = samePads(size, k, s, d);
+      const [before, after] = samePadding(size, k, s, d);
       return autoPad === 'SAME_UPPER' ? [before, after] : [after, before];
     };
     const [t, b] = axis(inH, kernel[0], strides[0], dilations[0]);
@@ -221,7 +221,7 @@ export function inferShapes({ graph, initializers, ctx, inputs }: ShapeContext):
         const dil = pair(attrInts(node, 'dilations'), 1);
         const p = resolvePads(node, x[2], x[3], kernel, strides, dil);
         const ceil = op !== 'Conv' && attrInt(node, 'ceil_mode', 0) === 1;
-        const size = ceil ? ceilPoolSize : convOutSize;
+        const size = ceil ? ceilPoolSize : convOutputSize;
         const channels = op === 'Conv' ? (w ? w[0] : -1) : x[1];
         outs[0] = [x[0], channels, size(x[2], kernel[0], strides[0], dil[0], p[0], p[2]), size(x[3], kernel[1], strides[1], dil[1], p[1], p[3])];
         if (op === 'MaxPool' && node.output[1]) outs[1] = outs[0];

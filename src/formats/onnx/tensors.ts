@@ -1,6 +1,7 @@
 // Reading and writing ONNX tensors and attributes.
 import * as os from 'node:os';
 import { DacError, type ErrorContext } from '../../errors.js';
+import { floatToHalf, halfToFloat } from '../float16.js';
 import { AttrType, create, DataType, toNumber, type AttributeProto, type NodeProto, type TensorProto } from './schema.js';
 
 const LITTLE_ENDIAN = os.endianness() === 'LE';
@@ -25,26 +26,6 @@ function checkRawLength(t: TensorProto, count: number, bytesPer: number, ctx: Er
       ctx,
     );
   }
-}
-
-let halfTable: Float32Array | null = null;
-
-/** IEEE half bits -> value, from a table of all 65536 (built on first use). */
-function halfToFloat(h: number): number {
-  if (!halfTable) {
-    halfTable = new Float32Array(65536);
-    for (let i = 0; i < 65536; i++) halfTable[i] = decodeHalf(i);
-  }
-  return halfTable[h & 0xffff];
-}
-
-function decodeHalf(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** A float tensor's values as float32 (FLOAT, FLOAT16 or DOUBLE; raw_data or the typed fields). */
@@ -124,40 +105,6 @@ export function tensorInts(t: TensorProto, ctx: ErrorContext): number[] {
 /** A new float32 initializer stored as raw_data (little-endian). */
 export function floatTensor(name: string, dims: number[], values: Float32Array): TensorProto {
   return typedTensor(name, dims, values, DataType.FLOAT);
-}
-
-/** float32 -> IEEE half bits, rounding to nearest even (overflow gives infinity). */
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-export function floatToHalf(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    // Subnormal half: shift the mantissa with its implicit bit, rounding to nearest even.
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    const half = m >>> shift;
-    const rest = m & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    return sign | (rest > mid || (rest === mid && half & 1) ? half + 1 : half);
-  }
-  const half = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
-  return sign | (rest > 0x1000 || (rest === 0x1000 && half & 1) ? half + 1 : half);
-}
-
-/** The value a float32 becomes when stored as float16. */
-export function roundToHalf(v: number): number {
-  return halfToFloat(floatToHalf(v));
 }
 
 /** Float data types a conv's weights can be stored or computed in. */

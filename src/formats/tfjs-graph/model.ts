@@ -4,14 +4,16 @@
 // the metadata kept.
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
-import { DacError, type ErrorContext } from '../../errors.js';
+import { DacError } from '../../errors.js';
+import { hwioToOihw, oihwToHwio } from '../../geometry.js';
 import { MAX_JSON_BYTES } from '../../io/limits.js';
-import { placeOutput, versionShards } from '../../io/output.js';
 import { reconstructWeights, relativeError } from '../../model/reconstruct.js';
 import type { ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
-import { checkFinite, hwioToOihw, matchReplacements, NOMINAL_FREE_SIZE, oihwToHwio, uniqueName, type LoadedModel } from '../model.js';
-import { elementCount, readArtifacts, serializeArtifacts, weightFloats, type ModelJson, type Quantization, type WeightEntry } from '../tfjs/manifest.js';
-import type { TfjsArtifacts } from '../tfjs/model.js';
+import { checkFinite, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
+import { TfjsFolderModel } from '../tfjs/folder.js';
+import { elementCount, readArtifacts, weightFloats, type ModelJson, type Quantization, type WeightEntry } from '../tfjs/manifest.js';
+import type { TfjsArtifacts, TfjsLayerKind } from '../tfjs/model.js';
+import { DAC_CONV_OP, dacConvNodes, fitsDacNode, graphConstants } from './dac-node.js';
 import {
   attrString,
   attrStrings,
@@ -102,7 +104,7 @@ export async function loadTfjsGraph(file: string, options: GraphLoadOptions = {}
   return new GraphModel(jsonPath, json, weights, files, options.inputShape);
 }
 
-export class GraphModel implements LoadedModel {
+export class GraphModel extends TfjsFolderModel implements LoadedModel {
   readonly format = 'tfjs-graph' as const;
   readonly inputLayout: 'NHWC' | 'NCHW';
   readonly name: string;
@@ -122,18 +124,18 @@ export class GraphModel implements LoadedModel {
   private readonly byWeight: Map<string, WeightEntry>;
   private readonly convNodes: GraphConv[];
   private readonly shapes: Map<string, ShapeOf>;
-  private readonly ctx: ErrorContext;
 
   constructor(
-    readonly path: string,
-    private readonly json: ModelJson,
-    private readonly weights: WeightEntry[],
-    /** The files this model came from, which save() must never overwrite. */
-    private readonly sources: string[],
+    path: string,
+    json: ModelJson,
+    weights: WeightEntry[],
+    sources: string[],
     stated?: number[],
     applyNotes: string[] = [],
+    /** What a DAC replacement is written as: stock node pairs, or one DacConv2D op node (dac-node.ts). */
+    readonly tfjsLayer: TfjsLayerKind = 'stock',
   ) {
-    this.ctx = { model: path };
+    super(path, json, weights, sources);
     // Published graph models often sit side by side as <name>.json: the file names them, else the folder.
     const base = nodePath.basename(path);
     this.name = /^model\.json$/i.test(base) ? nodePath.basename(nodePath.dirname(nodePath.resolve(path))) : base.replace(/\.json$/i, '');
@@ -428,6 +430,11 @@ export class GraphModel implements LoadedModel {
         const f = shape(1);
         const dy = shape(2);
         if (f && dy) macs += elementCount(dy) * f[0] * f[1] * f[2];
+      } else if (node.op === DAC_CONV_OP) {
+        // Per output pixel: the depthwise taps (kh*kw*c*r) and the pointwise row (c*r*n).
+        const f = shape(1);
+        const p = shape(2);
+        if (f && p) macs += (elementCount(y) / p[3]) * (elementCount(f) + elementCount(p));
       } else if (CONV_OPS.has(node.op) && !listed.has(node.name)) {
         const f = shape(1);
         const x = shape(0);
@@ -439,21 +446,26 @@ export class GraphModel implements LoadedModel {
 
   /** The model as tf.io artifacts (one weight buffer), for tf.loadGraphModel. */
   artifacts(): TfjsArtifacts & Record<string, unknown> {
-    const total = this.weights.reduce((a, w) => a + w.bytes.length, 0);
-    const data = new Uint8Array(total);
-    let offset = 0;
-    for (const w of this.weights) {
-      data.set(w.bytes, offset);
-      offset += w.bytes.length;
-    }
     const { weightsManifest: _, ...rest } = this.json;
     return {
       ...rest,
       modelTopology: this.json.modelTopology,
       weightSpecs: this.weights.map((w) => w.spec),
-      weightData: data.buffer,
+      weightData: this.weightData(),
       format: 'graph-model',
     };
+  }
+
+  /**
+   * The same model, writing DAC replacements as `kind`: stock node pairs, or
+   * DacConv2D op nodes (needs `dac-conv/tfjs`). For a model before apply():
+   * what an earlier apply() noted is not carried over.
+   */
+  withTfjsLayer(kind: TfjsLayerKind): GraphModel {
+    if (kind !== 'stock' && kind !== 'dac') {
+      throw new DacError('EINVAL', `the TF.js layer kind must be stock or dac, got ${String(kind)}`, { ...this.ctx, field: 'tfjsLayer' });
+    }
+    return kind === this.tfjsLayer ? this : new GraphModel(this.path, this.json, this.weights, this.sources, this.statedShape(), [], kind);
   }
 
   /** Graph models from the converter have BatchNorm folded already: nothing to do. */
@@ -462,18 +474,17 @@ export class GraphModel implements LoadedModel {
   }
 
   apply(replacements: LayerReplacement[]): GraphModel {
-    const matched = matchReplacements(this.convs, replacements, this.path);
+    const matched = matchReplacements(this.convNodes, replacements, this.path);
     const topology = clone(this.json.modelTopology);
     const nodes = topology.node as GraphNode[];
     const taken = new Set<string>([...nodes.map((n) => n.name), ...this.weights.map((w) => w.spec.name)]);
     const added: WeightEntry[] = [];
     const notes: string[] = [];
     const replaced = new Map<string, GraphNode[]>();
-    for (const gc of this.convNodes) {
-      const m = matched.get(gc.info.name);
-      if (!m) continue;
-      const storage = this.chooseStorage(gc, m.rep, notes);
-      const { nodes: pair, entries } = this.replacementNodes(gc, m.rep, storage, taken);
+    for (const { conv: gc, rep } of matched) {
+      const storage = this.chooseStorage(gc, rep, notes);
+      const { nodes: pair, entries } =
+        rep.method === 'dac' && this.tfjsLayer === 'dac' && fitsDacNode(gc) ? dacConvNodes(gc, rep, storage, taken) : this.replacementNodes(gc, rep, storage, taken);
       replaced.set(gc.info.name, pair);
       added.push(...entries);
     }
@@ -482,17 +493,14 @@ export class GraphModel implements LoadedModel {
     const read = new Set<string>();
     for (const n of rewritten) for (const r of dataInputs(n)) read.add(r.node);
     const dropped = new Set<string>();
-    for (const gc of this.convNodes) {
-      if (!matched.has(gc.info.name)) continue;
-      for (const w of [gc.filter, gc.bias]) if (w && !read.has(w)) dropped.add(w);
-    }
+    for (const { conv: gc } of matched) for (const w of [gc.filter, gc.bias]) if (w && !read.has(w)) dropped.add(w);
     // Control edges to a dropped constant order nothing (converters leave them on variable reads): they go too.
     for (const n of rewritten) {
       if (n.input?.some((s) => s.startsWith('^') && dropped.has(s.slice(1)))) n.input = n.input.filter((s) => !(s.startsWith('^') && dropped.has(s.slice(1))));
     }
     topology.node = rewritten.filter((n) => !dropped.has(n.name));
     const weights = [...this.weights.filter((w) => !dropped.has(w.spec.name)), ...added];
-    return new GraphModel(this.path, { ...this.json, modelTopology: topology }, weights, this.sources, this.statedShape(), notes);
+    return new GraphModel(this.path, { ...this.json, modelTopology: topology }, weights, this.sources, this.statedShape(), notes, this.tfjsLayer);
   }
 
   /** The stated input size a copy must be evaluated at (free sizes stay free in the file). */
@@ -540,21 +548,7 @@ export class GraphModel implements LoadedModel {
     const padding = attrString(orig, 'padding') ?? 'VALID';
     const explicit = gc.info.pads; // [top, left, bottom, right]
     const T = orig.attr?.T ?? { type: 'DT_FLOAT' };
-    const entries: WeightEntry[] = [];
-    const nodes: GraphNode[] = [];
-    const constant = (base: string, shape: number[], values: Float32Array, how: Quantization | undefined): string => {
-      const cname = uniqueName(base, taken);
-      entries.push(encodedEntry(cname, shape, values, how));
-      nodes.push({
-        name: cname,
-        op: 'Const',
-        attr: {
-          value: { tensor: { dtype: 'DT_FLOAT', tensorShape: { dim: shape.map((d) => ({ size: String(d) })) } } },
-          dtype: { type: 'DT_FLOAT' },
-        },
-      });
-      return cname;
-    };
+    const { nodes, entries, constant } = graphConstants(taken);
     /** padding attrs of a stage: SAME/VALID kept, EXPLICIT split by axis. */
     const pad = (useH: boolean, useW: boolean): Record<string, AttrValue> => {
       if (padding !== 'EXPLICIT') return { padding: { s: encodeString(padding) }, explicit_paddings: { list: {} } };
@@ -573,11 +567,8 @@ export class GraphModel implements LoadedModel {
     let secondAttrs: Record<string, AttrValue>;
     if (rep.method === 'dac') {
       const r = rep.rank;
-      // depthwise [c*r][kh*kw] -> [kh][kw][c][r]
-      const dwv = new Float32Array(c * r * kh * kw);
-      for (let i = 0; i < c; i++)
-        for (let m = 0; m < r; m++) for (let p = 0; p < kh * kw; p++) dwv[(p * c + i) * r + m] = rep.depthwise[(i * r + m) * kh * kw + p];
-      const f = constant(`${nameA}/filter`, [kh, kw, c, r], dwv, storage);
+      // depthwise [c*r][kh*kw] is OIHW with c*r outputs of one input: its HWIO is [kh][kw][c][r]
+      const f = constant(`${nameA}/filter`, [kh, kw, c, r], oihwToHwio(rep.depthwise, c * r, 1, kh, kw), storage);
       first = {
         name: nameA,
         op: 'DepthwiseConv2dNative',
@@ -635,26 +626,5 @@ export class GraphModel implements LoadedModel {
     // Control inputs of the original (if any) stay on the first stage.
     for (const ctl of (orig.input ?? []).filter((s) => s.startsWith('^'))) first.input!.push(ctl);
     return { nodes: [...nodes, first, second], entries };
-  }
-
-  /** model.json and its shards (named by content), as save() writes them. */
-  outputFiles(): Map<string, Uint8Array | string> {
-    return versionShards(serializeArtifacts(this.json, this.weights));
-  }
-
-  /**
-   * Writes the model folder whole (src/io/output.ts), never over an input;
-   * `extraFiles` (plain names, e.g. a report) go into the same folder.
-   */
-  async save(outPath: string, extraFiles: Map<string, string | Uint8Array> = new Map()): Promise<void> {
-    if (/\.json$/i.test(outPath)) {
-      throw new DacError('EINVAL', `a TF.js model is written to a folder; got ${outPath} (drop the file name)`, { field: 'output' });
-    }
-    const files = this.outputFiles();
-    for (const [name, data] of extraFiles) {
-      if (files.has(name)) throw new DacError('EINVAL', `extra file ${name} would replace a model file`, { field: 'extraFiles' });
-      files.set(name, data);
-    }
-    await placeOutput({ target: outPath, kind: 'folder', inputs: this.sources, requireOwnedFolder: true }, { files, commit: 'model.json' });
   }
 }

@@ -3,7 +3,7 @@
 // topological order. An op without a rule here, or one whose shape depends
 // on values only known at run time, makes its outputs unknown with the
 // reason, and everything downstream inherits that reason instead of failing.
-import { convOutSize, samePads } from '../model.js';
+import { convOutputSize, samePadding } from '../../geometry.js';
 import { attrBool, attrInt, attrInts, attrString, dataInputs, protoDims, refKey, type Graph, type GraphNode, type TensorRef } from './graph.js';
 
 /** A known shape, or why it is not known. */
@@ -57,8 +57,8 @@ export function resolvePads(
   const padding = attrString(node, 'padding') ?? 'VALID';
   if (padding === 'VALID') return [0, 0, 0, 0];
   if (padding === 'SAME') {
-    const [t, b] = samePads(x[ha], kh, strides[0], dilations[0]);
-    const [l, r] = samePads(x[wa], kw, strides[1], dilations[1]);
+    const [t, b] = samePadding(x[ha], kh, strides[0], dilations[0]);
+    const [l, r] = samePadding(x[wa], kw, strides[1], dilations[1]);
     return [t, l, b, r];
   }
   if (padding === 'EXPLICIT') {
@@ -97,7 +97,7 @@ function rule(node: GraphNode, xs: number[][], c: ShapeContext): number[][] | st
   const op = node.op;
   const ins = dataInputs(node);
   const x = xs[0];
-  const need = UNARY.has(op) || ONE_INPUT.has(op) ? 1 : BINARY.has(op) || TWO_INPUTS.has(op) ? 2 : 0;
+  const need = UNARY.has(op) || ONE_INPUT.has(op) ? 1 : BINARY.has(op) || TWO_INPUTS.has(op) ? 2 : op === 'DacConv2D' ? 3 : 0;
   if (xs.length < need) return `has ${xs.length} data inputs, needs ${need}`;
   if (UNARY.has(op)) return [x];
   if (BINARY.has(op)) {
@@ -117,6 +117,7 @@ function rule(node: GraphNode, xs: number[][], c: ShapeContext): number[][] | st
     case '_FusedConv2D':
     case 'DepthwiseConv2dNative':
     case 'FusedDepthwiseConv2dNative':
+    case 'DacConv2D':
     case 'MaxPool':
     case 'AvgPool': {
       if (x.length !== 4) return `input has rank ${x.length}, expected 4`;
@@ -131,9 +132,10 @@ function rule(node: GraphNode, xs: number[][], c: ShapeContext): number[][] | st
       if (typeof pads === 'string') return pads;
       const [ha, wa, ca] = layoutAxes(node);
       const out = x.slice();
-      out[ha] = convOutSize(x[ha], kh, (strides as number[])[0], (dil as number[])[0], pads[0], pads[2]);
-      out[wa] = convOutSize(x[wa], kw, (strides as number[])[1], (dil as number[])[1], pads[1], pads[3]);
-      if (!pool) out[ca] = op.includes('Depthwise') ? f[2] * f[3] : f[3];
+      out[ha] = convOutputSize(x[ha], kh, (strides as number[])[0], (dil as number[])[0], pads[0], pads[2]);
+      out[wa] = convOutputSize(x[wa], kw, (strides as number[])[1], (dil as number[])[1], pads[1], pads[3]);
+      // DacConv2D (dac-node.ts): x, depthwise [kh, kw, c, r], pointwise [1, 1, c*r, n].
+      if (!pool) out[ca] = op === 'DacConv2D' ? xs[2][3] : op.includes('Depthwise') ? f[2] * f[3] : f[3];
       if (out[ha] < 1 || out[wa] < 1) return `output would be ${out[ha]}x${out[wa]} (input too small for the kernel)`;
       return [out];
     }

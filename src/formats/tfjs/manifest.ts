@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
 import { ByteBudget, DEFAULT_MAX_MODEL_BYTES, MAX_JSON_BYTES } from '../../io/limits.js';
+import { halfToFloat } from '../float16.js';
 
 export interface Quantization {
   dtype: 'uint8' | 'uint16' | 'float16';
@@ -108,15 +109,6 @@ function shardPath(dir: string, p: unknown, ctx: ErrorContext): string {
     throw new DacError('EFORMAT', `shard path ${p} escapes the model folder`, { ...ctx, field: 'weightsManifest.paths' });
   }
   return full;
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** A weight's values as float32, dequantized (uint8/uint16: q*scale + min; float16 decoded). */

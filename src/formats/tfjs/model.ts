@@ -4,15 +4,15 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
-import { placeOutput, versionShards } from '../../io/output.js';
+import { hwioToOihw, oihwToHwio, samePadding } from '../../geometry.js';
 import { foldBatchNorm as foldBn, lastAxisChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, DacReplacement, LayerReplacement, OtherCost } from '../../model/types.js';
 import { toSeparableKernels } from '../../tfjs-layer/kernel-layout.js';
-import { checkFinite, hwioToOihw, matchReplacements, NOMINAL_FREE_SIZE, samePads, uniqueName, type LoadedModel } from '../model.js';
+import { checkFinite, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
+import { TfjsFolderModel } from './folder.js';
 import {
   elementCount,
   readArtifacts,
-  serializeArtifacts,
   weightFloats,
   type ModelJson,
   type WeightEntry,
@@ -46,7 +46,7 @@ function kernelSpecQuantized(spec: WeightSpec | undefined): boolean {
  * feeds scaled to equal largest magnitudes (the product is unchanged), so
  * one per-tensor uint8/uint16 grid fits both factors about equally well.
  */
-function balanced(rep: DacReplacement, n: number, c: number, taps: number): DacReplacement {
+export function balanced(rep: DacReplacement, n: number, c: number, taps: number): DacReplacement {
   const depthwise = rep.depthwise.slice();
   const pointwise = rep.pointwise.slice();
   const cr = c * rep.rank;
@@ -146,7 +146,7 @@ function resolveInput(declared: Shape, stated: number[] | undefined, ctx: ErrorC
   return { shape: declared.map((d) => (d < 1 ? NOMINAL_FREE_SIZE : d)), free };
 }
 
-export class TfjsModel implements LoadedModel {
+export class TfjsModel extends TfjsFolderModel implements LoadedModel {
   readonly format = 'tfjs' as const;
   readonly inputLayout = 'NHWC' as const;
   readonly name: string;
@@ -159,20 +159,18 @@ export class TfjsModel implements LoadedModel {
   private readonly shapes: Map<string, Shape>;
   private readonly byWeight: Map<string, WeightEntry>;
   private readonly convLayers: ConvLayer[];
-  private readonly ctx: ErrorContext;
 
   constructor(
-    readonly path: string,
-    private readonly json: ModelJson,
-    private readonly weights: WeightEntry[],
-    /** The files this model came from, which save() must never overwrite. */
-    private readonly sources: string[],
+    path: string,
+    json: ModelJson,
+    weights: WeightEntry[],
+    sources: string[],
     /** What a DAC replacement is written as: stock DepthwiseConv2D + Conv2D, or one DacConv2D layer (src/tfjs). */
     readonly tfjsLayer: TfjsLayerKind = 'stock',
     /** The input size the user stated for free sizes (LoadOptions.inputShape), kept by derived models. */
     private readonly statedInput?: number[],
   ) {
-    this.ctx = { model: path };
+    super(path, json, weights, sources);
     this.name = nodePath.basename(nodePath.dirname(nodePath.resolve(path)));
     this.graph = parseGraph(json.modelTopology, this.ctx);
     const input = resolveInput(declaredInput(this.graph, this.ctx).shape, statedInput, this.ctx);
@@ -276,8 +274,8 @@ export class TfjsModel implements LoadedModel {
       const padding = String(c.padding ?? 'valid');
       let pads: [number, number, number, number] = [0, 0, 0, 0];
       if (padding === 'same') {
-        const [t, b] = samePads(x[0], kh, strides[0], dilations[0]);
-        const [l, r] = samePads(x[1], kw, strides[1], dilations[1]);
+        const [t, b] = samePadding(x[0], kh, strides[0], dilations[0]);
+        const [l, r] = samePadding(x[1], kw, strides[1], dilations[1]);
         pads = [t, l, b, r];
       }
       const activation = activationOf(c);
@@ -388,17 +386,10 @@ export class TfjsModel implements LoadedModel {
 
   /** The model as tf.io artifacts (one weight buffer), for loading into TF.js. */
   artifacts(): TfjsArtifacts {
-    const total = this.weights.reduce((a, w) => a + w.bytes.length, 0);
-    const data = new Uint8Array(total);
-    let offset = 0;
-    for (const w of this.weights) {
-      data.set(w.bytes, offset);
-      offset += w.bytes.length;
-    }
     return {
       modelTopology: this.json.modelTopology,
       weightSpecs: this.weights.map((w) => w.spec),
-      weightData: data.buffer,
+      weightData: this.weightData(),
       format: this.json.format ?? 'layers-model',
       generatedBy: this.json.generatedBy,
       convertedBy: this.json.convertedBy,
@@ -451,15 +442,13 @@ export class TfjsModel implements LoadedModel {
   }
 
   apply(replacements: LayerReplacement[]): TfjsModel {
-    const matched = matchReplacements(this.convs, replacements, this.path);
+    const matched = matchReplacements(this.convLayers, replacements, this.path);
     const edit = this.editable();
     let weights = edit.weights;
-    for (const cl of this.convLayers) {
-      const m = matched.get(cl.info.name);
-      if (!m) continue;
+    for (const { conv: cl, rep } of matched) {
       const idx = edit.graph.rawLayers.findIndex((l) => layerName(l) === cl.info.name);
       const raw = edit.graph.rawLayers[idx];
-      const { layers, entries } = this.replacementLayers(raw, m.conv, m.rep, edit.taken, edit.graph.kind === 'Functional');
+      const { layers, entries } = this.replacementLayers(raw, cl.info, rep, edit.taken, edit.graph.kind === 'Functional');
       edit.graph.rawLayers.splice(idx, 1, ...layers);
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, cl.info.name, layerName(layers[layers.length - 1]));
       weights = TfjsModel.spliceWeights(weights, cl.kernel, [cl.bias], entries);
@@ -501,13 +490,6 @@ export class TfjsModel implements LoadedModel {
     };
     if (rep.method === 'dac' && this.writesDacLayer(conv.activation)) return this.dacLayer(raw, conv, rep, taken, functional);
     const entriesB: WeightEntry[] = [];
-    const hwio = (values: Float32Array, cout: number, cin: number, h: number, w: number) => {
-      const out = new Float32Array(values.length);
-      for (let o = 0; o < cout; o++)
-        for (let i = 0; i < cin; i++)
-          for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) out[((y * w + x) * cin + i) * cout + o] = values[((o * cin + i) * h + y) * w + x];
-      return out;
-    };
     let cfgA: Record<string, unknown>;
     let cfgB: Record<string, unknown>;
     let classA = 'Conv2D';
@@ -535,31 +517,27 @@ export class TfjsModel implements LoadedModel {
         depthwise_constraint: null,
         bias_constraint: null,
       };
-      // depthwise [c*r][kh*kw] -> [kh][kw][c][r]
-      const dw = new Float32Array(c * r * kh * kw);
-      for (let i = 0; i < c; i++)
-        for (let m = 0; m < r; m++)
-          for (let p = 0; p < kh * kw; p++) dw[(p * c + i) * r + m] = rep.depthwise[(i * r + m) * kh * kw + p];
-      entries.push(factor(`${nameA}/depthwise_kernel`, [kh, kw, c, r], dw));
+      // depthwise [c*r][kh*kw] is OIHW with c*r outputs of one input: its HWIO is [kh][kw][c][r]
+      entries.push(factor(`${nameA}/depthwise_kernel`, [kh, kw, c, r], oihwToHwio(rep.depthwise, c * r, 1, kh, kw)));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(factor(`${nameB}/kernel`, [1, 1, c * r, n], hwio(rep.pointwise, n, c * r, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, c * r, n], oihwToHwio(rep.pointwise, n, c * r, 1, 1)));
     } else if (rep.method === 'spatial') {
       const w = rep.width;
       const [dh, dwl] = conv.dilations;
       cfgA = conv2d(nameA, w, [kh, 1], [sh, 1], padding, false);
       cfgA.dilation_rate = [dh, 1];
-      entries.push(factor(`${nameA}/kernel`, [kh, 1, c, w], hwio(rep.vertical, w, c, kh, 1)));
+      entries.push(factor(`${nameA}/kernel`, [kh, 1, c, w], oihwToHwio(rep.vertical, w, c, kh, 1)));
       cfgB = conv2d(nameB, n, [1, kw], [1, sw], padding, true);
       cfgB.dilation_rate = [1, dwl];
-      entriesB.push(factor(`${nameB}/kernel`, [1, kw, w, n], hwio(rep.horizontal, n, w, 1, kw)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, kw, w, n], oihwToHwio(rep.horizontal, n, w, 1, kw)));
     } else {
       const w = rep.width;
       cfgA = conv2d(nameA, w, [kh, kw], [sh, sw], padding, false);
-      entries.push(factor(`${nameA}/kernel`, [kh, kw, c, w], hwio(rep.first, w, c, kh, kw)));
+      entries.push(factor(`${nameA}/kernel`, [kh, kw, c, w], oihwToHwio(rep.first, w, c, kh, kw)));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(factor(`${nameB}/kernel`, [1, 1, w, n], hwio(rep.second, n, w, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, w, n], oihwToHwio(rep.second, n, w, 1, 1)));
     }
     if (rep.bias) entriesB.push(encodedEntry(`${nameB}/bias`, [n], rep.bias, biasEnc));
     Object.assign(cfgA, keepInput);
@@ -643,32 +621,5 @@ export class TfjsModel implements LoadedModel {
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, bnLayer.name, info.name);
     }
     return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput);
-  }
-
-  /**
-   * The files save() writes: model.json and its shards, each shard named by
-   * its content (group1-shard1of2.<sha256 prefix>.bin), so a new output's
-   * shards go in beside an old output's and model.json switches between
-   * them in one rename (src/io/output.ts).
-   */
-  outputFiles(): Map<string, Uint8Array | string> {
-    return versionShards(serializeArtifacts(this.json, this.weights));
-  }
-
-  /**
-   * Writes the model folder whole (src/io/output.ts): never over an input, a
-   * folder dac did not write, or a file it did not create. `extraFiles`
-   * (plain names, e.g. a report) go into the same folder.
-   */
-  async save(outPath: string, extraFiles: Map<string, string | Uint8Array> = new Map()): Promise<void> {
-    if (/\.json$/i.test(outPath)) {
-      throw new DacError('EINVAL', `a TF.js model is written to a folder; got ${outPath} (drop the file name)`, { field: 'output' });
-    }
-    const files = this.outputFiles();
-    for (const [name, data] of extraFiles) {
-      if (files.has(name)) throw new DacError('EINVAL', `extra file ${name} would replace a model file`, { field: 'extraFiles' });
-      files.set(name, data);
-    }
-    await placeOutput({ target: outPath, kind: 'folder', inputs: this.sources, requireOwnedFolder: true }, { files, commit: 'model.json' });
   }
 }

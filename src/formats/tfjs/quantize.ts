@@ -3,7 +3,7 @@
 // (uint8/uint16: affine q*scale + min per tensor; float16).
 import type { Quantization, WeightEntry } from './manifest.js';
 import { floatEntry } from './manifest.js';
-import { floatToHalf } from '../onnx/tensors.js';
+import { floatToHalf } from '../float16.js';
 
 /**
  * A weight entry holding `values` in the encoding `like` names (undefined:

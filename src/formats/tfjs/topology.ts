@@ -2,7 +2,8 @@
 // Functional), normalized to layers with explicit inbound connections, and
 // static shape inference (channels-last, one image, no batch axis).
 import { DacError, type ErrorContext } from '../../errors.js';
-import { topoOrder } from '../../io/limits.js';
+import { paddedOutputSize } from '../../geometry.js';
+import { topoOrder } from '../../model/graph.js';
 
 export interface LayerJson {
   class_name: string;
@@ -217,12 +218,6 @@ function positiveInt(g: GraphLayer, field: string, fallback: number | null, ctx:
   return v;
 }
 
-function convLength(size: number, k: number, stride: number, dilation: number, padding: string): number {
-  const span = (k - 1) * dilation + 1;
-  if (padding === 'same') return Math.ceil(size / stride);
-  return Math.floor((size - span) / stride) + 1;
-}
-
 function checkChannelsLast(g: GraphLayer, ctx: ErrorContext): void {
   const fmt = g.config.data_format;
   if (fmt !== undefined && fmt !== null && fmt !== 'channels_last') {
@@ -271,7 +266,7 @@ export function outputShape(g: GraphLayer, ins: Shape[], ctx: ErrorContext): Sha
       const out =
         g.className === 'DepthwiseConv2D' ? x[2] * positiveInt(g, 'depth_multiplier', 1, ctx) : positiveInt(g, 'filters', null, ctx);
       if (g.className !== 'DepthwiseConv2D' && out % groups !== 0) fail(`groups ${groups} does not divide the ${out} filters`, { ...where, field: 'groups' });
-      const size = [convLength(x[0], kh, sh, dh, padding), convLength(x[1], kw, sw, dw, padding), out];
+      const size = [paddedOutputSize(x[0], kh, sh, dh, padding), paddedOutputSize(x[1], kw, sw, dw, padding), out];
       if (size[0] < 1 || size[1] < 1) fail(`the ${kh}x${kw} kernel does not fit the ${x[0]}x${x[1]} input`, where);
       return size;
     }
@@ -291,8 +286,8 @@ export function outputShape(g: GraphLayer, ins: Shape[], ctx: ErrorContext): Sha
       checkChannelsLast(g, ctx);
       const [ph, pw] = pairOf(c.pool_size, 2);
       const [sh, sw] = c.strides === null || c.strides === undefined ? [ph, pw] : pairOf(c.strides, 1);
-      const padding = String(c.padding ?? 'valid');
-      return [convLength(x[0], ph, sh, 1, padding), convLength(x[1], pw, sw, 1, padding), x[2]];
+      const padding = c.padding === 'same' ? 'same' : 'valid';
+      return [paddedOutputSize(x[0], ph, sh, 1, padding), paddedOutputSize(x[1], pw, sw, 1, padding), x[2]];
     }
     case 'GlobalAveragePooling2D':
     case 'GlobalMaxPooling2D':

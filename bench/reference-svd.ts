@@ -5,6 +5,8 @@
 // largest-magnitude entry is positive (near-ties to the lowest index),
 // components with sigma <= 1e-7 * sigma_max all zero. Slow (O(R*C^2) per
 // sweep, several sweeps) but simple enough to trust; tests keep shapes small.
+// The oracle of test/decompose.test.ts and test/paper.test.ts, and the
+// plain-TypeScript row of bench/svd.ts (which is why it lives in bench/).
 
 export type Layout = 'OIHW' | 'HWIO';
 
