@@ -18,8 +18,8 @@ trap 'rm -rf "$out"' EXIT
 cd "$root"
 # The kernels and what they use (no x86/WASM variants), and the decomposition
 # core, whose portable kernels take their NEON form from vector extensions.
-mapfile -t kernels < <(ls native/common/*.cc native/dwpw/*.cc native/conv/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd)\.cc$')
-mapfile -t core < <(ls native/common/*.cc native/decompose/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd|neon)\.cc$')
+mapfile -t kernels < <(ls native/common/*.cc native/tiles/*.cc native/dwpw/*.cc native/conv/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd)\.cc$')
+mapfile -t core < <(ls native/common/*.cc native/linalg/*.cc native/decompose/*.cc | grep -Ev '_(sse41|avx2|avx512|wasm_simd|neon)\.cc$')
 eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)
 "$cxx" -std=c++17 -O2 -DDAC_HAVE_NEON_VARIANTS=1 -pthread "${kernels[@]}" native/tests/kernels_test.cc -o "$out/kernels_test"
 # shellcheck disable=SC2086
