@@ -35,7 +35,7 @@ on the embedded Fashion-MNIST test images, MACs, and latency before and after
 (same TF.js runtime, same input batch, median of several runs).
 
 The defaults are the best data-free setting measured on this model (all
-10,000 Fashion-MNIST test images: 93.10% -> 92.50% at 50% of the MACs, see
+10,000 Fashion-MNIST test images: 93.10% -> 92.62% at 50% of the MACs, see
 docs/auto.md); see dac-conv decompose --help for the knobs.
 
 Options:
