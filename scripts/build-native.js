@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native addon from source into build/Release: cmake-js where it
 // and cmake exist (a devDependency: a clone of the repository), else node-gyp
-// from binding.gyp (npm ships it: `npm run build:native` in an installed
+// from gyp/binding.gyp (in a folder of its own: a binding.gyp at the package
+// root makes npm list an implied `node-gyp rebuild` install script) (npm ships it: `npm run build:native` in an installed
 // package). Only on request: installs never compile (linux-x64 and
 // linux-arm64 load the addon shipped in prebuilds/, other platforms the WASM
 // backend). The loader takes a matching prebuild first, then this build; set
@@ -46,10 +47,14 @@ function buildWithCmake() {
 function buildWithGyp() {
   const gyp = process.env.npm_config_node_gyp || resolveBin('node-gyp', 'bin/node-gyp.js');
   if (!gyp) return 'node-gyp is not available';
-  const args = ['rebuild'];
+  const args = ['rebuild', '--directory=gyp'];
   // Headers shipped with the system's Node: build offline instead of downloading them.
   if (!process.env.npm_config_nodedir && fs.existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
-  return run(gyp, args) ? null : 'node-gyp build failed';
+  if (!run(gyp, args)) return 'node-gyp build failed';
+  // Where the loader looks for a source build, whichever tool made it.
+  fs.mkdirSync(path.join(root, 'build', 'Release'), { recursive: true });
+  fs.copyFileSync(path.join(root, 'gyp', 'build', 'Release', 'dac_addon.node'), path.join(root, 'build', 'Release', 'dac_addon.node'));
+  return null;
 }
 
 function main() {

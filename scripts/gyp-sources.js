@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Prints source lists for binding.gyp (gyp has no globbing): the same
+// Prints source lists for gyp/binding.gyp (gyp has no globbing): the same
 // selection CMakeLists.txt makes, so both builds compile the same files.
+// Paths are relative to the working directory gyp runs this in (gyp/).
 //   node scripts/gyp-sources.js portable|sse41|avx2|avx512|neon|eigen
 'use strict';
 const fs = require('node:fs');
@@ -14,7 +15,7 @@ function sources() {
   for (const dir of fs.readdirSync(path.join(root, 'native'), { withFileTypes: true })) {
     if (!dir.isDirectory() || dir.name === 'tests') continue;
     for (const f of fs.readdirSync(path.join(root, 'native', dir.name))) {
-      if (f.endsWith('.cc')) out.push(`native/${dir.name}/${f}`);
+      if (f.endsWith('.cc')) out.push(path.relative(process.cwd(), path.join(root, 'native', dir.name, f)));
     }
   }
   return out.sort();

@@ -37,7 +37,7 @@ function sh(cmd: string, args: string[], opts: SpawnSyncOptions & { cwd: string 
 function sourceFiles(): string[] {
   const r = spawnSync('git', ['ls-files', '-co', '--exclude-standard'], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`git ls-files failed: ${r.stderr}`);
-  const keep = /^(src|native|wasm|demo|prebuilds|scripts)\/|^[^/]+$/;
+  const keep = /^(src|native|wasm|demo|prebuilds|scripts|gyp)\/|^[^/]+$/;
   return r.stdout.split('\n').filter((f) => f && keep.test(f) && fs.existsSync(path.join(root, f)));
 }
 
@@ -94,6 +94,10 @@ t.test('npm pack: what the tarball holds', async (t) => {
   const pkg = JSON.parse(fs.readFileSync(path.join(copy, 'package.json'), 'utf8'));
   for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) t.notOk(pkg.scripts?.[hook], `no ${hook} script`);
   t.equal(pkg.gypfile, false, 'npm does not run node-gyp on binding.gyp at install');
+  // npm infers an install script (`node-gyp rebuild`) from a binding.gyp at the package root, and npm 11
+  // lists it for allow-listing even with gypfile false: the source build's gyp file lives in gyp/.
+  t.notOk(files.includes('binding.gyp'), 'no binding.gyp at the package root');
+  t.ok(files.includes('gyp/binding.gyp'), 'ships gyp/binding.gyp for source builds on request');
   t.same(Object.keys(pkg.bin).sort(), ['dac', 'dac-conv']);
   t.notOk(pkg.dependencies?.['cmake-js'], 'cmake-js is a devDependency');
   t.equal(pkg.license, 'MIT');
