@@ -17,7 +17,7 @@ import type { ConvLayerInfo, LayerReplacement, Method } from '../model/types.js'
 import { maxRank } from '../geometry.js';
 import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './error-model.js';
-import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet } from './error-model-set.js';
+import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet, type LayerFactors } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
 import { paperReplacement, type DecompositionMode } from './paper.js';
 
@@ -52,17 +52,6 @@ export interface FactorRequest {
   rank: number;
 }
 
-/**
- * One layer's two stages before the corrections, laid out as its
- * LayerReplacement's (dac: depthwise, pointwise; spatial: vertical,
- * horizontal; channel: first, second), and the pair's predicted error under
- * the error model.
- */
-export interface LayerFactors {
-  first: Float32Array;
-  last: Float32Array;
-  error: number;
-}
 
 const factorKey = (name: string, method: Method, rank: number): string => `${name}:${method}:${rank}`;
 

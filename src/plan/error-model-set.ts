@@ -5,9 +5,20 @@
 
 import type { ConvLayerInfo } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
-import type { LayerFactors } from './build.js';
 import { LayerErrorModel, type ErrorModelOptions } from './error-model.js';
 import { estimateInputs, type InputModel } from './stats.js';
+
+/**
+ * One layer's two stages before the corrections, laid out as its
+ * LayerReplacement's (dac: depthwise, pointwise; spatial: vertical,
+ * horizontal; channel: first, second), and the pair's predicted error under
+ * the error model.
+ */
+export interface LayerFactors {
+  first: Float32Array;
+  last: Float32Array;
+  error: number;
+}
 
 export interface ErrorModelSet {
   backend: DecomposeBackend;
