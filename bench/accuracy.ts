@@ -27,11 +27,19 @@ import { maxRank } from '../src/geometry.js';
 import type { ConvLayerInfo, Method } from '../src/model/types.js';
 
 const root = path.resolve(__dirname, '..');
-const shared = path.resolve(root, '..', 'shared');
-const modelPath = process.env.ACC_MODEL ?? path.join(shared, 'models/fashion-vgg/model.onnx');
-const dataDir = process.env.ACC_DATA ?? path.join(shared, 'data/fashion-mnist');
-const outDir = path.join(root, 'bench/results');
-const images = Number(process.env.ACC_IMAGES ?? 10000);
+
+/** The fashion-vgg benches' inputs (../shared), overridable by <prefix>_MODEL, _DATA, _IMAGES. */
+export function fashionVggAssets(prefix: string): { modelPath: string; dataDir: string; outDir: string; images: number } {
+  const shared = path.resolve(root, '..', 'shared');
+  return {
+    modelPath: process.env[`${prefix}_MODEL`] ?? path.join(shared, 'models/fashion-vgg/model.onnx'),
+    dataDir: process.env[`${prefix}_DATA`] ?? path.join(shared, 'data/fashion-mnist'),
+    outDir: path.join(root, 'bench/results'),
+    images: Number(process.env[`${prefix}_IMAGES`] ?? 10000),
+  };
+}
+
+const { modelPath, dataDir, outDir, images } = fashionVggAssets('ACC');
 const parts = new Set((process.env.ACC_PARTS ?? 'abcf').split(''));
 const BUDGETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7];
 const METHODS: Method[] = ['dac', 'spatial', 'channel'];

@@ -27,14 +27,10 @@ import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
 import { mixTensor } from '../src/plan/error-model.js';
 import { maxRank } from '../src/geometry.js';
 import type { ConvLayerInfo, DacReplacement, Method } from '../src/model/types.js';
-import { accuracyOf, loadTestSet, uniformAtBudget } from './accuracy.js';
+import { accuracyOf, fashionVggAssets, loadTestSet, uniformAtBudget } from './accuracy.js';
 
 const root = path.resolve(__dirname, '..');
-const shared = path.resolve(root, '..', 'shared');
-const modelPath = process.env.PAPER_MODEL ?? path.join(shared, 'models/fashion-vgg/model.onnx');
-const dataDir = process.env.PAPER_DATA ?? path.join(shared, 'data/fashion-mnist');
-const outDir = path.join(root, 'bench/results');
-const images = Number(process.env.PAPER_IMAGES ?? 10000);
+const { modelPath, dataDir, outDir, images } = fashionVggAssets('PAPER');
 const parts = new Set((process.env.PAPER_PARTS ?? '12mab').split(''));
 const MATCHED_RANKS = [5, 4, 3];
 const BUDGETS = [0.3, 0.4, 0.5, 0.6];

@@ -12,11 +12,9 @@ import { convCost, matchingWidth, replacementCost } from '../cost.js';
 import { maxRank } from '../geometry.js';
 import { decomposeLoaded, type DecomposeSettings } from '../decompose-model.js';
 import { DacError } from '../errors.js';
-import { GraphModel, TfjsModel } from '../formats/index.js';
-// The model interface from its own module: formats/index.ts's declarations name @tensorflow/tfjs, and
-// benchModel is part of the package root, whose types must compile without that optional peer.
-import type { LoadedModel } from '../formats/model.js';
+import { GraphModel, TfjsModel, type LoadedModel } from '../formats/index.js';
 import type { ConvLayerInfo, Method } from '../model/types.js';
+import { exclusion } from '../plan/index.js';
 import { mulberry32 } from '../random.js';
 import { createRunner, type Runner } from '../runtime/index.js';
 import type { TfjsBackendName } from '../runtime/tfjs-backend.js';
@@ -86,7 +84,7 @@ async function timeLayer(engine: Engine, layer: ConvLayerInfo, methods: Method[]
   const originalTimes: number[] = [];
   const variants: VariantTime[] = [];
   try {
-    if (!layer.skipReason && layer.groups === 1) {
+    if (exclusion(layer, {}) === null) {
       for (const v of variantsOf(layer, methods)) {
         const vm = replacementCost(layer, v.method, v.rank).macs;
         const entry: VariantTime = {

@@ -9,6 +9,7 @@
 import { loadModel, withTfjsLayer, type LoadedModel, type TfjsLayerKind } from '../formats/index.js';
 import { benchModel, geometryKey, planTimes, readLatencyTable, type RuntimeId } from '../latency/index.js';
 import type { Method, ModelFormat } from '../model/types.js';
+import { exclusion } from '../plan/index.js';
 import type { LayerLatency as PlanLayerLatency } from '../plan/latency.js';
 import type { ZooEntry } from './discover.js';
 import { WorkerPool, serializeError, type SerializedError } from './pool.js';
@@ -62,7 +63,8 @@ export async function measureZooModel(req: MeasureRequest): Promise<MeasureReply
   const keys: Record<string, string> = {};
   const todo = new Map<string, string>();
   for (const c of model.convs) {
-    if (c.skipReason || c.groups !== 1) continue;
+    // Only convs the planner may decompose need timing.
+    if (exclusion(c, {}) !== null) continue;
     const key = geometryKey(req.runtime, c);
     keys[c.name] = key;
     if (!known.has(key) && !todo.has(key)) todo.set(key, c.name);
