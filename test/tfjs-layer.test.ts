@@ -439,7 +439,7 @@ t.test('dac decompose --tfjs-layer dac on graph models: DacConv2D op nodes that 
   t.ok(['uint8', 'float32'].includes(dtypeOf('sa')[0]), `the uint8 conv: factors in uint8 or, noted, float32 (${dtypeOf('sa').join()})`);
 });
 
-t.test('our runner says to import dac-conv/tfjs for a graph model with DacConv2D nodes', async (t) => {
+t.test('our runners (compare, bench, demo) run graph models with DacConv2D nodes: they register the op themselves', async (t) => {
   const { main } = await import('../src/cli/main.js');
   const { fusedGraph } = await import('./fixtures/graph-models.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-tfjs-graph-runner-'));
@@ -452,6 +452,5 @@ t.test('our runner says to import dac-conv/tfjs for a graph model with DacConv2D
       .then((r) => r.run(new Float32Array(12 * 10 * 3), 1))
       .then(() => process.exit(0), (e) => { process.stderr.write(String(e && e.message)); process.exit(3); });`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', program], { cwd: root, encoding: 'utf8' });
-  t.equal(r.status, 3, 'fails without the import');
-  t.match(r.stderr, /import 'dac-conv\/tfjs'/, r.stderr);
+  t.equal(r.status, 0, `runs without the caller importing dac-conv/tfjs: ${r.stderr}`);
 });

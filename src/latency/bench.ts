@@ -167,8 +167,6 @@ async function timeWhole(
     { variant: 'decomposed', model: stock.model, macs: stock.report.flops.after },
   ];
   if (model instanceof TfjsModel || model instanceof GraphModel) {
-    // Registers the DacConv2D layer and graph op with TF.js, which running the fused variant needs.
-    await import('../tfjs-layer/dac-conv2d-layer.js');
     variants.push({ variant: 'decomposed (DacConv2D)', model: decomposeLoaded(model.withTfjsLayer('dac'), settings, backend).model, macs: stock.report.flops.after });
   }
   const whole: WholeModelTime[] = [];

@@ -81,6 +81,9 @@ export async function loadTf(requested?: TfjsBackendName): Promise<{ tf: Tf; bac
     throw new DacError('ENOTFOUND', `TF.js backend ${backend} failed to initialize`, { field: 'tfjsBackend' });
   }
   await tf.ready();
+  // The runners run what dac writes, `--tfjs-layer dac` outputs included: register our DacConv2D layer
+  // and graph op, as a program that imports dac-conv/tfjs would.
+  await import('../tfjs-layer/dac-conv2d-layer.js');
   tfCache = { tf, backend };
   return tfCache;
 }
@@ -161,9 +164,6 @@ async function tfjsRunner(model: TfjsModel, options: RunnerOptions): Promise<Run
 /** TF dtypes of graph inputs as TF.js names; images given as float32 are cast to them. */
 const GRAPH_DTYPES: Record<string, 'float32' | 'int32' | 'bool'> = { DT_FLOAT: 'float32', DT_INT32: 'int32', DT_UINT8: 'int32', DT_BOOL: 'bool' };
 
-/** The op `dac decompose --tfjs-layer dac` writes into graph models, which TF.js runs once `dac-conv/tfjs` registered it. */
-const UNREGISTERED_DAC_OP = /Unknown op 'DacConv2D'/;
-
 async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<Runner> {
   const { tf, backend } = await loadTf(options.tfjsBackend);
   let net: Awaited<ReturnType<Tf['loadGraphModel']>>;
@@ -207,13 +207,7 @@ async function graphRunner(model: GraphModel, options: RunnerOptions): Promise<R
           y.dispose();
           return values;
         } catch (err) {
-          const message = (err as Error).message;
-          if (UNREGISTERED_DAC_OP.test(message)) {
-            throw new DacError('EFORMAT', "the model has DacConv2D nodes (dac decompose --tfjs-layer dac): import 'dac-conv/tfjs' first, which registers the op with TF.js", {
-              model: model.path,
-            });
-          }
-          throw new DacError('EFORMAT', `TF.js cannot run the graph model: ${message}`, { model: model.path });
+          throw new DacError('EFORMAT', `TF.js cannot run the graph model: ${(err as Error).message}`, { model: model.path });
         } finally {
           x.dispose();
         }
