@@ -461,20 +461,7 @@ export class LayerErrorModel {
       }
     }
     const basis = weighted ? svdBasis : mixTensor(this.backend, svdBasis, c * R, 1, kh, kw, null, this.mh, this.mw, null);
-    for (let q = 0; q < c * R; q++) {
-      // Gram-Schmidt within channel q / R, in rank order (a vector of a channel's null space stays zero).
-      const v = basis.subarray(q * K, (q + 1) * K);
-      for (let q2 = q - (q % R); q2 < q; q2++) {
-        const u = basis.subarray(q2 * K, (q2 + 1) * K);
-        let dot = 0;
-        for (let t = 0; t < K; t++) dot += u[t] * v[t];
-        for (let t = 0; t < K; t++) v[t] -= dot * u[t];
-      }
-      let norm = 0;
-      for (let t = 0; t < K; t++) norm += v[t] * v[t];
-      norm = Math.sqrt(norm);
-      for (let t = 0; t < K; t++) v[t] = norm > 1e-12 ? v[t] / norm : 0;
-    }
+    orthonormaliseChannels(basis, c, R, K);
     this.dacBasisCache = { basis, R };
     return this.dacBasisCache;
   }
@@ -493,6 +480,10 @@ export class LayerErrorModel {
    * real depthwise filters, and the predicted relative error.
    */
   fitPointwise(Ft: Float64Array, r: number): DacFactors {
+    // Same span, so the same optimum, but the refit's system is then conditioned like A alone: plain
+    // filters seen through the tap transform are far from orthogonal, and with a near-singular A the
+    // product lost the fit (full rank came out inexact on InceptionV3's late convs).
+    orthonormaliseChannels(Ft, this.layer.c, r, this.layer.kh * this.layer.kw);
     return this.fit(Ft, r, r);
   }
 
@@ -936,5 +927,25 @@ export class LayerErrorModel {
       e[j] = s;
     }
     return e;
+  }
+}
+
+/**
+ * Gram-Schmidt of each channel's rows [c][R][K] in place, in rank order, so the first r rows of a channel
+ * span what its first r rows spanned (a row in the span of the earlier ones becomes zero).
+ */
+function orthonormaliseChannels(rows: Float64Array, c: number, R: number, K: number): void {
+  for (let q = 0; q < c * R; q++) {
+    const v = rows.subarray(q * K, (q + 1) * K);
+    for (let q2 = q - (q % R); q2 < q; q2++) {
+      const u = rows.subarray(q2 * K, (q2 + 1) * K);
+      let dot = 0;
+      for (let t = 0; t < K; t++) dot += u[t] * v[t];
+      for (let t = 0; t < K; t++) v[t] -= dot * u[t];
+    }
+    let norm = 0;
+    for (let t = 0; t < K; t++) norm += v[t] * v[t];
+    norm = Math.sqrt(norm);
+    for (let t = 0; t < K; t++) v[t] = norm > 1e-12 ? v[t] / norm : 0;
   }
 }
