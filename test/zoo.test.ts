@@ -75,6 +75,32 @@ parentPort.on('message', ({ id, kind, payload }) => {
   }
 });
 
+t.test('node --cpu-prof profiles the pool\'s workers too; the parent\'s other flags stay out of them', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-pool-prof-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const script = path.join(dir, 'worker.js');
+  // Answers with its own execArgv: a worker that inherited tsx's --import would list it.
+  fs.writeFileSync(script, `const { parentPort } = require('node:worker_threads');
+parentPort.on('message', ({ id }) => parentPort.postMessage({ id, ok: true, result: process.execArgv }));
+`);
+  const prof = path.join(dir, 'prof');
+  const parent = `const { WorkerPool } = require(${JSON.stringify(path.join(repoRoot, 'src/zoo/pool.ts'))});
+const pool = new WorkerPool({ size: 2 }, ${JSON.stringify(script)});
+Promise.all([pool.run('argv', null), pool.run('argv', null)]).then(async (argv) => {
+  const ids = pool.threadIds();
+  await pool.close();
+  console.log(JSON.stringify({ ids, argv }));
+});`;
+  const tsx = pathToFileURL(require.resolve('tsx')).href;
+  const res = spawnSync(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${prof}`, '--import', tsx, '-e', parent], { cwd: repoRoot, encoding: 'utf8' });
+  tt.equal(res.status, 0, res.stderr);
+  const { ids, argv } = JSON.parse(res.stdout.trim().split('\n').pop()!) as { ids: number[]; argv: string[][] };
+  tt.equal(ids.length, 2);
+  const files = fs.readdirSync(prof);
+  for (const id of ids) tt.ok(files.some((f) => f.includes(`.${res.pid}.${id}.`)), `worker thread ${id} wrote its profile`);
+  tt.same(argv, [['--cpu-prof', `--cpu-prof-dir=${prof}`], ['--cpu-prof', `--cpu-prof-dir=${prof}`]], 'the workers got the profiler flags only');
+});
+
 t.test('progress: a bar with rate and ETA on a terminal, one line per model otherwise', async (tt) => {
   let now = 0;
   const clock = () => now;
@@ -125,6 +151,12 @@ t.test('the output folder lock: exclusive, names its holder, stale ones taken ov
   tt.same(b.tookOver, { pid: dead, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' }, 'a dead pid\'s lock is taken over');
   tt.equal(JSON.parse(fs.readFileSync(file, 'utf8')).pid, process.pid);
   b.release();
+  // Our own pid in a lock we do not hold: an earlier process with that pid (a restarted container's), so stale.
+  const predecessor = { pid: process.pid, hostname: os.hostname(), startedAt: '2020-01-01T00:00:00.000Z' };
+  writeLock(predecessor);
+  const p = acquireZooLock(out, STATE_DIR);
+  tt.same(p.tookOver, predecessor, 'a lock left by an earlier process with our pid is taken over');
+  p.release();
 
   // Another host's lock: its pid cannot be asked, so it holds while it is refreshed, and is stale once it is not.
   const remote = { pid: dead, hostname: `not-${os.hostname()}`, startedAt: '2020-01-01T00:00:00.000Z' };
@@ -168,6 +200,9 @@ t.test('shards: K/N parsed strictly; the split is a function of the path alone',
   tt.same([2, 3, 7, 1000].map((n) => shardOf('a/model.json', n)), [1, 3, 1, 333]);
   tt.same([2, 3, 7, 1000].map((n) => shardOf('zoo/resnet50/model.json', n)), [1, 2, 4, 731]);
   tt.same([2, 3, 7, 1000].map((n) => shardOf('x/y/z.onnx', n)), [1, 3, 2, 273]);
+  const composed = 'caf\u00e9/model.json';
+  const decomposed = 'cafe\u0301/model.json';
+  tt.same([2, 3, 7, 1000].map((n) => shardOf(decomposed, n)), [2, 3, 7, 1000].map((n) => shardOf(composed, n)), 'a name composed or decomposed: one shard');
   const rels = Array.from({ length: 500 }, (_, i) => `d${i % 7}/m${i}${i % 2 ? '.onnx' : '/model.json'}`);
   for (const n of [1, 2, 3, 8]) {
     const sizes = new Array<number>(n).fill(0);
@@ -589,6 +624,18 @@ if (availableBackends().length === 0) {
     tt.same([...seen.keys()].sort(), single.models.map((m) => m.model), 'together the shards hold every model');
     tt.ok([...seen.values()].every((k) => k === 1), 'each exactly once');
     tt.ok(shards.every((s) => s.models.length > 5), `and share them out: ${shards.map((s) => s.models.length).join(', ')}`);
+    const names = (s: ZooSummary) => s.models.map((m) => m.model);
+    // Which shard runs a model is a function of its relative path alone, not of the order models are found in.
+    for (const k of [1, 2, 3]) {
+      tt.same(names(shards[k - 1]), single.models.filter((m) => shardOf(m.model, N) === k).map((m) => m.model), `shard ${k}/3 holds the models whose path hashes to ${k}`);
+    }
+    // The same zoo at another absolute path (another machine's mount) splits the same.
+    const moved = path.join(work, 'elsewhere', 'mnt', 'zoo-copy');
+    fs.cpSync(z, moved, { recursive: true, verbatimSymlinks: true });
+    const movedShard = await run(path.join(work, 'out-moved'), { root: moved, shard: shard(2) });
+    tt.same(names(movedShard), names(shards[1]), 'a copy of the zoo at another path: shard 2/3 is the same models');
+    const outcome = (r: ModelRecord) => [r.model, settled(r).status, r.code, r.flopsAfter];
+    tt.same(movedShard.models.map(outcome), shards[1].models.map(outcome), 'with the same outcomes');
     for (const k of [1, 2, 3]) tt.ok(fs.existsSync(path.join(shared, `summary-${k}-of-3.md`)), `summary-${k}-of-3 written`);
     tt.notOk(fs.existsSync(path.join(shared, 'summary.json')), 'no whole-zoo summary before the merge');
     tt.same(fs.readdirSync(path.join(shared, STATE_DIR)).filter((n) => n.startsWith('lock')), [], 'every lock released');

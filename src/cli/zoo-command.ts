@@ -56,7 +56,9 @@ Across machines: --shard K/N works on the models whose path (relative to
 Each shard has its own lock and summary-K-of-N.json/.md, so N shards
 (one per machine, job array task or ssh host) may share one <outdir> on a
 shared filesystem, or write to separate ones. Runs of different splits, or a
-whole-zoo run, are refused on an <outdir> where a shard is running.
+whole-zoo run, are refused on an <outdir> where a shard is running. A shard
+has finished when its summary-K-of-N.json exists (removed when it starts);
+README.md shows Kubernetes, Slurm and GNU parallel runs.
 --merge combines the shard summaries found in the given output folders (all N
 shards of one split, same options) into summary.json + summary.md, written to
 -o (default: the one folder given); exit code 1 if any model failed.

@@ -136,7 +136,7 @@ function refusal(file: string, found: Found, who: LockSubject, field: string): D
       { field },
     );
   }
-  if (alive(owner.pid)) {
+  if (alive(owner.pid) && !earlierSelf(owner)) {
     return new DacError('ELOCKED', `${who.subject} is in use by another ${who.holder} (${describeOwner(owner)}); wait for it to finish, or ${remove}`, { field });
   }
   return null;
@@ -182,6 +182,18 @@ function takeOver(file: string, stale: LockOwner | null, owner: LockOwner, field
 }
 
 const held = new Set<HeldLock>();
+
+/**
+ * A lock naming this process's pid on this host, taken before this process
+ * started: left by an earlier process that had the same pid. A restarted
+ * container (a Kubernetes Job's retried pod) starts its processes with the
+ * same pids, so its dead predecessor's lock would otherwise look alive
+ * forever. (Not "a lock this module does not hold": a worker thread of this
+ * process has its own module state, and its locks are live.)
+ */
+function earlierSelf(o: LockOwner): boolean {
+  return o.pid === process.pid && Date.parse(o.startedAt) < performance.timeOrigin;
+}
 
 function releaseAll(): void {
   for (const lock of [...held]) lock.release();

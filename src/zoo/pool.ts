@@ -98,7 +98,10 @@ export function workerScript(): string {
  * parent was started (tsx CLI, node --import tsx, tap); compiled .js runs as is.
  */
 export function startWorker(script: string, opts: { resourceLimits?: ResourceLimits; env?: NodeJS.ProcessEnv } = {}): Worker {
-  const common = { resourceLimits: opts.resourceLimits, env: opts.env ?? process.env, execArgv: [] as string[] };
+  // The parent's loader flags (tsx's --import) are not the worker's; its profiler flags are, so
+  // `node --cpu-prof --cpu-prof-dir=D` profiles every worker of a zoo run too.
+  const execArgv = process.execArgv.filter((a) => /^--(cpu|heap)-prof/.test(a));
+  const common = { resourceLimits: opts.resourceLimits, env: opts.env ?? process.env, execArgv };
   if (script.endsWith('.ts')) {
     const tsx = require.resolve('tsx/cjs/api');
     const code = `require(${JSON.stringify(tsx)}).register();\nrequire(${JSON.stringify(script)});\n`;

@@ -30,11 +30,13 @@ export const shardTag = (s: Shard): string => `${s.index}-of-${s.count}`;
 
 /**
  * The shard (1-based, of `count`) a model belongs to: the first 48 bits of
- * the SHA-256 of its '/'-separated path relative to the zoo folder, modulo
- * `count`. A pure function of the path, so the same on every machine.
+ * the SHA-256 of its '/'-separated path relative to the zoo folder (in
+ * Unicode NFC: a macOS client may list a name decomposed that Linux lists
+ * composed), modulo `count`. A pure function of the path, so the same on
+ * every machine wherever the zoo is mounted.
  */
 export function shardOf(rel: string, count: number): number {
-  const h = crypto.createHash('sha256').update(rel, 'utf8').digest();
+  const h = crypto.createHash('sha256').update(rel.normalize('NFC'), 'utf8').digest();
   return (h.readUIntBE(0, 6) % count) + 1;
 }
 
