@@ -210,6 +210,9 @@ export function checkRank(value: unknown, method: Method, max: number, ctx: Erro
   return value;
 }
 
+/** Side of the square tiles the layout conversions below copy in. */
+const TILE = 16;
+
 /**
  * OIHW [cout][cin][kh][kw] -> HWIO [kh][kw][cin][cout]. DAC's depthwise
  * [c*r][kh*kw] is OIHW with cout = c*r, cin = 1, and its HWIO is Keras'
@@ -217,21 +220,34 @@ export function checkRank(value: unknown, method: Method, max: number, ctx: Erro
  */
 export function oihwToHwio(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
   const out = new Float32Array(w.length);
-  for (let o = 0; o < cout; o++)
-    for (let i = 0; i < cin; i++)
-      for (let y = 0; y < kh; y++)
-        for (let x = 0; x < kw; x++) out[((y * kw + x) * cin + i) * cout + o] = w[((o * cin + i) * kh + y) * kw + x];
+  const taps = kh * kw;
+  // In tiles of outputs x inputs, so that both sides stay in cache (a plain loop strides through one of them).
+  for (let i0 = 0; i0 < cin; i0 += TILE)
+    for (let o0 = 0; o0 < cout; o0 += TILE) {
+      const i1 = Math.min(cin, i0 + TILE);
+      const o1 = Math.min(cout, o0 + TILE);
+      for (let t = 0; t < taps; t++)
+        for (let i = i0; i < i1; i++) {
+          const dst = (t * cin + i) * cout;
+          for (let o = o0; o < o1; o++) out[dst + o] = w[(o * cin + i) * taps + t];
+        }
+    }
   return out;
 }
 
 /** HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]: the inverse of oihwToHwio. */
 export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
   const out = new Float32Array(w.length);
-  for (let y = 0; y < kh; y++)
-    for (let x = 0; x < kw; x++)
-      for (let i = 0; i < cin; i++) {
-        const src = ((y * kw + x) * cin + i) * cout;
-        for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + y) * kw + x] = w[src + o];
-      }
+  const taps = kh * kw;
+  for (let i0 = 0; i0 < cin; i0 += TILE)
+    for (let o0 = 0; o0 < cout; o0 += TILE) {
+      const i1 = Math.min(cin, i0 + TILE);
+      const o1 = Math.min(cout, o0 + TILE);
+      for (let t = 0; t < taps; t++)
+        for (let i = i0; i < i1; i++) {
+          const src = (t * cin + i) * cout;
+          for (let o = o0; o < o1; o++) out[(o * cin + i) * taps + t] = w[src + o];
+        }
+    }
   return out;
 }

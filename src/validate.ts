@@ -17,7 +17,7 @@ export function checkFloats(value: unknown, length: number, field: string, ctx: 
  * for the whole array (about 1.6x faster than testing each value on a
  * VGG16's 14.7M weights); the index is looked up only on failure.
  */
-function allFinite(a: Float32Array): boolean {
+export function allFinite(a: Float32Array): boolean {
   const n = a.length;
   let s = 0;
   let i = 0;

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from './errors.js';
-import { loadModel, modelFiles, type LoadedModel, type LoadOptions, type ModelFiles } from './formats/index.js';
+import { loadWritten, modelFiles, type LoadedModel, type LoadOptions, type ModelFiles } from './formats/index.js';
 import { MAX_JSON_BYTES, readFileBounded, resolveInside } from './io/limits.js';
 import { acquireLock } from './io/lock.js';
 import { outputLockPath, placeOutput, preflightOutput, type FileHash, type OutputKind, type OutputSpec } from './io/output.js';
@@ -141,11 +141,13 @@ function filesOf(model: LoadedModel, plan: WritePlan): ModelFiles {
  * Re-reads the staged copy and compares it with the model in memory (the
  * one the report describes): every conv, by name and weight shape. Exit 0
  * then means the written model loads with the layers the report states.
+ * The weights' values are not scanned again: they were checked finite in
+ * memory and written from there as they are (loadWritten).
  */
 async function selfCheck(staged: string, model: LoadedModel, loadOptions: LoadOptions): Promise<void> {
   let back: LoadedModel;
   try {
-    back = await loadModel(staged, loadOptions);
+    back = await loadWritten(staged, loadOptions);
   } catch (err) {
     throw new DacError('EINTERNAL', `self-check: the written model does not load: ${(err as Error).message}`, { model: model.path, field: 'output' });
   }
@@ -173,11 +175,11 @@ export interface WriteOptions {
  * old output or the new one, whole, at every instant.
  */
 export async function writeDecomposed(plan: WritePlan, model: LoadedModel, report: object | null, opts: WriteOptions = {}): Promise<WrittenOutput> {
-  const { files, commit } = filesOf(model, plan);
+  const { files, commit, contentNames } = filesOf(model, plan);
   const reportText = plan.report && report ? `${JSON.stringify(report, null, 2)}\n` : undefined;
   const placed = await placeOutput(
     { ...plan.spec, report: reportText === undefined ? undefined : plan.spec.report },
-    { files, commit, reportText, selfCheck: (staged) => selfCheck(staged, model, opts.loadOptions ?? {}) },
+    { files, commit, contentNames, reportText, selfCheck: (staged) => selfCheck(staged, model, opts.loadOptions ?? {}) },
   );
   return { files: placed.files, report: reportText === undefined ? null : plan.report };
 }

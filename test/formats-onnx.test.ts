@@ -273,3 +273,23 @@ t.test('size limits: a file over the limit is refused by its size, before it is 
   t.ok((await loadModel(vggOnnx, { maxBytes: size })).convs.length > 0, 'loads at exactly the limit');
   await refused(loadModel(vggOnnx, { maxBytes: 0 }), 'EINVAL', 'a limit of 0');
 });
+
+t.test('streamed writing: the chunks are the encoding, weights handed out as they are, and the file holds them', async (t) => {
+  const { encodeModelChunks } = await import('../src/formats/onnx/schema.js');
+  const { prepareWrite, writeDecomposed } = await import('../src/write.js');
+  const file = fs.readFileSync(vggOnnx);
+  const proto = decodeModel(file);
+  const chunks = encodeModelChunks(proto);
+  t.ok(Buffer.concat(chunks).equals(Buffer.from(encodeModel(proto))), 'the chunks joined are encodeModel’s bytes');
+  const big = proto.graph!.initializer.reduce((a, x) => (x.raw_data!.length > a.raw_data!.length ? x : a));
+  t.ok(chunks.includes(big.raw_data!), 'a weight is a chunk of its own, not a copy');
+
+  // Loading moves the bytes to aligned buffers of its own where the file has them unaligned: the same model.
+  const m = await loadModel(vggOnnx);
+  t.ok(Buffer.from((m as unknown as { bytes(): Uint8Array }).bytes()).equals(file), 'loaded and encoded again: the file');
+  const rep = svdReplacement(m.convs[1], 'dac', 2);
+  const out = m.apply([rep]);
+  const target = path.join(tmp, 'streamed.onnx');
+  await writeDecomposed(prepareWrite({ input: vggOnnx, output: target, kind: 'file', report: null }), out, null);
+  t.ok(fs.readFileSync(target).equals(Buffer.from((out as unknown as { bytes(): Uint8Array }).bytes())), 'the file written is bytes()');
+});

@@ -545,3 +545,43 @@ t.test('CLI --input-shape: inspect and decompose say which input size costs are 
   t.equal(bad.status, 2, 'a malformed --input-shape is a usage error');
   t.match(bad.stderr, /--input-shape must be HxW or HxWxC/);
 });
+
+t.test('shards: weights straddling 4 MB shards are written as pieces of their own bytes and read back whole', async (t) => {
+  const { artifactFiles, readArtifacts, SHARD_BYTES, weightFloats } = await import('../src/formats/tfjs/manifest.js');
+  const sizes = [3_000_000, 7, 1_500_000, 1_000_000];
+  const weights = sizes.map((n, i) => ({ spec: { name: `w${i}`, shape: [n], dtype: 'float32' }, bytes: new Uint8Array(seededValues(n, i + 1).buffer) }));
+  const files = artifactFiles({ format: 'layers-model', modelTopology: {} }, weights);
+  const dir = path.join(tmp, 'straddle');
+  fs.mkdirSync(dir, { recursive: true });
+  const all = new Set(weights.map((w) => w.bytes.buffer));
+  for (const [name, data] of files) {
+    if (typeof data === 'string') fs.writeFileSync(path.join(dir, name), data);
+    else {
+      const pieces = [...data.chunks()];
+      t.ok(pieces.every((p) => all.has(p.buffer)), `${name}: pieces of the weights' own buffers`);
+      const joined = Buffer.concat(pieces);
+      t.ok(joined.length <= SHARD_BYTES, `${name} holds at most SHARD_BYTES`);
+      fs.writeFileSync(path.join(dir, name), joined);
+    }
+  }
+  t.equal(files.size, 1 + Math.ceil((4 * sizes.reduce((a, b) => a + b, 0)) / SHARD_BYTES), 'model.json and the shards');
+  const back = readArtifacts(path.join(dir, 'model.json'));
+  t.same(
+    back.weights.map((w) => w.spec.name),
+    weights.map((w) => w.spec.name),
+  );
+  // Compared as bytes: tap's deep comparison of millions of floats takes a minute.
+  back.weights.forEach((w, i) => t.ok(Buffer.from(weightFloats(w).buffer, weightFloats(w).byteOffset, w.bytes.length).equals(weights[i].bytes), `${w.spec.name} read back whole`));
+});
+
+t.test('streamed writing: the folder written holds what outputFiles() says, shards named by their content', async (t) => {
+  const { prepareWrite, writeDecomposed } = await import('../src/write.js');
+  const m = await loadModel(demoModel);
+  const out = m.apply([svdReplacement(m.convs[1], 'dac', 2)]) as TfjsModel;
+  const target = path.join(tmp, 'streamed-folder');
+  const written = await writeDecomposed(prepareWrite({ input: demoModel, output: target, kind: 'folder', report: null }), out, null);
+  const want = out.outputFiles();
+  t.same(fs.readdirSync(target).filter((n) => !n.startsWith('.')).sort(), [...want.keys()].sort(), 'the same file names');
+  for (const [name, data] of want) t.ok(fs.readFileSync(path.join(target, name)).equals(Buffer.from(data)), `${name}: the same bytes`);
+  t.equal(written.files.length, want.size, 'every file reported, with its hash');
+});

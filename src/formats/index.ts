@@ -6,8 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from '../errors.js';
 import { checkByteLimit, checkConvSizes, DEFAULT_MAX_MODEL_BYTES } from '../io/limits.js';
+import type { FileData } from '../io/output.js';
 import type { ModelFormat } from '../model/types.js';
-import type { LoadedModel } from './model.js';
+import { FiniteValues, type LoadedModel } from './model.js';
 import { loadOnnx, OnnxModel } from './onnx/model.js';
 import { loadTfjs, TfjsModel, type TfjsLayerKind } from './tfjs/model.js';
 import { GraphModel, isGraphModel, loadTfjsGraph } from './tfjs-graph/model.js';
@@ -48,17 +49,31 @@ export interface LoadOptions {
   inputShape?: number[];
 }
 
-export async function loadModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
+export function loadModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  return load(file, options, false);
+}
+
+/**
+ * A model this package has just written, read back to check its structure
+ * (src/write.ts): read and parsed as loadModel does, but its weights, known
+ * finite from the model they were written from, are not scanned again (nor,
+ * in TF.js, converted to OIHW unless asked for).
+ */
+export function loadWritten(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  return load(file, options, true);
+}
+
+async function load(file: string, options: LoadOptions, written: boolean): Promise<LoadedModel> {
   if (typeof file !== 'string' || file.length === 0) {
     throw new DacError('EINVAL', 'model path must be a non-empty string', { field: 'path' });
   }
   const maxBytes = checkByteLimit(options.maxBytes ?? DEFAULT_MAX_MODEL_BYTES, 'maxBytes');
   const format = detectFormat(file);
   const model = await (format === 'onnx'
-    ? loadOnnx(file, maxBytes, options.inputShape)
+    ? loadOnnx(file, maxBytes, options.inputShape, new FiniteValues(written))
     : isGraphModel(file)
       ? loadTfjsGraph(file, { maxBytes, inputShape: options.inputShape })
-      : loadTfjs(file, maxBytes, options.inputShape));
+      : loadTfjs(file, maxBytes, options.inputShape, new FiniteValues(written)));
   // Absurd declared sizes would make cost accounting and planning walk them.
   checkConvSizes(model.convs, path.basename(file));
   return model;
@@ -74,10 +89,16 @@ export function withTfjsLayer(model: LoadedModel, kind: TfjsLayerKind): LoadedMo
   throw new DacError('EUNSUPPORTED', `the TF.js layer kind applies to TF.js models, not ${model.format}`, { model: model.path, field: 'tfjsLayer' });
 }
 
-/** A model as the files of its output, by name, and the one renamed last (what a reader opens). */
+/**
+ * A model as the files of its output, by name, and the one renamed last
+ * (what a reader opens). Weights are written from the model's own bytes,
+ * chunk by chunk (FileData); with contentNames the other files are named
+ * by their content as they are written (TF.js shards, see placeOutput).
+ */
 export interface ModelFiles {
-  files: Map<string, Uint8Array | string>;
+  files: Map<string, FileData>;
   commit: string;
+  contentNames: boolean;
 }
 
 /**
@@ -86,7 +107,7 @@ export interface ModelFiles {
  * model is not of the kind asked for.
  */
 export function modelFiles(model: LoadedModel, kind: 'folder' | 'file', fileName: string): ModelFiles | null {
-  if (kind === 'folder' && (model instanceof TfjsModel || model instanceof GraphModel)) return { files: model.outputFiles(), commit: 'model.json' };
-  if (kind === 'file' && model instanceof OnnxModel) return { files: new Map([[fileName, model.bytes()]]), commit: fileName };
+  if (kind === 'folder' && (model instanceof TfjsModel || model instanceof GraphModel)) return { files: model.outputSources(), commit: 'model.json', contentNames: true };
+  if (kind === 'file' && model instanceof OnnxModel) return { files: new Map([[fileName, model.outputChunks()]]), commit: fileName, contentNames: false };
   return null;
 }

@@ -2,6 +2,7 @@
 // every reader and writer shares (geometry itself is src/geometry.ts).
 import { DacError, type ErrorContext } from '../errors.js';
 import { checkRank, maxReplacementRank } from '../geometry.js';
+import { allFinite } from '../validate.js';
 import type { ConvLayerInfo, LayerReplacement, ModelFormat, OtherCost } from '../model/types.js';
 
 export interface LoadedModel {
@@ -35,7 +36,11 @@ export interface LoadedModel {
   readonly inputLayout: 'NHWC' | 'NCHW';
   /** A new model with every BatchNormalization that directly follows a linear conv folded into it. */
   foldBatchNorm(): LoadedModel;
-  /** A new model with the named convs replaced; this one is untouched. */
+  /**
+   * A new model with the named convs replaced; this one is untouched. The
+   * new model may hold the replacements' arrays themselves (not copies):
+   * they must not change afterwards.
+   */
   apply(replacements: LayerReplacement[]): LoadedModel;
   /** Writes the model atomically (TF.js: a folder with model.json; ONNX: one file). */
   save(outPath: string): Promise<void>;
@@ -49,11 +54,30 @@ export interface LoadedModel {
  */
 export const NOMINAL_FREE_SIZE = 1024;
 
+/** Every value finite, in one branch-free pass; the first bad index is looked up only on failure. */
 export function checkFinite(values: Float32Array, ctx: ErrorContext): void {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) {
-      throw new DacError('ENONFINITE', `value [${i}] is ${values[i]} (weights must be finite)`, ctx);
-    }
+  if (allFinite(values)) return;
+  const i = values.findIndex((v) => !Number.isFinite(v));
+  throw new DacError('ENONFINITE', `value [${i}] is ${values[i]} (weights must be finite)`, ctx);
+}
+
+/**
+ * The weights of a model (and of the models derived from it) whose values are
+ * known finite, so that each is checked once: when first read, or when
+ * written from checked values. `all`: every one is, as in a model this
+ * package has just written and reads back to check its structure.
+ */
+export class FiniteValues<T extends object> {
+  private readonly known = new WeakSet<T>();
+
+  constructor(readonly all = false) {}
+
+  has(t: T): boolean {
+    return this.all || this.known.has(t);
+  }
+
+  add(t: T): void {
+    this.known.add(t);
   }
 }
 

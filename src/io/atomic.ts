@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DacError } from '../errors.js';
-import { checkAgainstInputs, fsyncDir, placeOutput, versionShards, writeDurable } from './output.js';
+import { checkAgainstInputs, fsyncDir, placeOutput, writeDurable } from './output.js';
 
 function tempSibling(target: string, tag: string): string {
   const rand = Math.random().toString(36).slice(2, 10);
@@ -44,10 +44,10 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string)
  * is refused, not deleted.
  */
 export async function writeFolderAtomic(target: string, files: Map<string, Uint8Array | string>, inputs: string[] = []): Promise<void> {
-  const named = files.has('model.json') ? versionShards(files) : files;
-  const commit = named.has('model.json') ? 'model.json' : [...named.keys()].pop();
+  const model = files.has('model.json');
+  const commit = model ? 'model.json' : [...files.keys()].pop();
   if (commit === undefined) throw new DacError('EINVAL', 'nothing to write', { field: 'output' });
-  await placeOutput({ target, kind: 'folder', inputs, requireOwnedFolder: true }, { files: named, commit });
+  await placeOutput({ target, kind: 'folder', inputs, requireOwnedFolder: true }, { files, commit, contentNames: model });
 }
 
 /**

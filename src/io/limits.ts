@@ -65,6 +65,34 @@ export class ByteBudget {
     this.used += buf.length;
     return buf;
   }
+
+  /**
+   * Reads files one after another into one buffer (a TF.js weight group's
+   * shards, which weights may straddle), with no second copy of their bytes.
+   * Each is refused by its size first, as read() does, and again if it grew
+   * since; `ctxOf` names it in errors.
+   */
+  readConcat(files: string[], ctxOf: (file: string) => ErrorContext): Buffer {
+    const sizes: number[] = [];
+    let total = 0;
+    for (const file of files) {
+      const size = checkFileSize(file, this.maxBytes, ctxOf(file));
+      if (this.used + total + size > this.maxBytes) {
+        throw new DacError('ETOOBIG', `the model's files add up to ${mb(this.used + total + size)} with ${file}, over the limit of ${mb(this.maxBytes)}`, ctxOf(file));
+      }
+      sizes.push(size);
+      total += size;
+    }
+    // One spare byte: each file is read one byte past its size (into the next one's place, or this byte) to see it did not grow.
+    const buf = Buffer.allocUnsafe(total + 1);
+    let offset = 0;
+    files.forEach((file, i) => {
+      const got = readInto(file, buf, offset, sizes[i], ctxOf(file));
+      offset += got;
+      this.used += got;
+    });
+    return buf.subarray(0, offset);
+  }
 }
 
 /**
@@ -73,6 +101,15 @@ export class ByteBudget {
  */
 export function readFileBounded(file: string, maxBytes: number, ctx: ErrorContext = {}): Buffer {
   const size = checkFileSize(file, maxBytes, ctx);
+  const buf = Buffer.allocUnsafe(Math.min(size + 1, maxBytes + 1));
+  return buf.subarray(0, readInto(file, buf, 0, maxBytes, ctx));
+}
+
+/**
+ * Reads a whole file into `buf` at `offset`, refused if it has more than
+ * `maxBytes` (one byte past them must fit in `buf`); the number of bytes read.
+ */
+export function readInto(file: string, buf: Buffer, offset: number, maxBytes: number, ctx: ErrorContext = {}): number {
   const ioError = (err: unknown): DacError => {
     const code = (err as NodeJS.ErrnoException).code;
     return new DacError(code === 'ENOENT' ? 'ENOENT' : 'EIO', `cannot read ${file}: ${code ?? (err as Error).message}`, ctx);
@@ -84,12 +121,12 @@ export function readFileBounded(file: string, maxBytes: number, ctx: ErrorContex
     throw ioError(err);
   }
   try {
-    const buf = Buffer.allocUnsafe(Math.min(size + 1, maxBytes + 1));
+    const end = Math.min(buf.length, offset + maxBytes + 1);
     let got = 0;
-    while (got < buf.length) {
+    while (offset + got < end) {
       let n: number;
       try {
-        n = fs.readSync(fd, buf, got, buf.length - got, got);
+        n = fs.readSync(fd, buf, offset + got, end - offset - got, got);
       } catch (err) {
         throw ioError(err);
       }
@@ -99,7 +136,7 @@ export function readFileBounded(file: string, maxBytes: number, ctx: ErrorContex
     if (got > maxBytes) {
       throw new DacError('ETOOBIG', `${file} grew past the limit of ${mb(maxBytes)} while being read`, ctx);
     }
-    return buf.subarray(0, got);
+    return got;
   } finally {
     fs.closeSync(fd);
   }

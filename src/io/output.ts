@@ -303,15 +303,47 @@ function step(label: string): void {
   for (;;) Atomics.wait(cell, 0, 0);
 }
 
+/**
+ * A file's contents: bytes, text, or chunks made as the file is written, so
+ * that a large output (a model's weights) is never held whole in memory
+ * twice (chunks() may be called more than once, and gives the same bytes).
+ */
+export type FileData = Uint8Array | string | FileChunks;
+export interface FileChunks {
+  chunks(): Iterable<Uint8Array>;
+}
+
+function chunksOf(data: FileData): Iterable<Uint8Array> {
+  if (typeof data === 'string') return [Buffer.from(data, 'utf8')];
+  return data instanceof Uint8Array ? [data] : data.chunks();
+}
+
 /** Writes a new file (never an existing one) and flushes it to disk. */
-export function writeDurable(file: string, data: Uint8Array | string): void {
+export function writeDurable(file: string, data: FileData): void {
+  writeChunks(file, data, null);
+}
+
+/** writeDurable, hashing the bytes as they are written: the file's size and SHA-256. */
+function writeHashed(file: string, data: FileData): FileHash {
+  const hash = crypto.createHash('sha256');
+  const size = writeChunks(file, data, hash);
+  return { size, sha256: hash.digest('hex') };
+}
+
+function writeChunks(file: string, data: FileData, hash: crypto.Hash | null): number {
+  let size = 0;
   const fd = fs.openSync(file, 'wx');
   try {
-    fs.writeFileSync(fd, data);
+    for (const chunk of chunksOf(data)) {
+      hash?.update(chunk);
+      for (let done = 0; done < chunk.length; ) done += fs.writeSync(fd, chunk, done, chunk.length - done);
+      size += chunk.length;
+    }
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
+  return size;
 }
 
 /** Flushes a folder's entries (renames) to disk where the platform allows. */
@@ -333,25 +365,40 @@ export function fsyncDir(dir: string): void {
  * names: a new output's shards then never replace an old one's, and
  * model.json switches between them in one rename.
  */
-export function versionShards(files: Map<string, Uint8Array | string>): Map<string, Uint8Array | string> {
+export function versionShards<T extends FileData>(files: Map<string, T>): Map<string, T | string> {
   const renamed = new Map<string, string>();
-  const out = new Map<string, Uint8Array | string>();
+  const out = new Map<string, T | string>();
   for (const [name, data] of files) {
     if (name === 'model.json') continue;
-    const next = name.replace(/(\.bin)?$/, `.${hashBytes(data).sha256.slice(0, 16)}$1`);
+    const next = versionedName(name, hashBytes(data));
     renamed.set(name, next);
     out.set(next, data);
   }
-  const text = files.get('model.json');
-  const json = JSON.parse(typeof text === 'string' ? text : Buffer.from(text!).toString('utf8')) as { weightsManifest?: Array<{ paths: string[] }> };
-  for (const group of json.weightsManifest ?? []) group.paths = group.paths.map((p) => renamed.get(p) ?? p);
-  out.set('model.json', JSON.stringify(json));
+  out.set('model.json', renameShards(files.get('model.json')!, renamed));
   return out;
 }
 
-export function hashBytes(data: Uint8Array | string): FileHash {
-  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  return { size: buf.length, sha256: crypto.createHash('sha256').update(buf).digest('hex') };
+/** A shard's name with its content's hash in it: group1-shard1of2.<sha256 prefix>.bin. */
+function versionedName(name: string, hash: FileHash): string {
+  return name.replace(/(\.bin)?$/, `.${hash.sha256.slice(0, 16)}$1`);
+}
+
+/** model.json text with its manifest's shard paths renamed. */
+function renameShards(modelJson: FileData, renamed: Map<string, string>): string {
+  const text = typeof modelJson === 'string' ? modelJson : Buffer.concat([...chunksOf(modelJson)]).toString('utf8');
+  const json = JSON.parse(text) as { weightsManifest?: Array<{ paths: string[] }> };
+  for (const group of json.weightsManifest ?? []) group.paths = group.paths.map((p) => renamed.get(p) ?? p);
+  return JSON.stringify(json);
+}
+
+export function hashBytes(data: FileData): FileHash {
+  const hash = crypto.createHash('sha256');
+  let size = 0;
+  for (const chunk of chunksOf(data)) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { size, sha256: hash.digest('hex') };
 }
 
 function writeMarker(spec: OutputSpec, m: MarkerJson): void {
@@ -397,7 +444,13 @@ function cleanTemporaries(spec: OutputSpec): void {
 
 export interface PlaceOptions {
   /** The output's files by name within its folder (TF.js), or one entry for the file (ONNX). */
-  files: Map<string, Uint8Array | string>;
+  files: Map<string, FileData>;
+  /**
+   * A TF.js folder: every file but the commit file (model.json) is named by
+   * its content as it is staged (versionShards), and model.json points at
+   * those names; each file is hashed once, as it is written.
+   */
+  contentNames?: boolean;
   /** The file renamed last among the model's files: model.json, or the .onnx file's own name. */
   commit: string;
   reportText?: string;
@@ -412,15 +465,15 @@ export interface PlacedOutput {
 
 /**
  * Writes an output whole: preflight again, then stage every file in a
- * temporary folder beside it, self-check, claim the names in the marker,
+ * temporary folder beside it (hashing each as it is written), self-check, claim the names in the marker,
  * rename the files in (the commit file last among the model's), delete the
  * previous output's files that the new one does not reuse, and record the
  * new files in the marker.
  */
 export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise<PlacedOutput> {
   const field = spec.field ?? 'output';
-  const names = [...opts.files.keys()];
-  for (const name of names) {
+  const given = [...opts.files.keys()];
+  for (const name of given) {
     if (name !== path.basename(name) || name === '.' || name === '..' || name.startsWith('.dac-')) {
       throw new DacError('EINVAL', `file name ${name} must be a plain name inside the folder`, { field });
     }
@@ -428,12 +481,14 @@ export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise
   if (!opts.files.has(opts.commit)) throw new DacError('EINTERNAL', `the commit file ${opts.commit} is not among the output's files`, { field });
   const target = path.resolve(spec.target);
   const dir = outputDir(spec);
-  if (spec.kind === 'file' && (names.length !== 1 || opts.commit !== path.basename(target))) {
+  if (spec.kind === 'file' && (given.length !== 1 || opts.commit !== path.basename(target) || opts.contentNames)) {
     throw new DacError('EINTERNAL', `a file output is one file named ${path.basename(target)}`, { field });
   }
   try {
     const report = spec.report === undefined ? undefined : path.resolve(spec.report);
-    preflightOutput({ ...spec, names: [...names, ...(report && path.dirname(report) === dir ? [path.basename(report)] : [])] });
+    const reportNames = report && path.dirname(report) === dir ? [path.basename(report)] : [];
+    // Content-named files are checked once staged, under their names.
+    preflightOutput({ ...spec, names: [...(opts.contentNames ? [opts.commit] : given), ...reportNames] });
     // Folders this call creates (-o may name missing parents): removed again if it fails before the claim.
     const created = [...new Set([...missingFolders(dir), ...(report ? missingFolders(path.dirname(report)) : [])])];
     fs.mkdirSync(dir, { recursive: true });
@@ -442,11 +497,9 @@ export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise
     const old = readMarker(spec);
     const oldOwned = ownedFiles(spec, old);
 
-    const dests = names.map((n) => path.join(dir, n));
-    const all = report ? [...dests, report] : dests;
+    // The files' final names (content names are known once written) and hashes, taken as they are written.
+    const names: string[] = [];
     const hashes = new Map<string, FileHash>();
-    names.forEach((n, i) => hashes.set(dests[i], hashBytes(opts.files.get(n)!)));
-    if (report && opts.reportText !== undefined) hashes.set(report, hashBytes(opts.reportText));
 
     // 1. Stage everything in a temporary folder of ours, and check the staged model loads as
     // expected: a failure up to here leaves nothing behind (not even the folders made for it).
@@ -454,9 +507,25 @@ export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise
     const stagedReport = path.join(stage, '.report');
     try {
       fs.mkdirSync(stage);
-      for (const n of names) writeDurable(path.join(stage, n), opts.files.get(n)!);
-      if (report && opts.reportText !== undefined) writeDurable(stagedReport, opts.reportText);
+      const renamed = new Map<string, string>();
+      const stageFile = (n: string, data: FileData): void => {
+        const h = writeHashed(path.join(stage, n), data);
+        let name = n;
+        if (opts.contentNames && n !== opts.commit) {
+          name = versionedName(n, h);
+          // Two files of the same content share one name.
+          fs.renameSync(path.join(stage, n), path.join(stage, name));
+          renamed.set(n, name);
+        }
+        if (!names.includes(name)) names.push(name);
+        hashes.set(path.join(dir, name), h);
+      };
+      for (const n of given) if (n !== opts.commit) stageFile(n, opts.files.get(n)!);
+      const commitData = opts.files.get(opts.commit)!;
+      stageFile(opts.commit, opts.contentNames ? renameShards(commitData, renamed) : commitData);
+      if (report && opts.reportText !== undefined) hashes.set(report, writeHashed(stagedReport, opts.reportText));
       fsyncDir(stage);
+      if (opts.contentNames) preflightOutput({ ...spec, names: [...names, ...reportNames] });
       step('staged');
       if (opts.selfCheck) await opts.selfCheck(path.join(stage, opts.commit));
     } catch (err) {
@@ -470,6 +539,8 @@ export async function placeOutput(spec: OutputSpec, opts: PlaceOptions): Promise
       }
       throw err;
     }
+    const dests = names.map((n) => path.join(dir, n));
+    const all = report ? [...dests, report] : dests;
     try {
       // 2. Claim the names: from here a kill leaves files a re-run knows are ours.
       writeMarker(spec, { tool: 'dac-conv', version: MARKER_VERSION, kind: spec.kind, files: old?.files ?? {}, pending: [...new Set([...(old?.pending ?? []), ...all.map((f) => relKey(dir, f))])] });

@@ -5,11 +5,11 @@
 // model that throws, hangs or exhausts memory takes down only its worker.
 import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
-import { decomposeLoaded, type ModelSettings, type Report } from '../decompose-model.js';
+import { decomposeLoaded, type DecomposeResult, type ModelSettings, type Report } from '../decompose-model.js';
 import { DacError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../formats/index.js';
 import { exclusion } from '../plan/index.js';
-import { prepareWrite, writeDecomposed } from '../write.js';
+import { prepareWrite, writeDecomposed, type WritePlan } from '../write.js';
 import type { ZooEntry } from './discover.js';
 import { outputPaths, resetModel, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
 import type { ModelRecord } from './summary.js';
@@ -80,6 +80,29 @@ export function recordOutcome(job: Pick<ZooJob, 'entry' | 'outRoot' | 'optionsHa
   });
 }
 
+/**
+ * Loads and decomposes the job's model, with the output's paths checked
+ * before the work; or why there is nothing to decompose. The model as read
+ * stays in here: while the result is written, only what the result shares
+ * with it is kept in memory.
+ */
+async function decomposeJob(job: ZooJob, output: string): Promise<{ skipped: string } | { result: Omit<DecomposeResult, 'plan'>; plan: WritePlan }> {
+  const { entry } = job;
+  const loaded = applyTfjsLayer(await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape }), job.settings.tfjsLayer);
+  const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
+  const { foldBn, tfjsLayer, runtime, latencyTable, ...settings } = job.settings;
+  if (job.latency && 'error' in job.latency) throw deserializeError(job.latency.error);
+  if (job.latency) settings.latency = job.latency.latency;
+  const nothing = nothingToDecompose(model, settings);
+  if (nothing) return { skipped: nothing };
+  // Written as `dac decompose` writes (src/write.ts), paths checked before the work; the
+  // mirrored folder may hold other models' outputs, so only our own file names must be free.
+  const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: outputPaths(entry, job.outRoot).report, requireOwnedFolder: false, lock: false });
+  // The plan (and the error model it holds) is not kept either.
+  const { model: out, report, warnings } = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
+  return { result: { model: out, report, warnings }, plan };
+}
+
 export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
   const t0 = performance.now();
   const seconds = (): number => (performance.now() - t0) / 1000;
@@ -90,26 +113,18 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
   const inputs = stampInputs(entry.path, entry.format);
   record.inputBytes = inputs.reduce((s, f) => s + Math.max(0, f.size), 0);
   try {
-    const loaded = applyTfjsLayer(await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape }), job.settings.tfjsLayer);
-    const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
-    const { foldBn, tfjsLayer, runtime, latencyTable, ...settings } = job.settings;
-    if (job.latency && 'error' in job.latency) throw deserializeError(job.latency.error);
-    if (job.latency) settings.latency = job.latency.latency;
-    const nothing = nothingToDecompose(model, settings);
-    if (nothing) {
-      record = { ...record, status: 'skipped', reason: nothing, seconds: seconds() };
+    const paths = outputPaths(entry, outRoot);
+    const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
+    const done = await decomposeJob(job, output);
+    if ('skipped' in done) {
+      record = { ...record, status: 'skipped', reason: done.skipped, seconds: seconds() };
       await recordOutcome(job, inputs, [], record);
       return record;
     }
-    const paths = outputPaths(entry, outRoot);
-    // Written as `dac decompose` writes (src/write.ts), paths checked before the work; the
-    // mirrored folder may hold other models' outputs, so only our own file names must be free.
-    const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
-    const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: paths.report, requireOwnedFolder: false, lock: false });
-    const result = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
+    const { result, plan } = done;
     const { flops, params } = result.report;
     // The report `dac decompose` writes, so a zoo result reads like a single decomposition.
-    const report: Report = { ...result.report, input: entry.path, output, foldedBatchNorm: foldBn === true };
+    const report: Report = { ...result.report, input: entry.path, output, foldedBatchNorm: job.settings.foldBn === true };
     const written = await writeDecomposed(plan, result.model, report, { loadOptions: { inputShape: job.settings.inputShape } });
 
     record = {

@@ -4,17 +4,18 @@ import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
 import { convOutputSize } from '../../geometry.js';
-import { placeOutput } from '../../io/output.js';
+import { placeOutput, type FileChunks } from '../../io/output.js';
 import { DEFAULT_MAX_MODEL_BYTES, readFileBounded } from '../../io/limits.js';
 import { foldBatchNorm as foldBn, oihwChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
-import { checkFinite, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
+import { checkFinite, FiniteValues, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
 import { inferShapes, resolvePads, type Shape } from './shapes.js';
 import {
   create,
   DataType,
   decodeModel,
   encodeModel,
+  encodeModelChunks,
   MAX_IR_VERSION,
   toNumber,
   type GraphProto,
@@ -165,6 +166,7 @@ interface ConstTensor {
   computeType: number;
   /** The initializer (or Constant node output) holding the data. */
   source: string;
+  tensor: TensorProto;
 }
 
 function parseBytes(bytes: Uint8Array, file: string): ModelProto {
@@ -205,10 +207,62 @@ function parseBytes(bytes: Uint8Array, file: string): ModelProto {
   return proto;
 }
 
-/** Loads an .onnx file of at most `maxBytes`, refused by its size before it is read. */
-export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES, inputShape?: number[]): Promise<OnnxModel> {
+/**
+ * Moves every byte field of a decoded model (raw_data, string attributes,
+ * ...) out of the file's buffer into one of its own, each at an 8-byte
+ * aligned offset, when some float32 initializer lies unaligned in the file:
+ * the weights are then read as views, never copies, and the file's bytes
+ * are not kept alive beside them (one copy of the file, made once).
+ */
+function alignBytes(proto: ModelProto, file: Uint8Array): void {
+  const unaligned = proto.graph!.initializer.some(
+    (t) => t.data_type === DataType.FLOAT && t.raw_data instanceof Uint8Array && t.raw_data.buffer === file.buffer && t.raw_data.byteOffset % 4 !== 0,
+  );
+  if (!unaligned) return;
+  const found: Array<{ holder: Record<string, unknown> | unknown[]; key: string | number; bytes: Uint8Array }> = [];
+  // An explicit stack: a hostile file may nest subgraphs deeper than recursion goes.
+  const stack: unknown[] = [proto];
+  while (stack.length) {
+    const v = stack.pop();
+    // Arrays of numbers (float_data, dims) hold no bytes.
+    if (!v || typeof v !== 'object' || (Array.isArray(v) && typeof v[0] !== 'object')) continue;
+    const entries: Array<[string | number, unknown]> = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+    for (const [key, x] of entries) {
+      if (x instanceof Uint8Array) {
+        if (x.buffer === file.buffer) found.push({ holder: v as Record<string, unknown>, key, bytes: x });
+      } else if (x && typeof x === 'object') stack.push(x);
+    }
+  }
+  // Large tensors get buffers of their own, so that one the model drops (a replaced conv's weight) can be freed.
+  const own = (f: { bytes: Uint8Array }) => f.bytes.length >= OWN_BUFFER_BYTES;
+  const pad = (n: number) => Math.ceil(n / 8) * 8;
+  const small = new Uint8Array(found.reduce((a, f) => a + (own(f) ? 0 : pad(f.bytes.length)), 0));
+  let offset = 0;
+  for (const f of found) {
+    let copy: Uint8Array;
+    if (own(f)) copy = new Uint8Array(f.bytes);
+    else {
+      copy = small.subarray(offset, offset + f.bytes.length);
+      copy.set(f.bytes);
+      offset += pad(f.bytes.length);
+    }
+    (f.holder as Record<string | number, unknown>)[f.key] = copy;
+  }
+}
+
+/** Tensors from this size up are moved to buffers of their own (alignBytes). */
+const OWN_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Loads an .onnx file of at most `maxBytes`, refused by its size before it
+ * is read. `finite`: what is known of its values (all of them for a model
+ * this package has just written: then read as it lies, nothing moved).
+ */
+export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES, inputShape?: number[], finite = new FiniteValues<TensorProto>()): Promise<OnnxModel> {
   const bytes = readFileBounded(file, maxBytes, { model: file, field: 'file' });
-  return new OnnxModel(file, parseBytes(bytes, file), { inputShape });
+  const proto = parseBytes(bytes, file);
+  if (!finite.all) alignBytes(proto, bytes);
+  return new OnnxModel(file, proto, { inputShape }, finite);
 }
 
 /** An ONNX model from bytes in memory (`file` is only used in messages). */
@@ -317,6 +371,12 @@ export class OnnxModel implements LoadedModel {
     readonly path: string,
     private readonly proto: ModelProto,
     private readonly options: OnnxLoadOptions = {},
+    /**
+     * Tensors whose values (as the convs read them) are known finite: checked
+     * by the model this one derives from, or written by apply() from checked
+     * replacements. Their finiteness is not checked again.
+     */
+    private readonly finite = new FiniteValues<TensorProto>(),
   ) {
     const graph = proto.graph!;
     this.name = nodePath.basename(path).replace(/\.onnx$/i, '');
@@ -356,6 +416,11 @@ export class OnnxModel implements LoadedModel {
     return encodeModel(this.proto);
   }
 
+  /** bytes() as written: chunk by chunk, the weights from their own buffers (never the whole encoding at once). */
+  outputChunks(): FileChunks {
+    return { chunks: () => encodeModelChunks(this.proto) };
+  }
+
   /** Input channels of the first conv reading the graph input, for models that leave C free. */
   private channelsFromFirstConv(graph: GraphProto): number | null {
     const conv = graph.node.find((n) => n.op_type === 'Conv' && n.input[0] === this.inputName);
@@ -388,7 +453,7 @@ export class OnnxModel implements LoadedModel {
       if (toHalf && storeType !== DataType.FLOAT16) values = values.map(roundToHalf);
       const dims = this.shapes.get(name) ?? tensorDims(source);
       if (dims.reduce((a, b) => a * b, 1) === values.length) {
-        out = { values, dims, storeType, computeType: computeType ?? storeType, source: chain.sourceName };
+        out = { values, dims, storeType, computeType: computeType ?? storeType, source: chain.sourceName, tensor: source };
       }
     }
     this.consts.set(name, out);
@@ -492,7 +557,7 @@ export class OnnxModel implements LoadedModel {
       const pads = resolvePads(node, inH, inW, [kh, kw], strides, dilations);
       if (n % groups !== 0) throw new DacError('EFORMAT', `group ${groups} does not divide the ${n} output channels`, { ...where, field: 'group' });
       const weights = own(wc.values);
-      checkFinite(weights, { ...where, field: wc.source });
+      this.checkConst(weights, wc, where);
       let bias: Float32Array | null = null;
       if (node.input[2]) {
         const b = this.constFloat(node.input[2]);
@@ -501,7 +566,7 @@ export class OnnxModel implements LoadedModel {
           throw new DacError('EFORMAT', `bias has ${b.values.length} values, the conv has ${n} output channels`, { ...where, field: b.source });
         } else {
           bias = own(b.values);
-          checkFinite(bias, { ...where, field: b.source });
+          this.checkConst(bias, b, where);
         }
       }
       const c = cg * groups;
@@ -584,6 +649,13 @@ export class OnnxModel implements LoadedModel {
       });
     });
     return out;
+  }
+
+  /** A conv's weight or bias values are finite (checked once per tensor, also across derived models). */
+  private checkConst(values: Float32Array, t: ConstTensor, where: ErrorContext): void {
+    if (this.finite.has(t.tensor)) return;
+    checkFinite(values, { ...where, field: t.source });
+    this.finite.add(t.tensor);
   }
 
   /** One note per non-float32 weight type: what was read and how the factors are written. */
@@ -705,7 +777,7 @@ export class OnnxModel implements LoadedModel {
     for (const { conv: cn, rep } of matched) newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], cn, rep, taken, graph, asInputs));
     graph.node = graph.node.flatMap((n, i) => newNodes.get(i) ?? [n]);
     pruneUnused(graph);
-    return new OnnxModel(this.path, proto, this.options);
+    return new OnnxModel(this.path, proto, this.options, this.finite);
   }
 
   /**
@@ -722,8 +794,14 @@ export class OnnxModel implements LoadedModel {
     values: Float32Array,
     types: Pick<ConstTensor, 'storeType' | 'computeType'>,
     nodes: NodeProto[],
+    /** `values` are known finite (checked replacements): only what float16 storage may overflow is checked. */
+    checked: boolean,
   ): string {
     const t = typedTensor(uniqueName(name, taken), dims, values, types.storeType);
+    if (checked) {
+      if (types.storeType === DataType.FLOAT16) checkFinite(tensorFloats(t, this.ctx), { ...this.ctx, field: t.name });
+      this.finite.add(t);
+    }
     addInitializer(graph, t, asInputs);
     if (types.storeType === types.computeType) return t.name!;
     const cast = uniqueName(`${name}_cast`, taken);
@@ -753,7 +831,7 @@ export class OnnxModel implements LoadedModel {
     const nodes: NodeProto[] = [];
     const biasTypes = orig.input[2] ? (this.constFloat(orig.input[2]) ?? cn.weight) : cn.weight;
     const init = (suffix: string, dims: number[], values: Float32Array, types = cn.weight) =>
-      this.addConst(graph, taken, asInputs, `${base}_${suffix}`, dims, values, types, nodes);
+      this.addConst(graph, taken, asInputs, `${base}_${suffix}`, dims, values, types, nodes, true);
     const geometry = (kernel: [number, number], strides: [number, number], dil: [number, number], pads: number[], group: number) => {
       const attrs = [intsAttr('kernel_shape', kernel), intsAttr('strides', strides), intsAttr('dilations', dil), intAttr('group', group)];
       attrs.push(explicit ? intsAttr('pads', pads) : stringAttr('auto_pad', autoPad));
@@ -837,8 +915,8 @@ export class OnnxModel implements LoadedModel {
       const base = conv.name || conv.output[0];
       const nodes: NodeProto[] = [];
       // New tensors (never the originals in place): a weight may be shared with another conv.
-      const wName = this.addConst(graph, taken, asInputs, `${base}_bnfold_weight`, cn.weight.dims, folded.weights, cn.weight, nodes);
-      const bName = this.addConst(graph, taken, asInputs, `${base}_bnfold_bias`, [info.n], folded.bias, cn.weight, nodes);
+      const wName = this.addConst(graph, taken, asInputs, `${base}_bnfold_weight`, cn.weight.dims, folded.weights, cn.weight, nodes, false);
+      const bName = this.addConst(graph, taken, asInputs, `${base}_bnfold_bias`, [info.n], folded.bias, cn.weight, nodes, false);
       removedTensors.add(conv.output[0]);
       conv.input = [conv.input[0], wName, bName];
       conv.output = [bnNode.output[0]];
@@ -849,13 +927,13 @@ export class OnnxModel implements LoadedModel {
     graph.node = graph.node.flatMap((n, i) => (removed.has(i) ? [] : [...(inserted.get(i) ?? []), n]));
     graph.value_info = graph.value_info.filter((v) => !removedTensors.has(v.name!));
     pruneUnused(graph);
-    return new OnnxModel(this.path, proto, this.options);
+    return new OnnxModel(this.path, proto, this.options, this.finite);
   }
 
   /** Writes the .onnx file atomically (src/io/output.ts): never over the input or a file dac did not create. */
   async save(outPath: string): Promise<void> {
     const target = nodePath.resolve(outPath);
     const name = nodePath.basename(target);
-    await placeOutput({ target, kind: 'file', inputs: [this.path] }, { files: new Map([[name, this.bytes()]]), commit: name });
+    await placeOutput({ target, kind: 'file', inputs: [this.path] }, { files: new Map([[name, this.outputChunks()]]), commit: name });
   }
 }

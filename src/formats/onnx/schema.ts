@@ -316,6 +316,57 @@ export function encodeModel(model: ModelProto): Uint8Array {
   return type.encode(model as unknown as protobuf.Message).finish();
 }
 
+/** The fields of `msg` (own properties, as protobufjs sets them) whose numbers pass `keep`, as a message of `type` to encode. */
+function fieldsOf(type: protobuf.Type, msg: object, keep: (id: number) => boolean): Record<string, unknown> {
+  const part: Record<string, unknown> = {};
+  for (const f of type.fieldsArray) {
+    if (keep(f.id) && Object.prototype.hasOwnProperty.call(msg, f.name)) part[f.name] = (msg as Record<string, unknown>)[f.name];
+  }
+  return part;
+}
+
+/** The key of a length-delimited field and a length, as protobuf writes them before the field's bytes. */
+function lengthPrefix(field: number, length: number): Uint8Array {
+  return protobuf.Writer.create().uint32((field << 3) | 2).uint32(length).finish();
+}
+
+const GRAPH_FIELD = 7;
+const INITIALIZER_FIELD = 5;
+const RAW_DATA_FIELD = 9;
+
+/**
+ * encodeModel's bytes, as chunks: every initializer's raw_data is a chunk of
+ * its own, the tensor's own bytes (not a copy), and only the rest is
+ * encoded. protobufjs writes a message's fields in field-number order, and
+ * so do these chunks, so their concatenation is encodeModel's output.
+ */
+export function encodeModelChunks(model: ModelProto): Uint8Array[] {
+  const graph = model.graph;
+  if (!graph || !Object.prototype.hasOwnProperty.call(model, 'graph')) return [encodeModel(model)];
+  const modelT = modelType();
+  const graphT = schema().lookupType('onnx.GraphProto');
+  const tensorT = schema().lookupType('onnx.TensorProto');
+  const enc = (type: protobuf.Type, part: Record<string, unknown>): Uint8Array => type.encode(part).finish();
+  const body: Uint8Array[] = [enc(graphT, fieldsOf(graphT, graph, (id) => id < INITIALIZER_FIELD))];
+  for (const t of graph.initializer) {
+    const head = enc(tensorT, fieldsOf(tensorT, t, (id) => id < RAW_DATA_FIELD));
+    const tail = enc(tensorT, fieldsOf(tensorT, t, (id) => id > RAW_DATA_FIELD));
+    const raw = Object.prototype.hasOwnProperty.call(t, 'raw_data') && t.raw_data != null ? t.raw_data : null;
+    const rawPrefix = raw ? lengthPrefix(RAW_DATA_FIELD, raw.length) : new Uint8Array(0);
+    const size = head.length + rawPrefix.length + (raw?.length ?? 0) + tail.length;
+    body.push(Buffer.concat([lengthPrefix(INITIALIZER_FIELD, size), head, rawPrefix]));
+    if (raw) body.push(raw);
+    if (tail.length) body.push(tail);
+  }
+  body.push(enc(graphT, fieldsOf(graphT, graph, (id) => id > INITIALIZER_FIELD)));
+  const graphSize = body.reduce((a, c) => a + c.length, 0);
+  return [
+    Buffer.concat([enc(modelT, fieldsOf(modelT, model, (id) => id < GRAPH_FIELD)), lengthPrefix(GRAPH_FIELD, graphSize)]),
+    ...body,
+    enc(modelT, fieldsOf(modelT, model, (id) => id > GRAPH_FIELD)),
+  ].filter((c) => c.length > 0);
+}
+
 /** A new message of the given ONNX type with the given fields (protobufjs fills repeated fields). */
 export function create<T>(typeName: string, fields: object): T {
   return schema().lookupType(`onnx.${typeName}`).create(fields as Record<string, unknown>) as unknown as T;

@@ -28,7 +28,11 @@ function checkRawLength(t: TensorProto, count: number, bytesPer: number, ctx: Er
   }
 }
 
-/** A float tensor's values as float32 (FLOAT, FLOAT16 or DOUBLE; raw_data or the typed fields). */
+/**
+ * A float tensor's values as float32 (FLOAT, FLOAT16 or DOUBLE; raw_data or
+ * the typed fields). Little-endian FLOAT raw_data at an aligned offset comes
+ * back as a view of it, not a copy: writing to the result writes the tensor.
+ */
 export function tensorFloats(t: TensorProto, ctx: ErrorContext): Float32Array {
   const dims = tensorDims(t);
   const count = elementCount(dims);
@@ -37,10 +41,10 @@ export function tensorFloats(t: TensorProto, ctx: ErrorContext): Float32Array {
     case DataType.FLOAT: {
       if (hasRaw(t)) {
         checkRawLength(t, count, 4, where);
-        // A fresh copy: raw_data may be a Buffer view at any byte offset.
-        const copy = new Uint8Array(t.raw_data);
-        if (LITTLE_ENDIAN) return new Float32Array(copy.buffer, 0, count);
-        const view = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
+        const raw = t.raw_data;
+        // A view of the file's bytes where they are aligned (no copy of the weights); a copy where not.
+        if (LITTLE_ENDIAN) return raw.byteOffset % 4 === 0 ? new Float32Array(raw.buffer, raw.byteOffset, count) : new Float32Array(new Uint8Array(raw).buffer, 0, count);
+        const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
         return Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true));
       }
       if (t.float_data.length !== count) {
@@ -114,18 +118,27 @@ export function dataTypeName(t: number): string {
   return t === DataType.FLOAT16 ? 'float16' : t === DataType.DOUBLE ? 'float64' : t === DataType.FLOAT ? 'float32' : `type ${t}`;
 }
 
-/** A new initializer of FLOAT, FLOAT16 or DOUBLE holding `values` (float32), stored as raw_data (little-endian). */
+/**
+ * A new initializer of FLOAT, FLOAT16 or DOUBLE holding `values` (float32),
+ * stored as raw_data (little-endian). FLOAT on a little-endian machine holds
+ * `values` themselves (a view, not a copy).
+ */
 export function typedTensor(name: string, dims: number[], values: Float32Array, dataType: number): TensorProto {
-  let raw: Buffer;
-  if (dataType === DataType.FLOAT16) {
-    raw = Buffer.alloc(values.length * 2);
-    for (let i = 0; i < values.length; i++) raw.writeUInt16LE(floatToHalf(values[i]), 2 * i);
+  let raw: Uint8Array;
+  if (dataType === DataType.FLOAT && LITTLE_ENDIAN) {
+    raw = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  } else if (dataType === DataType.FLOAT16) {
+    const buf = Buffer.alloc(values.length * 2);
+    for (let i = 0; i < values.length; i++) buf.writeUInt16LE(floatToHalf(values[i]), 2 * i);
+    raw = buf;
   } else if (dataType === DataType.DOUBLE) {
-    raw = Buffer.alloc(values.length * 8);
-    for (let i = 0; i < values.length; i++) raw.writeDoubleLE(values[i], 8 * i);
+    const buf = Buffer.alloc(values.length * 8);
+    for (let i = 0; i < values.length; i++) buf.writeDoubleLE(values[i], 8 * i);
+    raw = buf;
   } else if (dataType === DataType.FLOAT) {
-    raw = Buffer.alloc(values.length * 4);
-    for (let i = 0; i < values.length; i++) raw.writeFloatLE(values[i], 4 * i);
+    const buf = Buffer.alloc(values.length * 4);
+    for (let i = 0; i < values.length; i++) buf.writeFloatLE(values[i], 4 * i);
+    raw = buf;
   } else {
     throw new DacError('EINVAL', `cannot write ${dataTypeName(dataType)} weights`, { field: name });
   }

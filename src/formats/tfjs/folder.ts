@@ -2,8 +2,8 @@
 // weight shards, held as the manifest's entries, handed to TF.js as tf.io
 // artifacts and written whole into a folder (src/io/output.ts).
 import { DacError, type ErrorContext } from '../../errors.js';
-import { placeOutput, versionShards } from '../../io/output.js';
-import { serializeArtifacts, type ModelJson, type WeightEntry } from './manifest.js';
+import { placeOutput, versionShards, type FileData } from '../../io/output.js';
+import { artifactFiles, serializeArtifacts, type ModelJson, type WeightEntry } from './manifest.js';
 
 export abstract class TfjsFolderModel {
   protected readonly ctx: ErrorContext;
@@ -33,10 +33,19 @@ export abstract class TfjsFolderModel {
    * The files save() writes: model.json and its shards, each shard named by
    * its content (group1-shard1of2.<sha256 prefix>.bin), so a new output's
    * shards go in beside an old output's and model.json switches between
-   * them in one rename (src/io/output.ts).
+   * them in one rename (src/io/output.ts). In memory; writers use outputSources().
    */
   outputFiles(): Map<string, Uint8Array | string> {
     return versionShards(serializeArtifacts(this.json, this.weights));
+  }
+
+  /**
+   * What outputFiles() holds, as placeOutput() writes it with contentNames:
+   * the shards under their plain names, as the weights' own bytes (written
+   * chunk by chunk, never joined), named by their content as they are written.
+   */
+  outputSources(): Map<string, FileData> {
+    return artifactFiles(this.json, this.weights);
   }
 
   /**

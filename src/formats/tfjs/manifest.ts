@@ -111,7 +111,11 @@ function shardPath(dir: string, p: unknown, ctx: ErrorContext): string {
   return full;
 }
 
-/** A weight's values as float32, dequantized (uint8/uint16: q*scale + min; float16 decoded). */
+/**
+ * A weight's values as float32, dequantized (uint8/uint16: q*scale + min;
+ * float16 decoded). Aligned little-endian float32 comes back as a view of
+ * the entry's bytes: writing to the result writes the weight.
+ */
 export function weightFloats(entry: WeightEntry, ctx: ErrorContext = {}): Float32Array {
   const { spec, bytes } = entry;
   const count = elementCount(spec.shape);
@@ -127,12 +131,14 @@ export function weightFloats(entry: WeightEntry, ctx: ErrorContext = {}): Float3
   if (spec.dtype !== 'float32') {
     throw new DacError('EFORMAT', `weight has dtype ${spec.dtype}, expected float32`, { ...ctx, field: spec.name });
   }
-  if (LITTLE_ENDIAN) return new Float32Array(new Uint8Array(bytes).buffer, 0, count);
+  // A view of the shard's bytes where they are aligned (no copy of the weights); a copy where not.
+  if (LITTLE_ENDIAN) return bytes.byteOffset % 4 === 0 ? new Float32Array(bytes.buffer, bytes.byteOffset, count) : new Float32Array(new Uint8Array(bytes).buffer, 0, count);
   return Float32Array.from({ length: count }, (_, i) => view.getFloat32(4 * i, true));
 }
 
-/** A float32 weight entry from values. */
+/** A float32 weight entry from values (on a little-endian machine, `values` themselves: a view, not a copy). */
 export function floatEntry(name: string, shape: number[], values: Float32Array): WeightEntry {
+  if (LITTLE_ENDIAN) return { spec: { name, shape, dtype: 'float32' }, bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
   const bytes = new Uint8Array(values.length * 4);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat32(4 * i, values[i], true);
@@ -194,24 +200,25 @@ export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYT
     if (!group || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
       throw new DacError('EFORMAT', 'each weightsManifest group needs paths and weights arrays', { ...ctx, field: 'weightsManifest' });
     }
-    const buffers: Buffer[] = [];
+    const shards: string[] = [];
     for (const p of group.paths) {
       const full = shardPath(dir, p, ctx);
+      let real: string;
       try {
-        // The lexical check above is not enough with symlinks: the real file must be inside too.
-        const real = fs.realpathSync(full);
-        const rel = path.relative(realDir, real);
-        if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
-          throw new DacError('EFORMAT', `shard path ${p} resolves outside the model folder`, { ...ctx, field: 'weightsManifest.paths' });
-        }
-        buffers.push(budget.read(full, { ...ctx, field: 'weightsManifest.paths' }));
+        real = fs.realpathSync(full);
       } catch (err) {
-        if (err instanceof DacError) throw err;
         throw new DacError('ENOENT', `cannot read weight shard ${p}: ${(err as Error).message}`, { ...ctx, field: 'weightsManifest.paths' });
       }
-      files.push(full);
+      // The lexical check above is not enough with symlinks: the real file must be inside too.
+      const rel = path.relative(realDir, real);
+      if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+        throw new DacError('EFORMAT', `shard path ${p} resolves outside the model folder`, { ...ctx, field: 'weightsManifest.paths' });
+      }
+      shards.push(full);
     }
-    const data = Buffer.concat(buffers);
+    // The group's shards end to end in one buffer; the weights are views of it.
+    const data = budget.readConcat(shards, () => ({ ...ctx, field: 'weightsManifest.paths' }));
+    files.push(...shards);
     const specs = group.weights.map((s) => checkSpec(s, ctx));
     const need = specs.reduce((a, s) => a + storedBytes(s, ctx), 0);
     if (data.length < need) {
@@ -236,31 +243,50 @@ export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYT
   return { json, weights, files };
 }
 
-/** Packs weights into shards of at most SHARD_BYTES, named as the TF.js converter names them. */
-export function packShards(weights: WeightEntry[]): { paths: string[]; shards: Uint8Array[] } {
+/**
+ * Packs weights into shards of at most SHARD_BYTES, named as the TF.js
+ * converter names them; each shard is the list of pieces of the weights'
+ * bytes it holds (views: nothing is copied).
+ */
+export function packShards(weights: WeightEntry[]): { paths: string[]; shards: Uint8Array[][] } {
   const total = weights.reduce((a, w) => a + w.bytes.length, 0);
-  const all = new Uint8Array(total);
-  let offset = 0;
-  for (const w of weights) {
-    all.set(w.bytes, offset);
-    offset += w.bytes.length;
-  }
   const count = Math.max(1, Math.ceil(total / SHARD_BYTES));
   const paths: string[] = [];
-  const shards: Uint8Array[] = [];
+  const shards: Uint8Array[][] = [];
   for (let i = 0; i < count; i++) {
     paths.push(`group1-shard${i + 1}of${count}.bin`);
-    shards.push(all.subarray(i * SHARD_BYTES, Math.min(total, (i + 1) * SHARD_BYTES)));
+    shards.push([]);
+  }
+  let offset = 0;
+  for (const w of weights) {
+    // A weight may straddle shards: its bytes are cut at their boundaries.
+    for (let at = 0; at < w.bytes.length; ) {
+      const shard = Math.floor((offset + at) / SHARD_BYTES);
+      const take = Math.min(w.bytes.length - at, (shard + 1) * SHARD_BYTES - (offset + at));
+      shards[shard].push(w.bytes.subarray(at, at + take));
+      at += take;
+    }
+    offset += w.bytes.length;
   }
   return { paths, shards };
 }
 
-/** model.json text and shard files for a model; keys of the input JSON other than the manifest are kept. */
-export function serializeArtifacts(json: ModelJson, weights: WeightEntry[]): Map<string, Uint8Array | string> {
+/**
+ * model.json text and the shard files for a model, each shard as the chunks
+ * it is written from; keys of the input JSON other than the manifest are kept.
+ */
+export function artifactFiles(json: ModelJson, weights: WeightEntry[]): Map<string, string | { chunks(): Iterable<Uint8Array> }> {
   const { paths, shards } = packShards(weights);
   const out: ModelJson = { ...json, weightsManifest: [{ paths, weights: weights.map((w) => w.spec) }] };
   if (out.format === undefined) out.format = 'layers-model';
-  const files = new Map<string, Uint8Array | string>([['model.json', JSON.stringify(out)]]);
-  paths.forEach((p, i) => files.set(p, shards[i]));
+  const files = new Map<string, string | { chunks(): Iterable<Uint8Array> }>([['model.json', JSON.stringify(out)]]);
+  paths.forEach((p, i) => files.set(p, { chunks: () => shards[i] }));
+  return files;
+}
+
+/** model.json text and shard files for a model, in memory (artifactFiles with each shard's bytes joined). */
+export function serializeArtifacts(json: ModelJson, weights: WeightEntry[]): Map<string, Uint8Array | string> {
+  const files = new Map<string, Uint8Array | string>();
+  for (const [name, data] of artifactFiles(json, weights)) files.set(name, typeof data === 'string' ? data : Buffer.concat([...data.chunks()]));
   return files;
 }

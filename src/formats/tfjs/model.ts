@@ -8,7 +8,7 @@ import { hwioToOihw, oihwToHwio, samePadding } from '../../geometry.js';
 import { foldBatchNorm as foldBn, lastAxisChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, DacReplacement, LayerReplacement, OtherCost } from '../../model/types.js';
 import { toSeparableKernels } from '../../tfjs-layer/kernel-layout.js';
-import { checkFinite, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
+import { checkFinite, FiniteValues, matchReplacements, NOMINAL_FREE_SIZE, uniqueName, type LoadedModel } from '../model.js';
 import { TfjsFolderModel } from './folder.js';
 import {
   elementCount,
@@ -109,12 +109,12 @@ function clone<T>(v: T): T {
  * may take at most `maxBytes`. `inputShape` ([H, W] or [H, W, C]) fixes the
  * sizes a model leaves free (null); see resolveInput.
  */
-export async function loadTfjs(file: string, maxBytes?: number, inputShape?: number[]): Promise<TfjsModel> {
+export async function loadTfjs(file: string, maxBytes?: number, inputShape?: number[], finite = new FiniteValues<WeightEntry>()): Promise<TfjsModel> {
   let jsonPath = file;
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) jsonPath = nodePath.join(file, 'model.json');
   const { json, weights, files } = readArtifacts(jsonPath, maxBytes);
   const flat = flattenNested(json.modelTopology, weights, { model: jsonPath });
-  return new TfjsModel(jsonPath, { ...json, modelTopology: flat.topology }, flat.weights, files, 'stock', inputShape);
+  return new TfjsModel(jsonPath, { ...json, modelTopology: flat.topology }, flat.weights, files, 'stock', inputShape, finite);
 }
 
 /**
@@ -169,6 +169,11 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     readonly tfjsLayer: TfjsLayerKind = 'stock',
     /** The input size the user stated for free sizes (LoadOptions.inputShape), kept by derived models. */
     private readonly statedInput?: number[],
+    /**
+     * Weights known finite: checked by the model this one derives from, or
+     * written by apply() from checked replacements. Not checked again.
+     */
+    private readonly finite = new FiniteValues<WeightEntry>(),
   ) {
     super(path, json, weights, sources);
     this.name = nodePath.basename(nodePath.dirname(nodePath.resolve(path)));
@@ -197,7 +202,10 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     const w = this.weight(layer, name);
     if (!w) throw new DacError('EFORMAT', `weight ${layer}/${name} is missing from the manifest`, { ...this.ctx, layer, field: name });
     const values = weightFloats(w, { ...this.ctx, layer });
-    checkFinite(values, { ...this.ctx, layer, field: w.spec.name });
+    if (!this.finite.has(w)) {
+      checkFinite(values, { ...this.ctx, layer, field: w.spec.name });
+      this.finite.add(w);
+    }
     return values;
   }
 
@@ -247,6 +255,8 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const depthwise = g.className === 'DepthwiseConv2D';
       const kernelName = depthwise ? 'depthwise_kernel' : 'kernel';
       const kernelEntry = this.weight(g.name, kernelName);
+      // Known finite (a derived model's, or one read back after writing): converted to OIHW only when asked for.
+      const lazy = !!kernelEntry && this.finite.has(kernelEntry);
       const kernelHwio = this.floats(g.name, kernelName);
       const groups = depthwise ? cin : Number(c.groups ?? 1);
       const n = depthwise ? cin * Number(c.depth_multiplier ?? 1) : Number(c.filters);
@@ -262,9 +272,11 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
           field: kernelEntry!.spec.name,
         });
       }
-      const weights = depthwise
-        ? hwioToOihw(kernelHwio, kh, kw, 1, n) // [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
-        : hwioToOihw(kernelHwio, kh, kw, cin / groups, n);
+      const toOihw = (): Float32Array =>
+        depthwise
+          ? hwioToOihw(kernelHwio, kh, kw, 1, n) // [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
+          : hwioToOihw(kernelHwio, kh, kw, cin / groups, n);
+      let weights = lazy ? null : toOihw();
       const useBias = c.use_bias !== false;
       const bias = useBias ? this.floats(g.name, 'bias') : null;
       const biasSpec = useBias ? this.weight(g.name, 'bias')!.spec : null;
@@ -343,7 +355,12 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
           inW: x[1],
           outH: y[0],
           outW: y[1],
-          weights,
+          get weights(): Float32Array {
+            return (weights ??= toOihw());
+          },
+          set weights(w: Float32Array) {
+            weights = w;
+          },
           bias,
           activation,
           bnAfter,
@@ -433,7 +450,7 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     if (kind !== 'stock' && kind !== 'dac') {
       throw new DacError('EINVAL', `the TF.js layer kind must be stock or dac, got ${String(kind)}`, { ...this.ctx, field: 'tfjsLayer' });
     }
-    return kind === this.tfjsLayer ? this : new TfjsModel(this.path, this.json, this.weights, this.sources, kind, this.statedInput);
+    return kind === this.tfjsLayer ? this : new TfjsModel(this.path, this.json, this.weights, this.sources, kind, this.statedInput, this.finite);
   }
 
   /** DacConv2D fuses linear, relu and relu6 only; other activations keep the stock pair. */
@@ -449,11 +466,32 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const idx = edit.graph.rawLayers.findIndex((l) => layerName(l) === cl.info.name);
       const raw = edit.graph.rawLayers[idx];
       const { layers, entries } = this.replacementLayers(raw, cl.info, rep, edit.taken, edit.graph.kind === 'Functional');
+      // Made from checked replacements: finite, unless float16 storage overflowed.
+      for (const e of entries) {
+        if (e.spec.quantization?.dtype === 'float16') checkFinite(weightFloats(e), { ...this.ctx, layer: cl.info.name, field: e.spec.name });
+        this.finite.add(e);
+      }
       edit.graph.rawLayers.splice(idx, 1, ...layers);
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, cl.info.name, layerName(layers[layers.length - 1]));
       weights = TfjsModel.spliceWeights(weights, cl.kernel, [cl.bias], entries);
     }
-    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput);
+    return new TfjsModel(this.path, edit.json, this.detach(weights), this.sources, this.tfjsLayer, this.statedInput, this.finite);
+  }
+
+  /**
+   * The weights, with those that are views of a buffer they fill less than
+   * half of (the shards as read, most of whose weights were replaced) copied
+   * out, so that the new model does not keep the file's bytes alive.
+   */
+  private detach(weights: WeightEntry[]): WeightEntry[] {
+    const used = new Map<ArrayBufferLike, number>();
+    for (const w of weights) used.set(w.bytes.buffer, (used.get(w.bytes.buffer) ?? 0) + w.bytes.length);
+    return weights.map((w) => {
+      if (2 * used.get(w.bytes.buffer)! >= w.bytes.buffer.byteLength) return w;
+      const copy = { spec: w.spec, bytes: new Uint8Array(w.bytes) };
+      if (this.finite.has(w)) this.finite.add(copy);
+      return copy;
+    });
   }
 
   private replacementLayers(
@@ -620,6 +658,6 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       edit.graph.rawLayers.splice(bnIdx, 1);
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, bnLayer.name, info.name);
     }
-    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput);
+    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput, this.finite);
   }
 }
