@@ -133,6 +133,7 @@ inline constexpr Field kGemmFields[] = {
     DAC_ARRAY(GemmParams, "b", Doubles, b, b_length),
     DAC_VALUE(GemmParams, "transB", Bool, trans_b),
     DAC_ARRAY(GemmParams, "c", Doubles, c, c_length),
+    DAC_VALUE(GemmParams, "threads", Int, threads),
 };
 inline constexpr Field kCholeskyFields[] = {
     DAC_VALUE(CholeskyParams, "m", Int, m),
@@ -149,8 +150,10 @@ inline constexpr Field kTriangularSolveFields[] = {
 };
 inline constexpr Field kSymmetricEigenvaluesFields[] = {
     DAC_VALUE(SymmetricEigenvaluesParams, "m", Int, m),
+    DAC_VALUE(SymmetricEigenvaluesParams, "count", Int, count),
     DAC_ARRAY(SymmetricEigenvaluesParams, "a", Doubles, a, a_length),
     DAC_ARRAY(SymmetricEigenvaluesParams, "values", Doubles, values, values_length),
+    DAC_VALUE(SymmetricEigenvaluesParams, "threads", Int, threads),
 };
 
 #undef DAC_VALUE

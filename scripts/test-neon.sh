@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cross-compiles the kernel tests (native/tests/kernels_test.cc, with the NEON
-# variants) and the decomposition tests (native/tests/decompose_test.cc) for
+# variants), the decomposition tests (native/tests/decompose_test.cc) and the
+# linear algebra tests (native/tests/linalg_test.cc, Eigen's products there) for
 # aarch64 and runs them under qemu-aarch64, so the ARM code is checked on an
 # x86 machine.
 # Needs g++-aarch64-linux-gnu and qemu-user-static. Exits non-zero on failure.
@@ -24,9 +25,11 @@ eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)
 "$cxx" -std=c++17 -O2 -DDAC_HAVE_NEON_VARIANTS=1 -pthread "${kernels[@]}" native/tests/kernels_test.cc -o "$out/kernels_test"
 # shellcheck disable=SC2086
 "$cxx" -std=c++17 -O2 -pthread $eigen -DEIGEN_MPL2_ONLY "${core[@]}" native/tests/decompose_test.cc -o "$out/decompose_test"
+# shellcheck disable=SC2086
+"$cxx" -std=c++17 -O2 -pthread $eigen -DEIGEN_MPL2_ONLY "${core[@]}" native/tests/linalg_test.cc -o "$out/linalg_test"
 
 status=0
-for t in kernels_test decompose_test; do
+for t in kernels_test decompose_test linalg_test; do
   if "$qemu" -L "$sysroot" "$out/$t" >"$out/log" 2>&1; then
     grep -E 'variants|passed' "$out/log"
     echo "PASS: $t under qemu-aarch64"

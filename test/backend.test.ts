@@ -320,12 +320,14 @@ t.test('linear algebra arguments are checked before C++', async (t) => {
     t.throws(() => b.matmul(I, I, 2, 2, 3), /a has 4 values, expected 6/);
     t.throws(() => b.matmul(I, I, 2, 2, 1.5), /k must be an integer/);
     t.throws(() => b.matmul(I, I, -1, 2, 2), /m must be in/);
+    t.throws(() => b.matmul(I, I, 2, 2, 2, { threads: 0 }), /threads must be in/);
+    t.throws(() => b.symmetricEigenvalues(I, 2, {}, { threads: 1.5 }), /threads must be an integer/);
     t.throws(() => b.cholesky(I, 2, -1), /ridge/);
     t.throws(() => b.cholesky(I, 2, NaN), /ridge/);
     t.throws(() => b.cholesky(I, 3, 0), /a has 4 values, expected 9/);
     t.throws(() => b.solveTriangular(Float64Array.from([1, 0, 0, 0]), 2, I, 2), /diagonal must be non-zero/);
     t.throws(() => b.solveTriangular(I, 2, I, 2, { k: 3 }), /k must be in 0\.\.2/);
     t.throws(() => b.solveTriangular(I, 2, new Float64Array(3), 2), /b has 3 values, expected 4/);
-    t.throws(() => b.binding.gemm({ m: 2, n: 2, k: 2, a: I, transA: false, b: I, transB: false, c: new Float64Array(3) }), /c length 3/, `${b.name}: C++ checks lengths too`);
+    t.throws(() => b.binding.gemm({ m: 2, n: 2, k: 2, a: I, transA: false, b: I, transB: false, c: new Float64Array(3), threads: 1 }), /c length 3/, `${b.name}: C++ checks lengths too`);
   }
 });

@@ -11,7 +11,7 @@ import { convCost, modelCost, replacementCost } from '../src/cost.js';
 import { convOutputSize, maxRank } from '../src/geometry.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
-import { jacobiEigen, kron } from '../src/plan/linalg.js';
+import { diagonalCholesky, jacobiEigen, kron } from '../src/plan/linalg.js';
 import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
 import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
 import { LayerErrorModel } from '../src/plan/error-model.js';
@@ -505,6 +505,64 @@ t.test('replacements are built under the plan\'s error model (every backend)', {
         t.ok(db <= 1e-3, `${backend.name} ${method} ${rep.name}: bias nearly unchanged at exact rank (${db})`);
       }
     }
+  }
+});
+
+t.test('plain weighting: the backend\'s per-channel SVD pair is the refit\'s, with the curve\'s error (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  const { convs } = randomChain(67, 5);
+  for (const backend of backends) {
+    const plainSet = errorModelSet(convs, { weighting: 'plain', spatialCorrelation: 0.5, centred: false }, backend);
+    const bnSet = errorModelSet(convs, { weighting: 'bn', spatialCorrelation: 0.5, centred: false }, backend);
+    for (const layer of convs.filter((c) => !c.skipReason)) {
+      const { n, c, kh, kw } = layer;
+      t.notOk(layerErrorModel(bnSet, layer, false).dacSvdIsBest, `${backend.name} ${layer.name}: the bn model (BatchNorms around) needs the refit`);
+      const model = layerErrorModel(plainSet, layer, true);
+      t.ok(model.dacSvdIsBest, `${backend.name} ${layer.name}: plain weighting only rescales`);
+      t.equal(model.dacSvdInput(), layer.weights, `${backend.name} ${layer.name}: the SVD is of the weights themselves`);
+      for (let r = 1; r <= maxRank(layer, 'dac'); r++) {
+        const svd = backend.decomposeDac(model.dacSvdInput(), { n, c, kh, kw }, r);
+        const got = model.svdFactors(svd.depthwise, svd.pointwise, r);
+        const want = model.fitPointwise(model.dacTransformedFilters(svd.depthwise, r), r);
+        const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+          let num = 0;
+          let den = 0;
+          for (let q = 0; q < b.length; q++) {
+            num += (a[q] - b[q]) ** 2;
+            den += b[q] ** 2;
+          }
+          return Math.sqrt(num / Math.max(den, 1e-30));
+        };
+        const label = `${backend.name} ${layer.name} r=${r}`;
+        // At full rank the refit's ridge (1e-12 of its system) leaves ~1e-12 where the curve has the exact 0.
+        t.ok(Math.abs(got.error - want.error) <= 1e-9 * Math.max(want.error, 1e-2), `${label}: error ${got.error} = refit's ${want.error}`);
+        t.ok(rel(got.first, want.depthwise) <= 1e-5, `${label}: the refit's depthwise filters (${rel(got.first, want.depthwise)})`);
+        t.ok(rel(got.last, want.pointwise) <= 1e-5, `${label}: the refit's pointwise stage (${rel(got.last, want.pointwise)})`);
+      }
+    }
+  }
+});
+
+t.test('diagonalCholesky is the backend\'s cholesky of a diagonal matrix (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  const rand = mulberry32(71);
+  const diagonals = [
+    [1, 1, 1, 1],
+    [2.5, 0, 0.3, 7, 1e-9],
+    [0, 0, 0],
+    Array.from({ length: 40 }, () => rand() * 3),
+  ];
+  for (const backend of backends) {
+    for (const diag of diagonals) {
+      const m = diag.length;
+      const a = new Float64Array(m * m);
+      diag.forEach((v, i) => (a[i * m + i] = v));
+      for (const ridge of [1e-3, 0]) {
+        const got = diagonalCholesky(a, m, ridge)!;
+        const want = backend.cholesky(a, m, ridge);
+        const worst = got.reduce((w, v, q) => Math.max(w, Math.abs(v - want[q]) / Math.max(Math.abs(want[q]), 1e-300)), 0);
+        t.ok(worst <= 1e-15, `${backend.name} [${diag.slice(0, 5).join(', ')}${m > 5 ? ', ...' : ''}] ridge ${ridge}: worst relative difference ${worst}`);
+      }
+    }
+    t.equal(diagonalCholesky(Float64Array.of(1, 0, 0, NaN), 2, 1e-3), null, `${backend.name}: a non-finite diagonal is left to the backend`);
   }
 });
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "../common/parallel.h"
+#include "../linalg/gemm.h"
 #include "../linalg/tridiagonal.h"
 #include "decompose_internal.h"
 
@@ -34,6 +35,15 @@ void TruncatedSvd::gram(const MatrixXd& A, bool right_side, int threads) {
   const Index m = right_side ? A.cols() : A.rows();
   const Index len = right_side ? A.rows() : A.cols();
   gram_.setZero(m, m);
+  if (const GemmKernels* kern = fast_gemm_kernels()) {
+    // Row-major, the column-major lower triangle is the upper one; the
+    // operands are views of A (R rows, column-major).
+    const Index R = A.rows();
+    const Strided a{A.data(), right_side ? R : 1, right_side ? 1 : R};
+    const Strided at{A.data(), right_side ? 1 : R, right_side ? R : 1};
+    gemm_accumulate(*kern, m, m, len, a, at, 1.0, gram_.data(), m, -1, threads);
+    return;
+  }
   const int workers = workers_for(0.5 * double(m) * double(m) * double(len), threads);
   if (workers == 1) {
     if (right_side)
@@ -64,6 +74,15 @@ void TruncatedSvd::project(const MatrixXd& A, bool right_side, int threads) {
   const Index rows = right_side ? A.rows() : A.cols();
   const Index inner = right_side ? A.cols() : A.rows();
   y_.resize(rows, q_.cols());
+  if (const GemmKernels* kern = fast_gemm_kernels()) {
+    // y_^T = q_^T op(A)^T, row-major y_^T being column-major y_.
+    y_.setZero();
+    const Index R = A.rows(), Q = q_.rows();
+    const Strided qt{q_.data(), Q, 1};
+    const Strided at{A.data(), right_side ? R : 1, right_side ? 1 : R};
+    gemm_accumulate(*kern, q_.cols(), rows, inner, qt, at, 1.0, y_.data(), rows, 0, threads);
+    return;
+  }
   const int workers = workers_for(double(rows) * double(inner) * double(q_.cols()), threads);
   const Index chunk = (rows + workers - 1) / workers;
   parallel_for(workers, workers, [&](int64_t b, int64_t e) {

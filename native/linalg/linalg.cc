@@ -3,9 +3,12 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
+#include "../common/parallel.h"
+#include "gemm.h"
 #include "tridiagonal.h"
 
 namespace dac {
@@ -51,9 +54,20 @@ Status gemm(const GemmParams& p) {
     c.setZero();
     return Status::Ok();
   }
+  const bool gram = p.a == p.b && p.trans_a != p.trans_b;
+  if (const detail::GemmKernels* kern = detail::fast_gemm_kernels()) {
+    // op(A)(i, j) and op(B)(i, j) as strided views of the row-major buffers.
+    const detail::Strided a = p.trans_a ? detail::Strided{p.a, 1, m} : detail::Strided{p.a, k, 1};
+    const detail::Strided b = p.trans_b ? detail::Strided{p.b, 1, k} : detail::Strided{p.b, n, 1};
+    c.setZero();
+    // A Gram matrix is symmetric: its lower triangle (half the work), mirrored.
+    detail::gemm_accumulate(*kern, m, n, k, a, b, 1.0, p.c, n, gram ? 1 : 0, p.threads);
+    if (gram) c.triangularView<Eigen::StrictlyUpper>() = c.transpose();
+    return Status::Ok();
+  }
   ConstMap a(p.a, p.trans_a ? k : m, p.trans_a ? m : k);
   ConstMap b(p.b, p.trans_b ? n : k, p.trans_b ? k : n);
-  if (p.a == p.b && p.trans_a != p.trans_b) {
+  if (gram) {
     // X X^T or X^T X: symmetric, so a rank-k update of one triangle, mirrored (half the work).
     c.setZero();
     if (p.trans_b) c.selfadjointView<Eigen::Lower>().rankUpdate(a);
@@ -136,30 +150,48 @@ Status triangular_solve(const TriangularSolveParams& p) {
   return Status::Ok();
 }
 
-Status symmetric_eigenvalues(const SymmetricEigenvaluesParams& p) {
-  Status s = check_dims("symmetricEigenvalues", {{"m", p.m}});
-  if (!s.ok) return s;
-  const int64_t m = p.m;
-  if (!(s = check_buffer("symmetricEigenvalues", "a", p.a, p.a_length, m * m)).ok) return s;
-  if (!(s = check_buffer("symmetricEigenvalues", "values", p.values, p.values_length, m)).ok) return s;
-  if (m == 0) return Status::Ok();
-  ConstMap a(p.a, m, m);
+namespace {
+
+// One matrix of symmetric_eigenvalues: a row-major m x m, values its m outputs.
+Status eigenvalues_of(const double* data, int64_t m, double* values, int threads) {
+  ConstMap a(data, m, m);
   // Only the lower triangle is read. Scaled to a largest entry of 1 so that
   // no squared norm in the reduction can overflow or underflow.
   Eigen::MatrixXd lower = a.triangularView<Eigen::Lower>();
   if (!lower.allFinite()) return Status::Error("symmetricEigenvalues: the matrix has non-finite entries");
   const double scale = lower.cwiseAbs().maxCoeff();
   if (scale == 0) {
-    std::fill(p.values, p.values + m, 0.0);
+    std::fill(values, values + m, 0.0);
     return Status::Ok();
   }
   lower /= scale;
   eig::Tridiagonal t;
-  eig::tridiagonalize(lower, &t, 1);
+  eig::tridiagonalize(lower, &t, threads);
   Eigen::VectorXd ev;
   if (!eig::tridiagonal_eigenvalues(t, &ev))
     return Status::Error("symmetricEigenvalues: the QR iteration did not converge");
-  for (int64_t i = 0; i < m; ++i) p.values[i] = ev(m - 1 - i) * scale;
+  for (int64_t i = 0; i < m; ++i) values[i] = ev(m - 1 - i) * scale;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status symmetric_eigenvalues(const SymmetricEigenvaluesParams& p) {
+  Status s = check_dims("symmetricEigenvalues", {{"m", p.m}, {"count", p.count}});
+  if (!s.ok) return s;
+  const int64_t m = p.m, count = p.count;
+  if (m > 0 && count > std::numeric_limits<int64_t>::max() / (m * m))
+    return Status::Error("symmetricEigenvalues: count * m * m overflows");
+  if (!(s = check_buffer("symmetricEigenvalues", "a", p.a, p.a_length, count * m * m)).ok) return s;
+  if (!(s = check_buffer("symmetricEigenvalues", "values", p.values, p.values_length, count * m)).ok) return s;
+  if (m == 0 || count == 0) return Status::Ok();
+  if (count == 1) return eigenvalues_of(p.a, m, p.values, p.threads);
+  std::vector<Status> status(count, Status::Ok());
+  parallel_for(count, static_cast<int>(std::min<int64_t>(std::max(p.threads, 1), count)), [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) status[k] = eigenvalues_of(p.a + k * m * m, m, p.values + k * m, 1);
+  });
+  for (const Status& st : status)
+    if (!st.ok) return st;
   return Status::Ok();
 }
 

@@ -15,7 +15,7 @@ namespace dac {
 // C = op(A) * op(B), op(X) = X or X^T; op(A) is m x k, op(B) is k x n, C is
 // m x n. A is stored m x k (k x m when transposed), B k x n (n x k). When A
 // and B are the same buffer and one of them is transposed, C is a Gram matrix
-// and only one triangle is computed.
+// and only one triangle is computed. `threads` workers share the product.
 struct GemmParams {
   int m = 0, n = 0, k = 0;
   const double* a = nullptr;
@@ -26,6 +26,7 @@ struct GemmParams {
   bool trans_b = false;
   double* c = nullptr;
   int64_t c_length = 0;
+  int threads = 1;
 };
 
 // In place: the lower Cholesky factor L of a symmetric positive semi-definite
@@ -57,14 +58,21 @@ struct TriangularSolveParams {
   bool transpose = false;
 };
 
-// Eigenvalues of a symmetric m x m matrix (its lower triangle is read), in
-// descending order; no eigenvectors (the planner needs spectra only).
+// Eigenvalues of `count` symmetric m x m matrices stored one after another
+// (each one's lower triangle is read), each in descending order into its m
+// values; no eigenvectors (the planner needs spectra only). The reduction to
+// tridiagonal form is bound by memory bandwidth and gains little from a second
+// thread, while two matrices reduced side by side each run at full speed: so
+// with count > 1 the threads take whole matrices, and with one matrix they
+// share its reduction.
 struct SymmetricEigenvaluesParams {
   int m = 0;
+  int count = 1;
   const double* a = nullptr;
   int64_t a_length = 0;
   double* values = nullptr;
   int64_t values_length = 0;
+  int threads = 1;
 };
 
 Status gemm(const GemmParams& p);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../common/parallel.h"
+#include "gemm.h"
 
 namespace dac {
 namespace eig {
@@ -22,16 +23,28 @@ constexpr Index kUpdateBlock = 64;
 constexpr Index kMinParallelRows = 256;
 constexpr double kEps = 2.220446049250313e-16;
 
-// A(s:, s:) -= V W^T + W V^T on the lower triangle, by column blocks; worker t
-// takes blocks t, t + workers, ... so the tall left blocks are spread out.
+// A(s:, s:) -= V W^T + W V^T on the lower triangle, V = A(s:, k:k+nb) and
+// W = w(s:, 0:nb).
 void trailing_update(MatrixXd& a, Index s, const MatrixXd& w, Index k, Index nb, int threads) {
   const Index r = a.rows() - s;
   if (r <= 0) return;
+  if (const detail::GemmKernels* kern = detail::fast_gemm_kernels()) {
+    // Read row-major, column-major A's lower triangle is the upper one.
+    const Index m = a.rows();
+    const detail::Strided v{a.data() + k * m + s, 1, m}, vt{a.data() + k * m + s, m, 1};
+    const detail::Strided wv{w.data() + s, 1, m}, wt{w.data() + s, m, 1};
+    double* c = a.data() + s * m + s;
+    detail::gemm_accumulate(*kern, r, r, nb, v, wt, -1.0, c, m, -1, threads);
+    detail::gemm_accumulate(*kern, r, r, nb, wv, vt, -1.0, c, m, -1, threads);
+    return;
+  }
   const auto v = a.block(s, k, r, nb);
   const auto wt = w.block(s, 0, r, nb);
   const Index blocks = (r + kUpdateBlock - 1) / kUpdateBlock;
   const int workers = r < kMinParallelRows ? 1 : static_cast<int>(std::min<Index>(threads, blocks));
-  // The products read columns k..k+nb-1 of A and write columns >= s: no overlap.
+  // By column blocks; worker t takes blocks t, t + workers, ... so the tall
+  // left blocks are spread out. The products read columns k..k+nb-1 of A
+  // and write columns >= s: no overlap.
   parallel_for(workers, workers, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       for (Index blk = t; blk < blocks; blk += workers) {
@@ -53,6 +66,7 @@ void tridiagonalize(MatrixXd& a, Tridiagonal* t, int threads) {
   t->tau.resize(std::max<Index>(m - 1, 0));
   MatrixXd w(m, kPanel);
   VectorXd tmp(kPanel);
+  const detail::GemmKernels* fast = detail::fast_gemm_kernels();
   for (Index k = 0; k < m; k += kPanel) {
     const Index nb = std::min(kPanel, m - k);
     // LAPACK latrd: reduce columns k..k+nb-1, keeping the trailing matrix as it
@@ -74,9 +88,15 @@ void tridiagonalize(MatrixXd& a, Tridiagonal* t, int threads) {
       x(0) = 1;  // the implicit leading 1, stored while the panel needs it
       auto wi = w.col(i).tail(len);
       // The memory-bound half of the work: one pass over the trailing triangle
-      // per column. (Not split over threads: per column, starting threads
-      // costs as much as the product saves.)
-      wi.noalias() = a.bottomRightCorner(len, len).selfadjointView<Eigen::Lower>() * x;
+      // per column, reading each element once. Not split over threads: the
+      // workers would meet twice per column, which on a busy machine (a zoo
+      // run keeps every core busy) costs far more than the product saves.
+      if (fast) {
+        wi.setZero();
+        fast->symv_lower(len, &a(j + 1, j + 1), m, x.data(), wi.data());
+      } else {
+        wi.noalias() = a.bottomRightCorner(len, len).selfadjointView<Eigen::Lower>() * x;
+      }
       if (i > 0) {
         tmp.head(i).noalias() = w.block(j + 1, 0, len, i).transpose() * x;
         wi.noalias() -= a.block(j + 1, k, len, i) * tmp.head(i);

@@ -87,7 +87,16 @@ export interface MatmulOptions {
   transA?: boolean;
   /** Use b^T (b is then stored n x k). */
   transB?: boolean;
+  /** Worker threads (native; WASM runs on the calling thread). Default 1. */
+  threads?: number;
   context?: ErrorContext;
+}
+
+export interface SymmetricEigenvaluesOptions {
+  /** Worker threads (native; WASM runs on the calling thread). Default 1. With count > 1 each takes whole matrices. */
+  threads?: number;
+  /** `a` holds this many m x m matrices one after another; the result, their m values each in turn. Default 1. */
+  count?: number;
 }
 
 export interface TriangularSolveOptions {
@@ -414,6 +423,7 @@ export class Backend {
       b: checkDoubles(b, d.k * d.n, 'b', ctx),
       transB: opts.transB === true,
       c: new Float64Array(d.m * d.n),
+      threads: threadsOf(opts.threads, ctx),
     };
     this.call('gemm', args, ctx);
     return args.c;
@@ -461,10 +471,16 @@ export class Backend {
   }
 
   /** Eigenvalues (descending) of a symmetric m x m matrix; only its lower triangle is read. */
-  symmetricEigenvalues(a: Float64Array, m: number, context: ErrorContext = {}): Float64Array {
-    const d = checkDims({ m }, context);
-    checkSize(d.m * d.m, 'a', context);
-    const args = { m: d.m, a: checkDoubles(a, d.m * d.m, 'a', context), values: new Float64Array(d.m) };
+  symmetricEigenvalues(a: Float64Array, m: number, context: ErrorContext = {}, opts: SymmetricEigenvaluesOptions = {}): Float64Array {
+    const d = checkDims({ m, count: opts.count ?? 1 }, context);
+    checkSize(d.count * d.m * d.m, 'a', context);
+    const args = {
+      m: d.m,
+      count: d.count,
+      a: checkDoubles(a, d.count * d.m * d.m, 'a', context),
+      values: new Float64Array(d.count * d.m),
+      threads: threadsOf(opts.threads, context),
+    };
     this.call('symmetricEigenvalues', args, context);
     return args.values;
   }

@@ -151,7 +151,7 @@ export const OPS = {
     variant: name(),
   },
   /** c = op(a) op(b), row-major doubles: op(a) is m x k, op(b) is k x n, c is m x n. */
-  gemm: { m: int(), n: int(), k: int(), a: f64(), transA: bool(), b: f64(), transB: bool(), c: f64('out') },
+  gemm: { m: int(), n: int(), k: int(), a: f64(), transA: bool(), b: f64(), transB: bool(), c: f64('out'), threads: int() },
   /** In place: a (m x m, symmetric, lower triangle read) becomes its lower Cholesky factor; ridge * mean diagonal is added first. */
   cholesky: { m: int(), a: f64('inout'), ridge: number() },
   /**
@@ -161,7 +161,7 @@ export const OPS = {
    */
   triangularSolve: { m: int(), l: f64(), k: int(), rows: int(), b: f64('inout'), transpose: bool() },
   /** values (length m): the eigenvalues of the symmetric m x m matrix a (lower triangle read), descending. */
-  symmetricEigenvalues: { m: int(), a: f64(), values: f64('out') },
+  symmetricEigenvalues: { m: int(), count: int(), a: f64(), values: f64('out'), threads: int() },
 } as const;
 
 export type OpName = keyof typeof OPS;

@@ -74,36 +74,54 @@ export function replacementError(
   backend?: Pick<Backend, 'matmul'>,
 ): number {
   const w = conv.weights;
-  const num =
+  const [num, den] =
     rep.method === 'dac'
       ? dacResidual(w, conv.n, conv.c, conv.kh * conv.kw, rep.rank, rep.depthwise, rep.pointwise)
-      : backend
-        ? residualByGemm(rep, conv, backend)
-        : rep.method === 'spatial'
-        ? spatialResidual(w, conv.n, conv.c, conv.kh, conv.kw, rep.width, rep.vertical, rep.horizontal)
-        : channelResidual(w, conv.n, conv.c * conv.kh * conv.kw, rep.width, rep.first, rep.second);
-  let den = 0;
-  for (let q = 0; q < w.length; q++) den += w[q] * w[q];
+      : [
+          backend
+            ? residualByGemm(rep, conv, backend)
+            : rep.method === 'spatial'
+              ? spatialResidual(w, conv.n, conv.c, conv.kh, conv.kw, rep.width, rep.vertical, rep.horizontal)
+              : channelResidual(w, conv.n, conv.c * conv.kh * conv.kw, rep.width, rep.first, rep.second),
+          squaredNorm(w),
+        ];
   if (den === 0) return num === 0 ? 0 : Infinity;
   return Math.sqrt(num / den);
 }
 
-/** ||W - W'||^2, W'[o,i] = sum_m pw[o,i,m] dw[i,m]: one (o, i) slice of K taps at a time. */
-function dacResidual(w: Float32Array, n: number, c: number, K: number, r: number, dw: Float32Array, pw: Float32Array): number {
+function squaredNorm(w: Float32Array): number {
+  let s = 0;
+  for (let q = 0; q < w.length; q++) s += w[q] * w[q];
+  return s;
+}
+
+/**
+ * [||W - W'||^2, ||W||^2], W'[o,i] = sum_m pw[o,i,m] dw[i,m]: one (o, i)
+ * slice of K taps at a time, the norm summed in the same pass (in the same
+ * order as squaredNorm), the filters in double precision once.
+ */
+function dacResidual(w: Float32Array, n: number, c: number, K: number, r: number, dw32: Float32Array, pw: Float32Array): [number, number] {
+  const dw = new Float64Array(dw32);
   const s = new Float64Array(K);
   let num = 0;
-  for (let oi = 0; oi < n * c; oi++) {
-    const i = oi % c;
-    for (let t = 0; t < K; t++) s[t] = w[oi * K + t];
-    for (let m = 0; m < r; m++) {
-      const a = pw[oi * r + m];
-      if (a === 0) continue;
-      const d = (i * r + m) * K;
-      for (let t = 0; t < K; t++) s[t] -= a * dw[d + t];
+  let den = 0;
+  for (let o = 0; o < n; o++) {
+    for (let i = 0; i < c; i++) {
+      const wb = (o * c + i) * K;
+      const pb = (o * c + i) * r;
+      for (let t = 0; t < K; t++) {
+        const v = w[wb + t];
+        s[t] = v;
+        den += v * v;
+      }
+      for (let m = 0, d = i * r * K; m < r; m++, d += K) {
+        const a = pw[pb + m];
+        for (let t = 0; t < K; t++) s[t] -= a * dw[d + t];
+      }
+      for (let t = 0; t < K; t++) num += s[t] * s[t];
     }
-    for (let t = 0; t < K; t++) num += s[t] * s[t];
   }
-  return num;
+  return [num, den];
 }
 
 /**

@@ -50,19 +50,22 @@ export function solveBudget(items: BudgetOption[][], cap: number): number[] | nu
       const prev = byCell.get(q);
       if (prev === undefined || o.loss < opts[prev].loss) byCell.set(q, idx);
     });
-    const cells = [...byCell.entries()];
+    // As typed arrays: the loop below runs (grid cells x options) times per layer.
+    const cellCost = Int32Array.from(byCell.keys());
+    const cellIdx = Int32Array.from(byCell.values());
+    const cellLoss = Float64Array.from(cellIdx, (idx) => opts[idx].loss);
     const next = new Float64Array(capCells + 1).fill(Infinity);
     const choice = new Int32Array(capCells + 1).fill(-1);
     for (let q = 0; q <= capCells; q++) {
       const base = dp[q];
       if (base === Infinity) continue;
-      for (const [cq, idx] of cells) {
-        const t = q + cq;
+      for (let k = 0; k < cellCost.length; k++) {
+        const t = q + cellCost[k];
         if (t > capCells) continue;
-        const v = base + opts[idx].loss;
+        const v = base + cellLoss[k];
         if (v < next[t]) {
           next[t] = v;
-          choice[t] = idx;
+          choice[t] = cellIdx[k];
         }
       }
     }

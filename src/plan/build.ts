@@ -84,13 +84,17 @@ export function factorLayers(set: ErrorModelSet, work: FactorRequest[], plain: b
     batch.length = 0;
     dac.forEach((k) => {
       const { layer, rank } = work[k];
-      // The pointwise stage refitted under Sigma; the backend's own (as large as the output, all layers together)
-      // is not used and goes with its result, taken off the list layer by layer.
-      const { depthwise } = results.shift()!;
+      // The pointwise stage refitted under Sigma, where that changes it; otherwise the backend's own. A result
+      // not used (as large as the output, all layers together) goes with its entry, taken off the list layer by layer.
+      const { depthwise, pointwise } = results.shift()!;
       const model = layerErrorModel(set, layer, plain);
-      const f = model.fitPointwise(model.dacTransformedFilters(depthwise, rank), rank);
+      if (model.dacSvdIsBest) {
+        out[k] = model.svdFactors(depthwise, pointwise, rank);
+      } else {
+        const f = model.fitPointwise(model.dacTransformedFilters(depthwise, rank), rank);
+        out[k] = { first: new Float32Array(f.depthwise), last: new Float32Array(f.pointwise), error: f.error };
+      }
       model.release();
-      out[k] = { first: Float32Array.from(f.depthwise), last: Float32Array.from(f.pointwise), error: f.error };
     });
   }
   work.forEach(({ layer, method, rank }, k) => set.factors.set(factorKey(layer.name, method, rank), out[k]));
@@ -126,12 +130,12 @@ function factorSvd(model: LayerErrorModel, method: 'spatial' | 'channel', rank: 
     // vertical [w][c][kh]: undo L on the channel and Lh on the row tap; horizontal [n][w][kw]: Lw and D.
     const first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
     const last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
-    return { first: Float32Array.from(first), last: Float32Array.from(last), error: tailShare(r.singular, rank) };
+    return { first: new Float32Array(first), last: new Float32Array(last), error: tailShare(r.singular, rank) };
   }
   const r = backend.decomposeChannel(weights, shape, rank, dopts);
   const first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
   const last = Float32Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
-  return { first: Float32Array.from(first), last, error: tailShare(r.singular, rank) };
+  return { first: new Float32Array(first), last, error: tailShare(r.singular, rank) };
 }
 
 /**
@@ -197,7 +201,7 @@ function replaceLayer(
   const context = { layer: layer.name };
   // first: [mid][c][kh][kw] (the stage that reads the input), last: [n][mid] (scaled per output channel).
   const first = f.first;
-  const last = Float64Array.from(f.last);
+  const last = f.last;
   let mid: number;
   let lastPer: number;
   let reconstruct: () => Float64Array;
@@ -226,7 +230,7 @@ function replaceLayer(
     reconstruct = () => {
       const w = new Float64Array(n * c * K);
       const L = new Float64Array(n * rank);
-      const F = Float64Array.from(first);
+      const F = new Float64Array(first);
       for (let x = 0; x < kw; x++) {
         for (let q = 0; q < n * rank; q++) L[q] = last[q * kw + x];
         const R = backend.matmul(L, F, n, c * kh, rank, { context });
@@ -238,10 +242,12 @@ function replaceLayer(
     mid = rank;
     lastPer = rank;
     // W[j][q] = sum_m last[j][m] first[m][q]: one native GEMM (a JS loop was O(n*w*c*kh*kw)).
-    reconstruct = () => backend.matmul(last, Float64Array.from(first), n, c * K, rank, { context });
+    reconstruct = () => backend.matmul(new Float64Array(last), new Float64Array(first), n, c * K, rank, { context });
   }
   const shiftsBias = correctsBias(model, options.biasCorrection ?? true);
   let approx: Float64Array | null = null;
+  // Variance correction's factor per output channel, applied to `last` as it is written out.
+  const gains = new Float64Array(n).fill(1);
   let scaled = false;
   if (options.varianceCorrection ?? true) {
     // The pair's modelled energy: without forming it where the error model allows and the bias does not need it.
@@ -255,7 +261,7 @@ function replaceLayer(
       const g = e1[j] > 0 ? Math.min(VARIANCE_CLAMP[1], Math.max(VARIANCE_CLAMP[0], Math.sqrt(e0[j] / e1[j]))) : 1;
       if (g === 1) continue;
       scaled = true;
-      for (let q = j * lastPer; q < (j + 1) * lastPer; q++) last[q] *= g;
+      gains[j] = g;
       if (approx && shiftsBias) for (let q = j * c * K; q < (j + 1) * c * K; q++) approx[q] *= g;
     }
   }
@@ -282,8 +288,18 @@ function replaceLayer(
     bias = out;
   }
   // Unscaled, the float32 factors are written as they are.
-  const lastOut = scaled ? Float32Array.from(last) : f.last;
+  const lastOut = scaled ? scaleRows(last, gains, lastPer) : last;
   if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: lastOut, bias };
   if (method === 'spatial') return { method, name: layer.name, width: mid, vertical: first, horizontal: lastOut, bias };
   return { method, name: layer.name, width: mid, first, second: lastOut, bias };
+}
+
+/** out[j][q] = a[j][q] * gains[j], rows of `per` values, rounded to float32 once. */
+function scaleRows(a: Float32Array, gains: Float64Array, per: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let j = 0; j < gains.length; j++) {
+    const g = gains[j];
+    for (let q = j * per; q < (j + 1) * per; q++) out[q] = a[q] * g;
+  }
+  return out;
 }

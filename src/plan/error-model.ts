@@ -29,7 +29,7 @@
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../geometry.js';
-import { identity, isDiagonal, jacobiEigen, kron, mixChannels } from './linalg.js';
+import { diagonalCholesky, identity, isDiagonal, jacobiEigen, kron, mixChannels, transposeBlocks } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -48,6 +48,12 @@ const RIDGE = 1e-3;
 
 /** Relative ridge of the DAC refit's system (dead channels leave zero rows in it). */
 const REFIT_RIDGE = 1e-12;
+
+/**
+ * Input channels gathered per pass for per-channel GEMMs (gatherChannels):
+ * a block's run of each OIHW weight row is read at once, not one channel's K values.
+ */
+const CHANNEL_BLOCK = 32;
 
 /** Scales below this fraction of the largest are raised to it, so D stays invertible. */
 const SCALE_FLOOR = 1e-3;
@@ -125,13 +131,15 @@ function diagonalOf(a: Float64Array | null, m: number): Float64Array | null {
   return Float64Array.from({ length: m }, (_, i) => a[i * m + i]);
 }
 
-/** [rows][ch][K] -> [ch][rows][K]. */
-function byChannel(w: Float64Array, rows: number, ch: number, K: number): Float64Array {
-  const out = new Float64Array(w.length);
-  for (let j = 0; j < rows; j++) {
-    for (let i = 0; i < ch; i++) {
-      const src = (j * ch + i) * K;
-      const dst = (i * rows + j) * K;
+/**
+ * Channels i0..i1-1 of an OIHW tensor [n][c][K] by channel ([i1-i0][n][K])
+ * into the front of `out`: one pass over each row's run of the block.
+ */
+function gatherChannels(w: ArrayLike<number>, n: number, c: number, K: number, i0: number, i1: number, out: Float64Array): Float64Array {
+  for (let j = 0; j < n; j++) {
+    for (let i = i0; i < i1; i++) {
+      const src = (j * c + i) * K;
+      const dst = ((i - i0) * n + j) * K;
       for (let t = 0; t < K; t++) out[dst + t] = w[src + t];
     }
   }
@@ -161,6 +169,8 @@ export class LayerErrorModel {
   /** A has no off-diagonal entries: the refit separates by channel. */
   private readonly diagonalA: boolean;
   private curves = new Map<Method, Float64Array>();
+  /** Spectra computed ahead of their curves (prefetchSpectra). */
+  private spectra = new Map<'spatial' | 'channel', Float64Array>();
   /*
    * The caches below are layer-sized double-precision tensors: release()
    * drops them once a layer is planned or built, so a model holds at most one
@@ -179,6 +189,8 @@ export class LayerErrorModel {
   private dacBasisCache: { basis: Float64Array; R: number } | null = null;
   /** sum_j d_j^2 W_j Sigma W_j^T (Sigma as the refit sees it, without the factors' ridge): a number, kept by release(). */
   private totalCache: number | null = null;
+  /** outputEnergy(layer.weights), where energyTotal's pass gives it (plain weighting): n numbers, kept by release(). */
+  private weightEnergyCache: Float64Array | null = null;
 
   constructor(
     readonly layer: ConvLayerInfo,
@@ -196,24 +208,29 @@ export class LayerErrorModel {
     };
     const fh = factor(input.th, kh);
     const fw = factor(input.tw, kw);
-    this.mc = backend.cholesky(input.A, c, RIDGE, context);
+    this.diagonalA = isDiagonal(input.A, c);
+    // A diagonal (plain weighting, independent channels): its factor without the backend's O(c^3) pass.
+    this.mc = (this.diagonalA && diagonalCholesky(input.A, c, RIDGE)) || backend.cholesky(input.A, c, RIDGE, context);
     this.mh = fh.L;
     this.mw = fw.L;
     this.mhInv = fh.inv;
     this.mwInv = fw.inv;
-    this.diagonalA = isDiagonal(input.A, c);
   }
 
   /** L^-1 (c x c), made when first asked for: only spatial and channel map their factors back through it. */
   get mcInv(): Float64Array {
     const { c, name } = this.layer;
+    if (!this.mcInvCache && this.diagonalA) {
+      this.mcInvCache = new Float64Array(c * c);
+      for (let i = 0; i < c; i++) this.mcInvCache[i * c + i] = 1 / this.mc[i * c + i];
+    }
     this.mcInvCache ??= this.backend.solveTriangular(this.mc, c, identity(c), c, { context: { layer: name } });
     return this.mcInvCache;
   }
 
   /** W~ = D W (L (x) Lh (x) Lw), OIHW, the tensor spatial and channel decompose. */
   transformed(): Float32Array {
-    return Float32Array.from(this.transformed64());
+    return new Float32Array(this.transformed64());
   }
 
   private transformed64(): Float64Array {
@@ -224,8 +241,8 @@ export class LayerErrorModel {
     return this.transformedCache;
   }
 
-  /** Relative error e[r] for r = 0..maxRank(method) (e[0] = 1). */
-  curve(method: Method): Float64Array {
+  /** Relative error e[r] for r = 0..maxRank(method) (e[0] = 1); `threads` for the backend's spectra (spatial, channel). */
+  curve(method: Method, threads = 1): Float64Array {
     let e = this.curves.get(method);
     if (e) return e;
     const max = maxRank(this.layer, method);
@@ -233,7 +250,7 @@ export class LayerErrorModel {
     if (method === 'dac') {
       e = this.dacCurve();
     } else {
-      const s2 = this.spectrum(method);
+      const s2 = this.spectrum(method, threads);
       let total = 0;
       for (const v of s2) total += v;
       let tail = total;
@@ -252,9 +269,17 @@ export class LayerErrorModel {
   /**
    * Squared singular values (descending) of the transformed tensor's spatial
    * ((c*kh) x (n*kw)) or channel (n x (c*kh*kw)) matrix: the eigenvalues of
-   * its smaller Gram matrix, on the backend.
+   * its smaller Gram matrix, on the backend (or as spectra() left them).
    */
-  private spectrum(method: 'spatial' | 'channel'): Float64Array {
+  private spectrum(method: 'spatial' | 'channel', threads: number): Float64Array {
+    const known = this.spectra.get(method);
+    if (known) return known;
+    const { G, m } = this.gram(method, threads);
+    return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads }).map((v) => Math.max(v, 0));
+  }
+
+  /** The smaller Gram matrix (m x m) of spectrum(method)'s matrix. */
+  private gram(method: 'spatial' | 'channel', threads: number): { G: Float64Array; m: number } {
     const { n, c, kh, kw } = this.layer;
     const w = this.transformed64();
     let rows: number;
@@ -265,18 +290,60 @@ export class LayerErrorModel {
       cols = c * kh * kw;
       M = w;
     } else {
+      // [n][c*kh][kw] -> [c*kh][n][kw]: rows (i, y), columns (j, x).
       rows = c * kh;
       cols = n * kw;
-      M = new Float64Array(rows * cols);
-      for (let j = 0; j < n; j++)
-        for (let i = 0; i < c; i++)
-          for (let y = 0; y < kh; y++)
-            for (let x = 0; x < kw; x++) M[(i * kh + y) * cols + j * kw + x] = w[((j * c + i) * kh + y) * kw + x];
+      M = transposeBlocks(w, n, rows, kw);
     }
     const context = { layer: this.layer.name };
-    const small = Math.min(rows, cols);
-    const G = rows <= cols ? this.backend.matmul(M, M, rows, rows, cols, { transB: true, context }) : this.backend.matmul(M, M, cols, cols, rows, { transA: true, context });
-    return this.backend.symmetricEigenvalues(G, small, context).map((v) => Math.max(v, 0));
+    const G =
+      rows <= cols
+        ? this.backend.matmul(M, M, rows, rows, cols, { transB: true, threads, context })
+        : this.backend.matmul(M, M, cols, cols, rows, { transA: true, threads, context });
+    return { G, m: Math.min(rows, cols) };
+  }
+
+  /**
+   * The curves of several layers ahead of their use: the spatial and channel
+   * spectra of `threads` layers whose Gram matrices have the same orders in
+   * one backend call per method (the reduction of one large Gram matrix is
+   * bound by memory bandwidth and gains little from a second thread; two
+   * reduced side by side each run at full speed), and, while each layer's
+   * transformed tensor exists, its DAC curve. Same values as curve() makes
+   * one by one. Each layer's caches are released once its part is done.
+   */
+  static prefetchCurves(models: LayerErrorModel[], methods: readonly Method[], threads: number): void {
+    const spectral = methods.filter((m): m is 'spatial' | 'channel' => m !== 'dac');
+    if (threads < 2 || spectral.length === 0) return;
+    const order = (model: LayerErrorModel, method: 'spatial' | 'channel'): number => {
+      const { n, c, kh, kw } = model.layer;
+      return method === 'channel' ? Math.min(n, c * kh * kw) : Math.min(c * kh, n * kw);
+    };
+    const groups = new Map<string, LayerErrorModel[]>();
+    for (const model of models) {
+      if (spectral.every((m) => model.curves.has(m) || model.spectra.has(m))) continue;
+      const key = spectral.map((m) => order(model, m)).join();
+      groups.set(key, [...(groups.get(key) ?? []), model]);
+    }
+    for (const group of groups.values()) {
+      for (let k = 0; k < group.length; k += threads) {
+        const batch = group.slice(k, k + threads);
+        const grams = spectral.map((method) => {
+          const m = order(batch[0], method);
+          return { method, m, all: new Float64Array(batch.length * m * m) };
+        });
+        batch.forEach((model, b) => {
+          for (const g of grams) g.all.set(model.gram(g.method, threads).G, b * g.m * g.m);
+          if (methods.includes('dac')) model.curve('dac');
+          model.release();
+        });
+        const context = { layer: batch.map((x) => x.layer.name).join(', ') };
+        for (const { method, m, all } of grams) {
+          const values = batch[0].backend.symmetricEigenvalues(all, m, context, { threads, count: batch.length });
+          batch.forEach((model, b) => model.spectra.set(method, values.subarray(b * m, (b + 1) * m).map((v) => Math.max(v, 0))));
+        }
+      }
+    }
   }
 
   /** Drops the layer-sized caches (they are rebuilt if needed again); the curves stay. */
@@ -292,28 +359,71 @@ export class LayerErrorModel {
     return this.diagonalA ? diagonalOf(kron(this.mh, kh, this.mw, kw), kh * kw) : null;
   }
 
+  /**
+   * Whether each channel's truncated SVD of dacSvdInput() is already the best
+   * DAC pair under the model: it only rescales (A diagonal, one scale for
+   * every tap and one for every output: plain weighting), so the error
+   * separates by channel, the refit would return the SVD's own pointwise
+   * stage, and the error at each rank is the curve's (scaledDacCurve).
+   */
+  get dacSvdIsBest(): boolean {
+    return this.diagonalA && this.uniformScale();
+  }
+
+  /**
+   * Where dacSvdIsBest, the factors fitPointwise would make from the
+   * backend's per-channel SVD of the weights (its filters, rank r, and its
+   * pointwise stage, the refit's optimum there), without the refit: the
+   * filters kept unit under the tap transform (divided by its one scale, the
+   * pointwise stage multiplied by it), and the curve's error.
+   */
+  svdFactors(depthwise: Float32Array, pointwise: Float32Array, r: number): { first: Float32Array; last: Float32Array; error: number } {
+    const { kh, kw } = this.layer;
+    const tau = kron(this.mh, kh, this.mw, kw)[0];
+    const first = new Float32Array(depthwise.length);
+    for (let q = 0; q < first.length; q++) first[q] = depthwise[q] / tau;
+    const last = new Float32Array(pointwise.length);
+    for (let q = 0; q < last.length; q++) last[q] = pointwise[q] * tau;
+    return { first, last, error: this.curve('dac')[r] };
+  }
+
+  /** Whether D and the tap transform are each one scale (plain weighting): they then change no singular vector. */
+  private uniformScale(): boolean {
+    const { kh, kw } = this.layer;
+    const taps = diagonalOf(kron(this.mh, kh, this.mw, kw), kh * kw);
+    return taps !== null && taps.every((v) => v === taps[0]) && this.d.every((v) => v === this.d[0]);
+  }
+
   private energyTotal(): number {
     if (this.totalCache !== null) return this.totalCache;
     const tapScale = this.plainScales();
     if (!tapScale) return this.dacSetup().total;
-    // Plain: sum_j d_j^2 sum_i A[i,i] |W[j,i] taps|^2, one pass over the weights (dacSetup's products).
+    // Plain: sum_j d_j^2 sum_i A[i,i] |W[j,i] taps|^2, one pass over the weights (dacSetup's products),
+    // which also gives outputEnergy(weights) (its products, under the factors' scales).
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
     const w = this.layer.weights;
     const A = this.input.A;
+    const rows = new Float64Array(n);
     let total = 0;
     for (let j = 0; j < n; j++) {
       let s = 0;
+      let e = 0;
       for (let i = 0; i < c; i++) {
         const a = A[i * c + i];
+        const m = this.mc[i * c + i];
         for (let t = 0; t < K; t++) {
           const v = w[(j * c + i) * K + t] * tapScale[t];
           s += v * a * v;
+          const u = v * m;
+          e += u * u;
         }
       }
       total += this.d[j] * this.d[j] * s;
+      rows[j] = e;
     }
     this.totalCache = total;
+    this.weightEnergyCache = rows;
     return total;
   }
 
@@ -391,7 +501,7 @@ export class LayerErrorModel {
       }
       total += this.d[j] * this.d[j] * s;
     }
-    this.dac = { W0c: byChannel(W0, n, c, K), Y, total };
+    this.dac = { W0c: transposeBlocks(W0, n, c, K), Y, total };
     this.totalCache = total;
     return this.dac;
   }
@@ -409,8 +519,9 @@ export class LayerErrorModel {
   /** The tensor whose per-channel SVD gives DAC's depthwise filters (OIHW): D W (Lh (x) Lw) or W, per dacWeighted. */
   dacSvdInput(): Float32Array {
     const { n, c, kh, kw } = this.layer;
-    if (!this.dacWeighted) return this.layer.weights;
-    return Float32Array.from(mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, (j) => this.d[j]));
+    // A uniform scale (plain weighting) leaves every singular vector as it is: the weights themselves.
+    if (!this.dacWeighted || this.uniformScale()) return this.layer.weights;
+    return new Float32Array(mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, (j) => this.d[j]));
   }
 
   /** Depthwise filters [c*r][K] from the SVD of dacSvdInput(), in tap-transformed space (what fitPointwise takes). */
@@ -515,31 +626,25 @@ export class LayerErrorModel {
    * for every tap and one for every output: plain weighting). Each channel's
    * best filters are then its plain SVD's, whatever the refit, so e[r] is the
    * A-weighted share of the squared singular values beyond r: eigenvalues of
-   * the channels' Gram matrices in double precision, no basis and no refit.
+   * the channels' Gram matrices in double precision (a GEMM and an
+   * eigensolve per channel on the backend), no basis and no refit.
    * Null under any other model.
    */
   private scaledDacCurve(): Float64Array | null {
-    const tapScale = this.plainScales();
-    if (!tapScale || tapScale.some((v) => v !== tapScale[0]) || this.d.some((v) => v !== this.d[0])) return null;
+    if (!this.dacSvdIsBest) return null;
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
     const R = maxRank(this.layer, 'dac');
-    const w = this.layer.weights;
     const A = this.input.A;
+    const context = { layer: this.layer.name };
     // tail[r] = sum_i A[i,i] sum_{k >= r} lambda_ik
     const tail = new Float64Array(R + 1);
-    const G = new Float64Array(K * K);
+    const rows = new Float64Array(Math.min(c, CHANNEL_BLOCK) * n * K);
     for (let i = 0; i < c; i++) {
-      G.fill(0);
-      for (let j = 0; j < n; j++) {
-        const base = (j * c + i) * K;
-        for (let t = 0; t < K; t++) {
-          const a = w[base + t];
-          for (let u = t; u < K; u++) G[t * K + u] += a * w[base + u];
-        }
-      }
-      for (let t = 0; t < K; t++) for (let u = 0; u < t; u++) G[t * K + u] = G[u * K + t];
-      const values = Array.from(jacobiEigen(G, K).values, (v) => Math.max(v, 0)).sort((a, b) => b - a);
+      if (i % CHANNEL_BLOCK === 0) gatherChannels(this.layer.weights, n, c, K, i, Math.min(c, i + CHANNEL_BLOCK), rows);
+      const X = rows.subarray((i % CHANNEL_BLOCK) * n * K, ((i % CHANNEL_BLOCK) + 1) * n * K);
+      const G = this.backend.matmul(X, X, K, K, n, { transA: true, context });
+      const values = this.backend.symmetricEigenvalues(G, K, context).map((v) => Math.max(v, 0));
       const a = A[i * c + i];
       for (let k = 0; k < K; k++) for (let r = 0; r <= Math.min(k, R); r++) tail[r] += a * values[k];
     }
@@ -868,14 +973,15 @@ export class LayerErrorModel {
     const tapScale = diagonalOf(kron(this.mh, kh, this.mw, kw), K);
     const chScale = diagonalOf(this.mc, c);
     if (!tapScale || !chScale) return null;
+    // G_i's upper triangle, off-diagonal entries doubled: p^T G p sums each pair once.
     const G = new Float64Array(c * r * r);
     for (let i = 0; i < c; i++) {
       const m2 = chScale[i] * chScale[i];
       for (let k = 0; k < r; k++) {
-        for (let k2 = 0; k2 < r; k2++) {
+        for (let k2 = k; k2 < r; k2++) {
           let s = 0;
           for (let t = 0; t < K; t++) s += depthwise[(i * r + k) * K + t] * depthwise[(i * r + k2) * K + t] * tapScale[t] * tapScale[t];
-          G[(i * r + k) * r + k2] = m2 * s;
+          G[(i * r + k) * r + k2] = (k2 === k ? 1 : 2) * m2 * s;
         }
       }
     }
@@ -884,13 +990,11 @@ export class LayerErrorModel {
       let s = 0;
       for (let i = 0; i < c; i++) {
         const p = j * c * r + i * r;
-        const g = i * r * r;
         for (let k = 0; k < r; k++) {
-          const pk = pointwise[p + k];
-          if (pk === 0) continue;
+          const g = (i * r + k) * r;
           let row = 0;
-          for (let k2 = 0; k2 < r; k2++) row += G[g + k * r + k2] * pointwise[p + k2];
-          s += pk * row;
+          for (let k2 = k; k2 < r; k2++) row += G[g + k2] * pointwise[p + k2];
+          s += pointwise[p + k] * row;
         }
       }
       e[j] = s;
@@ -902,6 +1006,7 @@ export class LayerErrorModel {
   outputEnergy(w: ArrayLike<number>): Float64Array {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
+    if (w === this.layer.weights && this.weightEnergyCache) return this.weightEnergyCache.slice();
     const e = new Float64Array(n);
     const taps = kron(this.mh, kh, this.mw, kw);
     if (this.diagonalA && isDiagonal(this.mc, c) && isDiagonal(taps, K)) {

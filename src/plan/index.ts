@@ -17,7 +17,7 @@ import { convCost, matchingWidth, modelCost, replacementCost } from '../cost.js'
 import { maxRank } from '../geometry.js';
 import { getBackend } from '../backend/loader.js';
 import type { DecomposeBackend } from './backend.js';
-import { mixTensor, type LayerErrorModel, type ErrorModelOptions } from './error-model.js';
+import { mixTensor, LayerErrorModel, type ErrorModelOptions } from './error-model.js';
 import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet, type PlanErrorModel } from './error-model-set.js';
 export { defaultWeighting } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
@@ -319,6 +319,11 @@ interface Candidate {
 }
 
 /** fn's result, with the model's layer-sized caches dropped after it: planning keeps a layer's curves, not its tensors. */
+/** The curves every layer's candidates will need, several layers at a time (LayerErrorModel.prefetchCurves). */
+function prefetchCurves(eligible: ConvLayerInfo[], models: Map<string, LayerErrorModel>, methods: Method[], threads: number): void {
+  LayerErrorModel.prefetchCurves(eligible.map((layer) => models.get(layer.name)!), methods, threads);
+}
+
 function releasing<T>(model: LayerErrorModel, fn: (model: LayerErrorModel) => T): T {
   try {
     return fn(model);
@@ -328,7 +333,7 @@ function releasing<T>(model: LayerErrorModel, fn: (model: LayerErrorModel) => T)
 }
 
 /** Every way to treat a layer under an automatic policy; decompositions that do not save MACs are left out. */
-function candidates(model: LayerErrorModel, methods: Method[], biasCorrection: boolean): Candidate[] {
+function candidates(model: LayerErrorModel, methods: Method[], biasCorrection: boolean, threads: number): Candidate[] {
   const layer = model.layer;
   const full = convCost(layer);
   const biasAdded = !layer.bias && correctsBias(model, biasCorrection);
@@ -338,7 +343,7 @@ function candidates(model: LayerErrorModel, methods: Method[], biasCorrection: b
     for (let r = 1; r <= max; r++) {
       const cost = replacementCost(layer, m, r, biasAdded);
       if (cost.macs >= full.macs) break;
-      out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m)[r] });
+      out.push({ method: m, rank: r, macs: cost.macs, params: cost.params, error: model.curve(m, threads)[r] });
     }
   }
   return out;
@@ -361,7 +366,8 @@ function timed(cs: Candidate[], layer: ConvLayerInfo, latency: Record<string, La
  * everything that is not a conv (it counts in the budget's denominator).
  * `backend` (default getBackend()) computes the spectra and the dense linear
  * algebra of the error model; `threads` are its threads for the
- * factorisations an explicit-rank plan makes (buildReplacements reuses them).
+ * factorisations an explicit-rank plan makes (buildReplacements reuses them)
+ * and for the spectra of spatial and channel error curves.
  */
 export function planModel(
   convs: ConvLayerInfo[],
@@ -421,18 +427,20 @@ export function planModel(
         plans.set(layer.name, keepPlan(layer, 'not named in ranks'));
       }
     }
-    // Nothing to choose from, so no error curves: each layer's predicted error is that of the factors the
-    // build will use (made here once, kept for it); paper plans, built by paper.ts, read it off the curve.
+    // Nothing to choose from: each layer's predicted error is that of the factors the build will use (made here
+    // once, kept for it; under plain weighting a DAC pair's is its curve's, which is cheaper than a refit and no
+    // other curve is made); paper plans, built by paper.ts, read it off the curve.
     const errors = options.paper
-      ? work.map(({ layer, rank }) => releasing(models.get(layer.name)!, (model) => model.curve(m)[rank]))
+      ? work.map(({ layer, rank }) => releasing(models.get(layer.name)!, (model) => model.curve(m, threads)[rank]))
       : factorLayers(set, work, plain, threads).map((f) => f.error);
     work.forEach(({ layer, rank }, k) => plans.set(layer.name, decomposedPlan(models.get(layer.name)!, m, rank, correct, errors[k])));
   } else if (options.energy !== undefined) {
+    prefetchCurves(eligible, models, methods, threads);
     const limit = 1 - options.energy;
     for (const layer of eligible) {
       const model = models.get(layer.name)!;
       if (method !== 'auto') {
-        const r = rankFor(releasing(model, (x) => x.curve(method)), limit);
+        const r = rankFor(releasing(model, (x) => x.curve(method, threads)), limit);
         plans.set(
           layer.name,
           replacementCost(layer, method, r).macs < convCost(layer).macs
@@ -442,7 +450,7 @@ export function planModel(
         continue;
       }
       let best: Candidate | null = null;
-      for (const c of releasing(model, (x) => candidates(x, METHODS, correct))) {
+      for (const c of releasing(model, (x) => candidates(x, METHODS, correct, threads))) {
         if (c.method !== 'keep' && c.error <= limit + EXACT_TOLERANCE && (!best || c.macs < best.macs)) best = c;
       }
       plans.set(
@@ -453,7 +461,7 @@ export function planModel(
       );
     }
   } else {
-    planBudget(convs, other, options, eligible, models, methods, weights, plans);
+    planBudget(convs, other, options, eligible, models, methods, weights, plans, threads);
   }
 
   const layers = convs.map((c) => plans.get(c.name)!);
@@ -482,7 +490,9 @@ function planBudget(
   methods: Method[],
   weights: number[],
   plans: Map<string, LayerPlan>,
+  threads: number,
 ): void {
+  prefetchCurves(eligible, models, methods, threads);
   const before = modelCost(convs, other).total;
   const eligibleNames = new Set(eligible.map((l) => l.name));
   const fixed = { macs: other.macs, params: other.params };
@@ -493,7 +503,7 @@ function planBudget(
     fixed.params += c.params;
   }
   const cands = eligible.map((layer) =>
-    timed(releasing(models.get(layer.name)!, (model) => candidates(model, methods, options.biasCorrection ?? true)), layer, options.latency),
+    timed(releasing(models.get(layer.name)!, (model) => candidates(model, methods, options.biasCorrection ?? true, threads)), layer, options.latency),
   );
   const capFor = (resource: 'macs' | 'params', fraction: number) =>
     before[resource] - Math.ceil(fraction * before[resource] - 1e-9) - fixed[resource];

@@ -51,6 +51,28 @@ export function jacobiEigen(a: ArrayLike<number>, m: number): { values: Float64A
   return { values, vectors: V };
 }
 
+/**
+ * The backend's cholesky (backend.ts: ridge * (mean diagonal, or 1 when that
+ * is not positive) added to the diagonal, a pivot below 1e-6 of that amount
+ * raised to it) of a diagonal m x m matrix, without its O(m^3) pass: the
+ * square roots of the diagonal. Null when the diagonal is not finite (the
+ * backend names that error).
+ */
+export function diagonalCholesky(a: ArrayLike<number>, m: number, ridge: number): Float64Array | null {
+  let sum = 0;
+  for (let i = 0; i < m; i++) sum += a[i * m + i];
+  if (!Number.isFinite(sum)) return null;
+  const mean = sum / m;
+  const add = ridge * (mean > 0 ? mean : 1);
+  const floor = add > 0 ? add * 1e-6 : 1e-300;
+  const L = new Float64Array(m * m);
+  for (let i = 0; i < m; i++) {
+    const v = a[i * m + i] + add;
+    L[i * m + i] = Math.sqrt(v < floor ? floor : v);
+  }
+  return L;
+}
+
 /** Whether every off-diagonal entry of an m x m matrix is exactly zero. */
 export function isDiagonal(a: ArrayLike<number>, m: number): boolean {
   for (let i = 0; i < m; i++) {
@@ -78,8 +100,8 @@ export function mixChannels(
   K: number,
   M: Float64Array,
 ): Float64Array {
-  const out = new Float64Array(rows * ch * K);
   if (isDiagonal(M, ch)) {
+    const out = new Float64Array(rows * ch * K);
     for (let j = 0; j < rows; j++) {
       for (let i = 0; i < ch; i++) {
         const m = M[i * ch + i];
@@ -90,21 +112,28 @@ export function mixChannels(
     return out;
   }
   // X[i][(j, t)] = w[j][i][t]
-  const cols = rows * K;
-  const X = new Float64Array(ch * cols);
-  for (let j = 0; j < rows; j++) {
-    for (let i = 0; i < ch; i++) {
-      const src = (j * ch + i) * K;
-      const dst = i * cols + j * K;
-      for (let t = 0; t < K; t++) X[dst + t] = w[src + t];
-    }
-  }
-  const Y = backend.matmul(M, X, ch, cols, ch, { transA: true });
-  for (let j = 0; j < rows; j++) {
-    for (let i = 0; i < ch; i++) {
-      const dst = (j * ch + i) * K;
-      const src = i * cols + j * K;
-      for (let t = 0; t < K; t++) out[dst + t] = Y[src + t];
+  const X = transposeBlocks(w, rows, ch, K);
+  const Y = backend.matmul(M, X, ch, rows * K, ch, { transA: true });
+  return transposeBlocks(Y, ch, rows, K);
+}
+
+/** Tile edge of transposeBlocks: a tile's rows and columns stay in cache (a plain loop strides through one of them). */
+const TILE = 16;
+
+/** [rows][cols][block] -> [cols][rows][block] (a transpose whose elements are runs of `block` values), tile by tile. */
+export function transposeBlocks(src: ArrayLike<number>, rows: number, cols: number, block: number): Float64Array {
+  const out = new Float64Array(rows * cols * block);
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let q = c0; q < c1; q++) {
+        for (let p = r0; p < r1; p++) {
+          const s = (p * cols + q) * block;
+          const d = (q * rows + p) * block;
+          for (let t = 0; t < block; t++) out[d + t] = src[s + t];
+        }
+      }
     }
   }
   return out;

@@ -1,0 +1,213 @@
+// The planner's double-precision linear algebra (native/linalg): every
+// packed-GEMM variant against a plain triple loop on odd shapes (edges of
+// every blocking level, all transposes, accumulation, one triangle, several
+// workers), the fused symmetric product against a plain loop, the public
+// gemm's Gram path, and the eigenvalues against Eigen's solver on random,
+// graded and rank-deficient spectra.
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../linalg/gemm.h"
+#include "../linalg/linalg.h"
+#include "harness.h"
+
+using dac_test::report;
+using dac_test::Rng;
+using Eigen::MatrixXd;
+using Eigen::VectorXd;
+
+namespace {
+
+std::vector<double> doubles(Rng& rng, int64_t n) {
+  std::vector<double> v(static_cast<size_t>(n));
+  for (auto& x : v) x = rng.next();
+  return v;
+}
+
+// C += alpha op(A) op(B) for every variant, against the plain loop on the
+// entries the triangle asks for.
+void test_gemm_variants() {
+  Rng rng(7);
+  const auto& variants = dac::detail::gemm_kernel_variants();
+  struct Shape {
+    int64_t m, n, k;
+  };
+  // 1s, sizes just off every variant's tile (4, 6, 8, 24) and past kMc = 144,
+  // kKc = 256 and kNc = 1536.
+  const Shape shapes[] = {{1, 1, 1}, {5, 7, 3}, {13, 25, 17}, {145, 31, 257}, {49, 1539, 9}, {40, 1539, 40}, {150, 150, 300}};
+  for (int v = 0; v < variants.count; ++v) {
+    const dac::detail::GemmKernels& kern = *variants.tables[v];
+    double worst = 0;
+    bool others_untouched = true, threads_same = true;
+    for (const Shape& s : shapes) {
+      for (int trans = 0; trans < 4; ++trans) {
+        const bool ta = trans & 1, tb = trans & 2;
+        for (int triangle = -1; triangle <= 1; ++triangle) {
+          if (triangle != 0 && s.m != s.n) continue;
+          const std::vector<double> a = doubles(rng, s.m * s.k), b = doubles(rng, s.k * s.n);
+          const std::vector<double> c0 = doubles(rng, s.m * s.n);
+          std::vector<double> c = c0, c3 = c0;
+          const dac::detail::Strided sa = ta ? dac::detail::Strided{a.data(), 1, s.m} : dac::detail::Strided{a.data(), s.k, 1};
+          const dac::detail::Strided sb = tb ? dac::detail::Strided{b.data(), 1, s.k} : dac::detail::Strided{b.data(), s.n, 1};
+          dac::detail::gemm_accumulate(kern, s.m, s.n, s.k, sa, sb, -0.5, c.data(), s.n, triangle, 1);
+          dac::detail::gemm_accumulate(kern, s.m, s.n, s.k, sa, sb, -0.5, c3.data(), s.n, triangle, 3);
+          threads_same = threads_same && c == c3;
+          for (int64_t i = 0; i < s.m; ++i) {
+            for (int64_t j = 0; j < s.n; ++j) {
+              const bool wanted = triangle == 0 || (triangle > 0 ? j <= i : j >= i);
+              double want = 0;
+              for (int64_t p = 0; p < s.k; ++p) want += sa.data[i * sa.rs + p * sa.cs] * sb.data[p * sb.rs + j * sb.cs];
+              want = c0[size_t(i * s.n + j)] - 0.5 * want;
+              const double got = c[size_t(i * s.n + j)];
+              if (wanted) worst = std::max(worst, std::fabs(got - want) / (1 + std::fabs(want)));
+              else others_untouched = others_untouched && got == c0[size_t(i * s.n + j)];
+            }
+          }
+        }
+      }
+    }
+    report(worst < 1e-13, std::string("gemm ") + kern.name + " matches the plain product", "worst " + std::to_string(worst));
+    report(others_untouched, std::string("gemm ") + kern.name + ": one triangle leaves the other alone");
+    report(threads_same, std::string("gemm ") + kern.name + ": three workers give the one-worker result, bit for bit");
+  }
+}
+
+void test_symv_variants() {
+  Rng rng(11);
+  const auto& variants = dac::detail::gemm_kernel_variants();
+  for (int v = 0; v < variants.count; ++v) {
+    const dac::detail::GemmKernels& kern = *variants.tables[v];
+    double worst = 0;
+    for (int64_t n : {1, 3, 4, 5, 6, 17, 23, 64, 301}) {
+      const int64_t lda = n + 3;
+      const std::vector<double> a = doubles(rng, n * lda), x = doubles(rng, n);
+      std::vector<double> y = doubles(rng, n);
+      std::vector<double> want = y;
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = j; i < n; ++i) {
+          want[size_t(i)] += a[size_t(j * lda + i)] * x[size_t(j)];
+          if (i > j) want[size_t(j)] += a[size_t(j * lda + i)] * x[size_t(i)];
+        }
+      }
+      kern.symv_lower(n, a.data(), lda, x.data(), y.data());
+      for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(y[size_t(i)] - want[size_t(i)]));
+    }
+    report(worst < 1e-12, std::string("symv_lower ") + kern.name + " matches the plain loop", "worst " + std::to_string(worst));
+  }
+}
+
+// The public gemm: a Gram matrix (one buffer, one side transposed) is
+// computed as one triangle and mirrored, so it is exactly symmetric, and the
+// same with one or two workers.
+void test_gram() {
+  Rng rng(13);
+  double worst = 0;
+  bool symmetric = true, threads_same = true;
+  for (int m : {1, 7, 150, 301}) {
+    for (int k : {1, 33, 260}) {
+      for (bool trans_b : {true, false}) {
+        const std::vector<double> x = doubles(rng, int64_t(m) * k);
+        std::vector<double> c1(static_cast<size_t>(m) * m), c2(static_cast<size_t>(m) * m);
+        dac::GemmParams p;
+        p.m = p.n = m;
+        p.k = k;
+        p.a = p.b = x.data();
+        p.a_length = p.b_length = int64_t(m) * k;
+        p.trans_a = !trans_b;
+        p.trans_b = trans_b;
+        p.c = c1.data();
+        p.c_length = int64_t(m) * m;
+        dac::gemm(p);
+        p.c = c2.data();
+        p.threads = 2;
+        dac::gemm(p);
+        threads_same = threads_same && c1 == c2;
+        // x is m x k for X X^T (trans_b), k x m for X^T X.
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < m; ++j) {
+            double want = 0;
+            for (int q = 0; q < k; ++q)
+              want += trans_b ? x[size_t(i * k + q)] * x[size_t(j * k + q)] : x[size_t(q * m + i)] * x[size_t(q * m + j)];
+            worst = std::max(worst, std::fabs(c1[size_t(i * m + j)] - want) / (1 + std::fabs(want)));
+            symmetric = symmetric && c1[size_t(i * m + j)] == c1[size_t(j * m + i)];
+          }
+        }
+      }
+    }
+  }
+  report(worst < 1e-13, "gemm: Gram matrices match the plain product", "worst " + std::to_string(worst));
+  report(symmetric, "gemm: Gram matrices are exactly symmetric");
+  report(threads_same, "gemm: two workers give the one-worker Gram matrix");
+}
+
+// Q diag(values) Q^T with Q orthogonal from a random matrix.
+MatrixXd with_spectrum(Rng& rng, const VectorXd& values) {
+  const int m = int(values.size());
+  MatrixXd r(m, m);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < m; ++j) r(i, j) = rng.next();
+  const MatrixXd q = Eigen::HouseholderQR<MatrixXd>(r).householderQ();
+  return q * values.asDiagonal() * q.transpose();
+}
+
+void test_eigenvalues() {
+  Rng rng(17);
+  double worst = 0;
+  bool ok = true, threads_same = true;
+  for (int m : {1, 5, 64, 300, 520}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      MatrixXd g;
+      if (kind == 0) {  // random symmetric, both signs
+        g = MatrixXd(m, m);
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j <= i; ++j) g(i, j) = g(j, i) = rng.next();
+      } else if (kind == 1) {  // graded: 1 down to 1e-12
+        VectorXd values(m);
+        for (int i = 0; i < m; ++i) values(i) = std::pow(10.0, -12.0 * i / std::max(m - 1, 1));
+        g = with_spectrum(rng, values);
+      } else {  // rank-deficient Gram matrix: rank about m / 3
+        MatrixXd x(m, std::max(m / 3, 1));
+        for (int i = 0; i < x.rows(); ++i)
+          for (int j = 0; j < x.cols(); ++j) x(i, j) = rng.next();
+        g = x * x.transpose();
+      }
+      // Row-major with a poisoned upper triangle: only the lower one is read.
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = g;
+      for (int i = 0; i < m; ++i)
+        for (int j = i + 1; j < m; ++j) rm(i, j) = 1e300;
+      std::vector<double> v1(static_cast<size_t>(m)), v2(static_cast<size_t>(m));
+      dac::SymmetricEigenvaluesParams p;
+      p.m = m;
+      p.a = rm.data();
+      p.a_length = int64_t(m) * m;
+      p.values = v1.data();
+      p.values_length = m;
+      ok = ok && dac::symmetric_eigenvalues(p).ok;
+      p.values = v2.data();
+      p.threads = 2;
+      ok = ok && dac::symmetric_eigenvalues(p).ok;
+      threads_same = threads_same && v1 == v2;
+      const VectorXd ref = Eigen::SelfAdjointEigenSolver<MatrixXd>(g, Eigen::EigenvaluesOnly).eigenvalues();
+      const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-300);
+      for (int i = 0; i < m; ++i) worst = std::max(worst, std::fabs(v1[size_t(i)] - ref(m - 1 - i)) / scale);
+    }
+  }
+  report(ok, "symmetricEigenvalues succeeds");
+  report(worst < 1e-12, "symmetricEigenvalues matches Eigen on random, graded and rank-deficient spectra",
+         "worst " + std::to_string(worst));
+  report(threads_same, "symmetricEigenvalues: two threads give the one-thread values");
+}
+
+}  // namespace
+
+int main() {
+  test_gemm_variants();
+  test_symv_variants();
+  test_gram();
+  test_eigenvalues();
+  std::printf("linalg_test: %d passed, %d failed\n", dac_test::g_passed, dac_test::g_failed);
+  return dac_test::g_failed == 0 ? 0 : 1;
+}
