@@ -11,7 +11,7 @@ import { convCost, modelCost, replacementCost } from '../src/cost.js';
 import { convOutputSize, maxRank } from '../src/geometry.js';
 import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '../src/plan/index.js';
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
-import { diagonalCholesky, jacobiEigen, kron } from '../src/plan/linalg.js';
+import { jacobiEigen, kron } from '../src/plan/linalg.js';
 import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
 import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
 import { LayerErrorModel } from '../src/plan/error-model.js';
@@ -542,13 +542,14 @@ t.test('plain weighting: the backend\'s per-channel SVD pair is the refit\'s, wi
   }
 });
 
-t.test('diagonalCholesky is the backend\'s cholesky of a diagonal matrix (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+t.test('cholesky of a diagonal matrix (plain weighting\'s A): the square roots of the ridged diagonal, pivots floored (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
   const rand = mulberry32(71);
   const diagonals = [
     [1, 1, 1, 1],
     [2.5, 0, 0.3, 7, 1e-9],
     [0, 0, 0],
     Array.from({ length: 40 }, () => rand() * 3),
+    Array.from({ length: 130 }, () => rand() * 3),
   ];
   for (const backend of backends) {
     for (const diag of diagonals) {
@@ -556,13 +557,45 @@ t.test('diagonalCholesky is the backend\'s cholesky of a diagonal matrix (every 
       const a = new Float64Array(m * m);
       diag.forEach((v, i) => (a[i * m + i] = v));
       for (const ridge of [1e-3, 0]) {
-        const got = diagonalCholesky(a, m, ridge)!;
-        const want = backend.cholesky(a, m, ridge);
-        const worst = got.reduce((w, v, q) => Math.max(w, Math.abs(v - want[q]) / Math.max(Math.abs(want[q]), 1e-300)), 0);
+        // linalg.h's rule: ridge * (mean diagonal, or 1 when that is not positive) added, pivots below 1e-6 of it raised to it.
+        const mean = diag.reduce((x, v) => x + v, 0) / m;
+        const add = ridge * (mean > 0 ? mean : 1);
+        const floor = add > 0 ? add * 1e-6 : 1e-300;
+        const got = backend.cholesky(a, m, ridge);
+        let worst = 0;
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < m; j++) {
+            const want = i === j ? Math.sqrt(Math.max(diag[i] + add, floor)) : 0;
+            worst = Math.max(worst, Math.abs(got[i * m + j] - want) / Math.max(want, 1e-300));
+          }
         t.ok(worst <= 1e-15, `${backend.name} [${diag.slice(0, 5).join(', ')}${m > 5 ? ', ...' : ''}] ridge ${ridge}: worst relative difference ${worst}`);
       }
     }
-    t.equal(diagonalCholesky(Float64Array.of(1, 0, 0, NaN), 2, 1e-3), null, `${backend.name}: a non-finite diagonal is left to the backend`);
+    t.throws(() => backend.cholesky(Float64Array.of(1, 0, 0, NaN), 2, 1e-3), { code: 'EKERNEL' }, `${backend.name}: a non-finite diagonal is refused`);
+  }
+});
+
+t.test('symmetricEigenvalues of several matrices in one call: each as alone, whatever the threads (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  const rand = mulberry32(72);
+  for (const m of [1, 7, 65]) {
+    const count = 3;
+    const all = new Float64Array(count * m * m);
+    for (let b = 0; b < count; b++) {
+      const x = Array.from({ length: m * (m + 2) }, () => rand() - 0.5);
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j <= i; j++) {
+          let v = 0;
+          for (let k = 0; k < m + 2; k++) v += x[i * (m + 2) + k] * x[j * (m + 2) + k];
+          all[b * m * m + i * m + j] = all[b * m * m + j * m + i] = v;
+        }
+    }
+    for (const backend of backends) {
+      const alone = Array.from({ length: count }, (_, b) => [...backend.symmetricEigenvalues(all.slice(b * m * m, (b + 1) * m * m), m)]);
+      for (const threads of [1, 2, 3]) {
+        const together = backend.symmetricEigenvalues(all, m, {}, { threads, count });
+        t.same(Array.from({ length: count }, (_, b) => [...together.subarray(b * m, (b + 1) * m)]), alone, `${backend.name} m=${m} threads ${threads}`);
+      }
+    }
   }
 });
 

@@ -82,19 +82,11 @@ Status gemm(const GemmParams& p) {
   return Status::Ok();
 }
 
-Status cholesky(const CholeskyParams& p) {
-  Status s = check_dims("cholesky", {{"m", p.m}});
-  if (!s.ok) return s;
-  const int64_t m = p.m;
-  if (!(s = check_buffer("cholesky", "a", p.a, p.a_length, m * m)).ok) return s;
-  if (!std::isfinite(p.ridge) || p.ridge < 0)
-    return Status::Error("cholesky: ridge must be a finite number >= 0, got " + std::to_string(p.ridge));
-  if (m == 0) return Status::Ok();
-  Map a(p.a, m, m);
-  const double mean = a.diagonal().sum() / static_cast<double>(m);
-  const double add = p.ridge * (mean > 0 ? mean : 1.0);
-  const double floor = add > 0 ? add * 1e-6 : 1e-300;
-  a.diagonal().array() += add;
+namespace {
+
+// The blocked right-looking factorization of cholesky(), in place on the
+// lower triangle of `a` (ridge already added).
+void factor_blocked(Map& a, int64_t m, double floor) {
   // A pivot below the floor means the matrix is not positive semi-definite
   // there (beyond what the ridge covers): that column is dropped (zero below
   // the diagonal) instead of dividing by a vanishing pivot.
@@ -122,6 +114,37 @@ Status cholesky(const CholeskyParams& p) {
       if (dropped[size_t(k0 + j)]) a21.col(j).setZero();
     }
     a.block(k0 + nb, k0 + nb, rest, rest).selfadjointView<Eigen::Lower>().rankUpdate(a21, -1.0);
+  }
+}
+
+}  // namespace
+
+Status cholesky(const CholeskyParams& p) {
+  Status s = check_dims("cholesky", {{"m", p.m}});
+  if (!s.ok) return s;
+  const int64_t m = p.m;
+  if (!(s = check_buffer("cholesky", "a", p.a, p.a_length, m * m)).ok) return s;
+  if (!std::isfinite(p.ridge) || p.ridge < 0)
+    return Status::Error("cholesky: ridge must be a finite number >= 0, got " + std::to_string(p.ridge));
+  if (m == 0) return Status::Ok();
+  Map a(p.a, m, m);
+  const double mean = a.diagonal().sum() / static_cast<double>(m);
+  const double add = p.ridge * (mean > 0 ? mean : 1.0);
+  const double floor = add > 0 ? add * 1e-6 : 1e-300;
+  a.diagonal().array() += add;
+  bool diagonal = true;
+  for (int64_t i = 1; i < m && diagonal; ++i)
+    for (int64_t j = 0; j < i; ++j)
+      if (a(i, j) != 0) {
+        diagonal = false;
+        break;
+      }
+  if (diagonal) {
+    // Diagonal (the planner's plain weighting): what factor_blocked computes
+    // for it, without its O(m^3) products.
+    for (int64_t i = 0; i < m; ++i) a(i, i) = std::sqrt(a(i, i) < floor ? floor : a(i, i));
+  } else {
+    factor_blocked(a, m, floor);
   }
   a.triangularView<Eigen::StrictlyUpper>().setZero();
   for (int64_t i = 0; i < m; ++i) {

@@ -29,7 +29,7 @@
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../geometry.js';
-import { diagonalCholesky, identity, isDiagonal, jacobiEigen, kron, mixChannels, transposeBlocks } from './linalg.js';
+import { identity, isDiagonal, jacobiEigen, kron, mixChannels, transposeBlocks } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -209,8 +209,7 @@ export class LayerErrorModel {
     const fh = factor(input.th, kh);
     const fw = factor(input.tw, kw);
     this.diagonalA = isDiagonal(input.A, c);
-    // A diagonal (plain weighting, independent channels): its factor without the backend's O(c^3) pass.
-    this.mc = (this.diagonalA && diagonalCholesky(input.A, c, RIDGE)) || backend.cholesky(input.A, c, RIDGE, context);
+    this.mc = backend.cholesky(input.A, c, RIDGE, context);
     this.mh = fh.L;
     this.mw = fw.L;
     this.mhInv = fh.inv;

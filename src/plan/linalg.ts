@@ -51,28 +51,6 @@ export function jacobiEigen(a: ArrayLike<number>, m: number): { values: Float64A
   return { values, vectors: V };
 }
 
-/**
- * The backend's cholesky (backend.ts: ridge * (mean diagonal, or 1 when that
- * is not positive) added to the diagonal, a pivot below 1e-6 of that amount
- * raised to it) of a diagonal m x m matrix, without its O(m^3) pass: the
- * square roots of the diagonal. Null when the diagonal is not finite (the
- * backend names that error).
- */
-export function diagonalCholesky(a: ArrayLike<number>, m: number, ridge: number): Float64Array | null {
-  let sum = 0;
-  for (let i = 0; i < m; i++) sum += a[i * m + i];
-  if (!Number.isFinite(sum)) return null;
-  const mean = sum / m;
-  const add = ridge * (mean > 0 ? mean : 1);
-  const floor = add > 0 ? add * 1e-6 : 1e-300;
-  const L = new Float64Array(m * m);
-  for (let i = 0; i < m; i++) {
-    const v = a[i * m + i] + add;
-    L[i * m + i] = Math.sqrt(v < floor ? floor : v);
-  }
-  return L;
-}
-
 /** Whether every off-diagonal entry of an m x m matrix is exactly zero. */
 export function isDiagonal(a: ArrayLike<number>, m: number): boolean {
   for (let i = 0; i < m; i++) {
