@@ -585,3 +585,22 @@ t.test('streamed writing: the folder written holds what outputFiles() says, shar
   for (const [name, data] of want) t.ok(fs.readFileSync(path.join(target, name)).equals(Buffer.from(data)), `${name}: the same bytes`);
   t.equal(written.files.length, want.size, 'every file reported, with its hash');
 });
+
+t.test('held kernels: read, the model keeps no view of the shards; kept weights are written back bit-exact', async (t) => {
+  const { readArtifacts, HeldKernel } = await import('../src/formats/tfjs/manifest.js');
+  const dir = await fixtureDir('sequential', sequentialModel);
+  const m = (await loadModel(dir)) as TfjsModel;
+  const weights = (m as unknown as { weights: import('../src/formats/tfjs/manifest.js').WeightEntry[] }).weights;
+  const held = weights.filter((w) => w instanceof HeldKernel).map((w) => w.spec.name);
+  t.same(held, ['c1/kernel', 'c2/kernel', 'c3/kernel', 'dw4/depthwise_kernel', 'c5/kernel', 'c6/kernel'], 'every float32 conv kernel, depthwise too, is held as OIHW values');
+  t.ok(
+    weights.every((w) => w instanceof HeldKernel || w.bytes.byteLength === w.bytes.buffer.byteLength),
+    'the other weights are copied out of the shard buffer',
+  );
+  const out = path.join(tmp, 'held-kept');
+  await m.apply([svdReplacement(m.convs[0], 'dac', 2)]).save(out);
+  const before = new Map(readArtifacts(path.join(dir, 'model.json')).weights.map((w) => [w.spec.name, w.bytes]));
+  const after = readArtifacts(path.join(out, 'model.json')).weights.filter((w) => before.has(w.spec.name));
+  t.same(after.map((w) => w.spec.name), [...before.keys()].filter((n) => !n.startsWith('c1/')), 'every weight but the replaced conv\'s is kept');
+  for (const w of after) t.ok(Buffer.from(w.bytes).equals(before.get(w.spec.name)!), `${w.spec.name}: the bytes read`);
+});

@@ -3,7 +3,7 @@
 // artifacts and written whole into a folder (src/io/output.ts).
 import { DacError, type ErrorContext } from '../../errors.js';
 import { placeOutput, versionShards, type FileData } from '../../io/output.js';
-import { artifactFiles, serializeArtifacts, type ModelJson, type WeightEntry } from './manifest.js';
+import { artifactFiles, entryBytes, serializeArtifacts, type ModelJson, type WeightEntry } from './manifest.js';
 
 export abstract class TfjsFolderModel {
   protected readonly ctx: ErrorContext;
@@ -11,7 +11,8 @@ export abstract class TfjsFolderModel {
   constructor(
     readonly path: string,
     protected readonly json: ModelJson,
-    protected readonly weights: WeightEntry[],
+    /** Set once more by TfjsModel, with its kernels held as OIHW values and the rest copied out of the file's bytes. */
+    protected weights: WeightEntry[],
     /** The files this model came from, which save() must never overwrite. */
     protected readonly sources: string[],
   ) {
@@ -20,11 +21,12 @@ export abstract class TfjsFolderModel {
 
   /** Every weight's bytes in manifest order, in one buffer: the weightData of tf.io artifacts. */
   protected weightData(): ArrayBuffer {
-    const data = new Uint8Array(this.weights.reduce((a, w) => a + w.bytes.length, 0));
+    const data = new Uint8Array(this.weights.reduce((a, w) => a + entryBytes(w), 0));
     let offset = 0;
     for (const w of this.weights) {
-      data.set(w.bytes, offset);
-      offset += w.bytes.length;
+      const bytes = w.bytes;
+      data.set(bytes, offset);
+      offset += bytes.length;
     }
     return data.buffer;
   }

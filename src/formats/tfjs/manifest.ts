@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
+import { oihwToHwio } from '../../geometry.js';
 import { ByteBudget, DEFAULT_MAX_MODEL_BYTES, MAX_JSON_BYTES } from '../../io/limits.js';
 import { halfToFloat } from '../float16.js';
 
@@ -26,7 +27,32 @@ export interface WeightSpec {
 /** One weight: its manifest entry and its stored bytes (possibly quantized). */
 export interface WeightEntry {
   spec: WeightSpec;
-  bytes: Uint8Array;
+  /** Made on each read for a HeldKernel: read once per use, and sized by entryBytes(). */
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * A float32 conv kernel held as the OIHW values the convs are planned from,
+ * its stored HWIO bytes made each time they are read: the model keeps one
+ * copy of the kernel, not the file's bytes beside it. The transposition only
+ * moves values, so the bytes made are those read.
+ */
+export class HeldKernel implements WeightEntry {
+  constructor(
+    readonly spec: WeightSpec,
+    readonly oihw: Float32Array,
+    /** [outputs, inputs, kh, kw] as oihw holds them (a depthwise kernel: [c*m, 1, kh, kw]). */
+    private readonly dims: [number, number, number, number],
+  ) {}
+
+  get bytes(): Uint8Array {
+    return floatEntry(this.spec.name, this.spec.shape, oihwToHwio(this.oihw, ...this.dims)).bytes;
+  }
+}
+
+/** The size of an entry's stored bytes, without making a HeldKernel's. */
+export function entryBytes(w: WeightEntry): number {
+  return w instanceof HeldKernel ? w.oihw.byteLength : w.bytes.length;
 }
 
 export interface ModelJson {
@@ -243,44 +269,63 @@ export function readArtifacts(jsonPath: string, maxBytes = DEFAULT_MAX_MODEL_BYT
   return { json, weights, files };
 }
 
+/** A piece of a weight's stored bytes, [from, to). */
+interface ShardPiece {
+  weight: WeightEntry;
+  from: number;
+  to: number;
+}
+
 /**
  * Packs weights into shards of at most SHARD_BYTES, named as the TF.js
  * converter names them; each shard is the list of pieces of the weights'
- * bytes it holds (views: nothing is copied).
+ * bytes it holds.
  */
-export function packShards(weights: WeightEntry[]): { paths: string[]; shards: Uint8Array[][] } {
-  const total = weights.reduce((a, w) => a + w.bytes.length, 0);
+export function packShards(weights: WeightEntry[]): { paths: string[]; shards: ShardPiece[][] } {
+  const sizes = weights.map(entryBytes);
+  const total = sizes.reduce((a, b) => a + b, 0);
   const count = Math.max(1, Math.ceil(total / SHARD_BYTES));
   const paths: string[] = [];
-  const shards: Uint8Array[][] = [];
+  const shards: ShardPiece[][] = [];
   for (let i = 0; i < count; i++) {
     paths.push(`group1-shard${i + 1}of${count}.bin`);
     shards.push([]);
   }
   let offset = 0;
-  for (const w of weights) {
+  weights.forEach((weight, k) => {
     // A weight may straddle shards: its bytes are cut at their boundaries.
-    for (let at = 0; at < w.bytes.length; ) {
+    for (let at = 0; at < sizes[k]; ) {
       const shard = Math.floor((offset + at) / SHARD_BYTES);
-      const take = Math.min(w.bytes.length - at, (shard + 1) * SHARD_BYTES - (offset + at));
-      shards[shard].push(w.bytes.subarray(at, at + take));
+      const take = Math.min(sizes[k] - at, (shard + 1) * SHARD_BYTES - (offset + at));
+      shards[shard].push({ weight, from: at, to: at + take });
       at += take;
     }
-    offset += w.bytes.length;
-  }
+    offset += sizes[k];
+  });
   return { paths, shards };
 }
 
 /**
  * model.json text and the shard files for a model, each shard as the chunks
- * it is written from; keys of the input JSON other than the manifest are kept.
+ * it is written from: views of the weights' bytes, a HeldKernel's made as
+ * its first piece is written and kept only until its last; keys of the input
+ * JSON other than the manifest are kept.
  */
 export function artifactFiles(json: ModelJson, weights: WeightEntry[]): Map<string, string | { chunks(): Iterable<Uint8Array> }> {
   const { paths, shards } = packShards(weights);
   const out: ModelJson = { ...json, weightsManifest: [{ paths, weights: weights.map((w) => w.spec) }] };
   if (out.format === undefined) out.format = 'layers-model';
   const files = new Map<string, string | { chunks(): Iterable<Uint8Array> }>([['model.json', JSON.stringify(out)]]);
-  paths.forEach((p, i) => files.set(p, { chunks: () => shards[i] }));
+  // The bytes of a weight straddling shards, made once for all its pieces.
+  let open: { weight: WeightEntry; bytes: Uint8Array } | null = null;
+  function* chunks(pieces: ShardPiece[]): Iterable<Uint8Array> {
+    for (const { weight, from, to } of pieces) {
+      const bytes = open?.weight === weight ? open.bytes : weight.bytes;
+      open = to < bytes.length ? { weight, bytes } : null;
+      yield bytes.subarray(from, to);
+    }
+  }
+  paths.forEach((p, i) => files.set(p, { chunks: () => chunks(shards[i]) }));
   return files;
 }
 

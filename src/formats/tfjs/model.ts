@@ -12,6 +12,7 @@ import { checkFinite, FiniteValues, matchReplacements, NOMINAL_FREE_SIZE, unique
 import { TfjsFolderModel } from './folder.js';
 import {
   elementCount,
+  HeldKernel,
   readArtifacts,
   weightFloats,
   type ModelJson,
@@ -36,6 +37,16 @@ import {
 const CONV_CLASSES = new Set(['Conv2D', 'Convolution2D', 'DepthwiseConv2D']);
 /** Layers a BatchNormalization's output may pass through and still count as the input statistics of a conv. */
 const PASS_THROUGH = new Set(['Activation', 'ReLU', 'LeakyReLU', 'MaxPooling2D', 'AveragePooling2D', 'MaxPool2D', 'AvgPool2D', 'Dropout']);
+
+/** The stored kernel of a conv layer. */
+function kernelName(g: GraphLayer): string {
+  return g.className === 'DepthwiseConv2D' ? 'depthwise_kernel' : 'kernel';
+}
+
+/** A kernel's OIHW values from its stored HWIO ones, made when first asked for. */
+function oihwOf(entry: WeightEntry, [o, i, kh, kw]: [number, number, number, number]): () => Float32Array {
+  return () => hwioToOihw(weightFloats(entry), kh, kw, i, o);
+}
 
 function kernelSpecQuantized(spec: WeightSpec | undefined): boolean {
   return spec?.quantization?.dtype === 'uint8' || spec?.quantization?.dtype === 'uint16';
@@ -183,7 +194,20 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     this.byWeight = new Map(weights.map((w) => [w.spec.name, w]));
     this.inputShape = input.shape;
     this.freeInput = input.free;
-    this.convLayers = this.findConvs();
+    // Float32 kernels read from a file are held as their OIHW values; the other weights sharing their buffer are copied out of it.
+    const hold = new Set<WeightEntry>();
+    for (const g of this.graph.layers) {
+      const w = CONV_CLASSES.has(g.className) ? this.weight(g.name, kernelName(g)) : undefined;
+      if (w && !(w instanceof HeldKernel) && !w.spec.quantization && w.spec.dtype === 'float32' && !this.finite.has(w)) hold.add(w);
+    }
+    this.weights = this.ownBytes(weights, hold);
+    this.byWeight = new Map(this.weights.map((w) => [w.spec.name, w]));
+    const held = new Map<WeightEntry, HeldKernel>();
+    this.convLayers = this.findConvs(hold, held);
+    if (held.size > 0) {
+      this.weights = this.weights.map((w) => held.get(w) ?? w);
+      this.byWeight = new Map(this.weights.map((w) => [w.spec.name, w]));
+    }
     this.convs = this.convLayers.map((c) => c.info);
     const dtypes = new Set(this.convLayers.map((c) => this.byWeight.get(c.kernel)!.spec).map((s) => s.quantization?.dtype ?? s.dtype));
     this.weightDtype = [...dtypes].sort().join('+') || 'float32';
@@ -239,7 +263,11 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     };
   }
 
-  private findConvs(): ConvLayer[] {
+  /**
+   * The convs, their kernels as OIHW values: for a kernel in `hold`,
+   * converted now and recorded in `held` (the entry that replaces it).
+   */
+  private findConvs(hold: Set<WeightEntry>, held: Map<WeightEntry, HeldKernel>): ConvLayer[] {
     const out: ConvLayer[] = [];
     for (const g of this.graph.layers) {
       if (!CONV_CLASSES.has(g.className)) continue;
@@ -253,16 +281,18 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const dilations = pair(c.dilation_rate, 1);
       const cin = x[2];
       const depthwise = g.className === 'DepthwiseConv2D';
-      const kernelName = depthwise ? 'depthwise_kernel' : 'kernel';
-      const kernelEntry = this.weight(g.name, kernelName);
-      // Known finite (a derived model's, or one read back after writing): converted to OIHW only when asked for.
-      const lazy = !!kernelEntry && this.finite.has(kernelEntry);
-      const kernelHwio = this.floats(g.name, kernelName);
+      const kernelEntry = this.weight(g.name, kernelName(g));
+      // A held kernel is its OIHW values already.
+      const kept = kernelEntry instanceof HeldKernel ? kernelEntry.oihw : null;
+      // Known finite (one read back after writing): converted to OIHW only when asked for.
+      const lazy = !kept && !!kernelEntry && this.finite.has(kernelEntry);
+      const kernelHwio = kept ? null : this.floats(g.name, kernelName(g));
+      const count = kept?.length ?? kernelHwio!.length;
       const groups = depthwise ? cin : Number(c.groups ?? 1);
       const n = depthwise ? cin * Number(c.depth_multiplier ?? 1) : Number(c.filters);
       const expected = depthwise ? kh * kw * n : kh * kw * (cin / groups) * n;
-      if (kernelHwio.length !== expected) {
-        throw new DacError('ESHAPE', `kernel has ${kernelHwio.length} values, expected ${expected}`, { ...where, field: kernelEntry!.spec.name });
+      if (count !== expected) {
+        throw new DacError('ESHAPE', `kernel has ${count} values, expected ${expected}`, { ...where, field: kernelEntry!.spec.name });
       }
       // Same count in another order (a permuted shape) would read the weights scrambled.
       const kernelShape = depthwise ? [kh, kw, cin, n / cin] : [kh, kw, cin / groups, n];
@@ -272,11 +302,16 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
           field: kernelEntry!.spec.name,
         });
       }
-      const toOihw = (): Float32Array =>
-        depthwise
-          ? hwioToOihw(kernelHwio, kh, kw, 1, n) // [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
-          : hwioToOihw(kernelHwio, kh, kw, cin / groups, n);
-      let weights = lazy ? null : toOihw();
+      // depthwise: [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
+      const dims: [number, number, number, number] = [n, depthwise ? 1 : cin / groups, kh, kw];
+      let weights = kept ?? (lazy ? null : hwioToOihw(kernelHwio!, kh, kw, dims[1], n));
+      // Made apart so that no closure here holds the stored values (the file's bytes) once converted.
+      const load = weights ? null : oihwOf(kernelEntry!, dims);
+      if (weights && !kept && hold.has(kernelEntry!)) {
+        const h = new HeldKernel(kernelEntry!.spec, weights, dims);
+        this.finite.add(h);
+        held.set(kernelEntry!, h);
+      }
       const useBias = c.use_bias !== false;
       const bias = useBias ? this.floats(g.name, 'bias') : null;
       const biasSpec = useBias ? this.weight(g.name, 'bias')!.spec : null;
@@ -356,7 +391,7 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
           outH: y[0],
           outW: y[1],
           get weights(): Float32Array {
-            return (weights ??= toOihw());
+            return (weights ??= load!());
           },
           set weights(w: Float32Array) {
             weights = w;
@@ -475,19 +510,21 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       if (edit.graph.kind === 'Functional') TfjsModel.rewire(edit.graph, cl.info.name, layerName(layers[layers.length - 1]));
       weights = TfjsModel.spliceWeights(weights, cl.kernel, [cl.bias], entries);
     }
-    return new TfjsModel(this.path, edit.json, this.detach(weights), this.sources, this.tfjsLayer, this.statedInput, this.finite);
+    return new TfjsModel(this.path, edit.json, weights, this.sources, this.tfjsLayer, this.statedInput, this.finite);
   }
 
   /**
    * The weights, with those that are views of a buffer they fill less than
-   * half of (the shards as read, most of whose weights were replaced) copied
-   * out, so that the new model does not keep the file's bytes alive.
+   * half of once the kernels in `hold` are held apart (the shards as read)
+   * or were replaced (by apply) copied out, so that the model does not keep
+   * the file's bytes alive.
    */
-  private detach(weights: WeightEntry[]): WeightEntry[] {
+  private ownBytes(weights: WeightEntry[], hold: Set<WeightEntry>): WeightEntry[] {
+    const stays = (w: WeightEntry) => !(w instanceof HeldKernel) && !hold.has(w);
     const used = new Map<ArrayBufferLike, number>();
-    for (const w of weights) used.set(w.bytes.buffer, (used.get(w.bytes.buffer) ?? 0) + w.bytes.length);
+    for (const w of weights) if (stays(w)) used.set(w.bytes.buffer, (used.get(w.bytes.buffer) ?? 0) + w.bytes.length);
     return weights.map((w) => {
-      if (2 * used.get(w.bytes.buffer)! >= w.bytes.buffer.byteLength) return w;
+      if (!stays(w) || 2 * used.get(w.bytes.buffer)! >= w.bytes.buffer.byteLength) return w;
       const copy = { spec: w.spec, bytes: new Uint8Array(w.bytes) };
       if (this.finite.has(w)) this.finite.add(copy);
       return copy;
@@ -642,7 +679,7 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const bnName = cl.foldableBn!;
       const bnLayer = this.graph.byName.get(bnName)!;
       // Folding works on the stored HWIO kernel, whose last axis is the output channel.
-      const kernelHwio = this.floats(info.name, cl.layer.className === 'DepthwiseConv2D' ? 'depthwise_kernel' : 'kernel');
+      const kernelHwio = this.floats(info.name, kernelName(cl.layer));
       const folded = foldBn(kernelHwio, info.bias, info.bnAfter!, info.n, lastAxisChannel(info.n), { ...this.ctx, layer: bnName });
       const kernelSpec = this.byWeight.get(cl.kernel)!.spec;
       const kernelEntry = encodedEntry(kernelSpec.name, kernelSpec.shape, folded.weights, kernelSpec.quantization?.dtype === 'float16' ? kernelSpec.quantization : undefined);
