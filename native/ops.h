@@ -102,6 +102,18 @@ inline constexpr Field kChannelFields[] = {
     DAC_ARRAY(ChannelParams, "singular", FloatsOrNull, singular, singular_length),
     DAC_VALUE(ChannelParams, "threads", Int, threads),
 };
+inline constexpr Field kDacPairEnergyFields[] = {
+    DAC_WEIGHTS(DacPairEnergyParams),
+    DAC_VALUE(DacPairEnergyParams, "rank", Int, rank),
+    DAC_ARRAY(DacPairEnergyParams, "depthwise", Doubles, depthwise, depthwise_length),
+    DAC_ARRAY(DacPairEnergyParams, "pointwise", Doubles, pointwise, pointwise_length),
+    DAC_ARRAY(DacPairEnergyParams, "tapScale", Doubles, tap_scale, tap_scale_length),
+    DAC_ARRAY(DacPairEnergyParams, "channelScale", Doubles, channel_scale, channel_scale_length),
+    DAC_ARRAY(DacPairEnergyParams, "energy", Doubles, energy, energy_length),
+    DAC_ARRAY(DacPairEnergyParams, "approxEnergy", Doubles, approx_energy, approx_energy_length),
+    DAC_ARRAY(DacPairEnergyParams, "residual", Doubles, residual, residual_length),
+    DAC_VALUE(DacPairEnergyParams, "threads", Int, threads),
+};
 inline constexpr Field kDwPwFields[] = {
     DAC_GEOMETRY(DwPwParams),
     DAC_VALUE(DwPwParams, "rank", Int, rank),
@@ -164,6 +176,8 @@ inline constexpr Field kSymmetricEigenvaluesFields[] = {
 inline const Op kDecomposeDac = make_op<DacParams, decompose_dac>("decomposeDac", kDacFields);
 inline const Op kDecomposeSpatial = make_op<SpatialParams, decompose_spatial>("decomposeSpatial", kSpatialFields);
 inline const Op kDecomposeChannel = make_op<ChannelParams, decompose_channel>("decomposeChannel", kChannelFields);
+inline const Op kDacPairEnergy =
+    make_op<DacPairEnergyParams, dac_pair_energy>("dacPairEnergy", kDacPairEnergyFields);
 inline const Op kDwPw = make_op<DwPwParams, dwpw_forward>("dwpw", kDwPwFields);
 inline const Op kConv2D = make_op<Conv2DParams, conv2d_forward>("conv2d", kConv2DFields);
 inline const Op kGemm = make_op<GemmParams, gemm>("gemm", kGemmFields);
@@ -174,9 +188,10 @@ inline const Op kSymmetricEigenvalues =
     make_op<SymmetricEigenvaluesParams, symmetric_eigenvalues>("symmetricEigenvalues", kSymmetricEigenvaluesFields);
 
 // Every op, in the order the WASM module numbers them (dac_run).
-inline const Op* const kOps[] = {&kDecomposeDac, &kDecomposeSpatial, &kDecomposeChannel,
-                                 &kDwPw,         &kConv2D,           &kGemm,
-                                 &kCholesky,     &kTriangularSolve,  &kSymmetricEigenvalues};
+inline const Op* const kOps[] = {&kDecomposeDac, &kDecomposeSpatial,    &kDecomposeChannel,
+                                 &kDwPw,         &kConv2D,              &kGemm,
+                                 &kCholesky,     &kTriangularSolve,     &kSymmetricEigenvalues,
+                                 &kDacPairEnergy};
 inline constexpr int kOpCount = int(sizeof(kOps) / sizeof(kOps[0]));
 
 // One op's table as text, "name size;field kind offset length_offset;...",

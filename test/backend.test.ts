@@ -121,7 +121,7 @@ t.test('an addon built from older sources is refused whole, naming what it lacks
     t.equal(r.status, 0, r.err);
     const info = JSON.parse(r.out);
     t.equal(info.backend, 'wasm');
-    t.match(info.skipped[0].reason, /stale\.js: out of date, no gemm, cholesky, triangularSolve, symmetricEigenvalues \(rebuild it/);
+    t.match(info.skipped[0].reason, /stale\.js: out of date, no gemm, cholesky, triangularSolve, symmetricEigenvalues, dacPairEnergy \(rebuild it/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -215,6 +215,62 @@ t.test('matmul: every transpose combination, odd and empty shapes (every backend
         }
       }
     }
+  }
+});
+
+t.test('dacPairEnergy: the three sums by their definition, both layouts, scales, threads (every backend)', async (t) => {
+  const r = rand(7);
+  for (const b of availableBackends()) {
+    for (const [n, c, kh, kw, rank] of [
+      [1, 1, 1, 1, 1],
+      [7, 5, 3, 3, 2],
+      [13, 3, 1, 7, 7],
+      [4, 11, 5, 2, 4],
+    ]) {
+      const K = kh * kw;
+      const weights = Float32Array.from({ length: n * c * K }, r);
+      const depthwise = randomMatrix(c * rank, K, r);
+      const pointwise = randomMatrix(n, c * rank, r);
+      const tapScale = Float64Array.from({ length: K }, () => 1.5 + r());
+      const channelScale = Float64Array.from({ length: c }, r);
+      const want = { energy: new Float64Array(n), approxEnergy: new Float64Array(n), residual: new Float64Array(n), plain: new Float64Array(n) };
+      for (let j = 0; j < n; j++)
+        for (let i = 0; i < c; i++)
+          for (let q = 0; q < K; q++) {
+            let wp = 0;
+            for (let m = 0; m < rank; m++) wp += pointwise[(j * c + i) * rank + m] * depthwise[(i * rank + m) * K + q];
+            const w = weights[(j * c + i) * K + q];
+            const s = channelScale[i] * tapScale[q];
+            want.energy[j] += (s * w) ** 2;
+            want.approxEnergy[j] += (s * wp) ** 2;
+            want.residual[j] += (w - wp) ** 2;
+            want.plain[j] += w * w;
+          }
+      const hwio = new Float32Array(weights.length);
+      for (let j = 0; j < n; j++) for (let i = 0; i < c; i++) for (let q = 0; q < K; q++) hwio[(q * c + i) * n + j] = weights[(j * c + i) * K + q];
+      const close = (got: Float64Array, expect: Float64Array) => got.every((v, j) => Math.abs(v - expect[j]) <= 1e-12 * Math.abs(expect[j]));
+      const shape = { n, c, kh, kw };
+      const label = `${b.name} ${JSON.stringify(shape)} r=${rank}`;
+      for (const [layout, w] of [['OIHW', weights], ['HWIO', hwio]] as const) {
+        const got = b.dacPairEnergy(w, shape, { rank, depthwise, pointwise }, { layout, tapScale, channelScale, threads: 3 });
+        t.ok(close(got.energy, want.energy) && close(got.approxEnergy, want.approxEnergy) && close(got.residual, want.residual), `${label} ${layout}`);
+      }
+      // Without scales: the plain squared norms.
+      const plain = b.dacPairEnergy(weights, shape, { rank, depthwise, pointwise });
+      t.ok(close(plain.energy, want.plain) && close(plain.residual, want.residual), `${label} unit scales`);
+    }
+    const shape = { n: 4, c: 2, kh: 3, kw: 3 };
+    const pair = { rank: 2, depthwise: new Float64Array(2 * 2 * 9), pointwise: new Float64Array(4 * 2 * 2) };
+    const weights = new Float32Array(4 * 2 * 9);
+    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, rank: 5 }), { code: 'ERANGE' }, `${b.name}: rank above min(n, kh*kw)`);
+    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, depthwise: new Float64Array(35) }), { code: 'ESHAPE' }, `${b.name}: short depthwise`);
+    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, pointwise: new Float32Array(16) as unknown as Float64Array }), { code: 'EINVAL' }, `${b.name}: float32 pointwise`);
+    t.throws(() => b.dacPairEnergy(weights.subarray(1), shape, pair), { code: 'ESHAPE' }, `${b.name}: short weights`);
+    t.throws(() => b.dacPairEnergy(weights, shape, pair, { tapScale: new Float64Array(3) }), { code: 'ESHAPE' }, `${b.name}: tapScale of kh values`);
+    t.throws(() => b.dacPairEnergy(weights, shape, pair, { channelScale: new Float64Array(4) }), { code: 'ESHAPE' }, `${b.name}: channelScale of n values`);
+    const raw = { weights, layout: 0 as const, ...shape, ...pair, tapScale: new Float64Array(9), channelScale: new Float64Array(2), threads: 1 };
+    const out = { energy: new Float64Array(4), approxEnergy: new Float64Array(4), residual: new Float64Array(3) };
+    t.throws(() => b.binding.dacPairEnergy({ ...raw, ...out }), /residual length 3/, `${b.name}: C++ checks lengths too`);
   }
 });
 

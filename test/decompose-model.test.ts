@@ -49,7 +49,7 @@ t.test('replacementError is the relative error of the reconstructed conv, for ev
       const want = relativeError(weights, reconstructWeights(rep, shape));
       const got = replacementError(rep, { ...shape, weights });
       t.ok(Math.abs(got - want) <= 1e-6 * want, `${rep.method} ${JSON.stringify(shape)}: ${got} vs ${want}`);
-      // With a backend, spatial and channel pairs go through its GEMM (decomposeLoaded's path).
+      // With a backend, spatial and channel pairs go through its GEMM, DAC pairs its dacPairEnergy (decomposeLoaded's path).
       if (availableBackends().length > 0) {
         const viaGemm = replacementError(rep, { ...shape, weights }, getBackend());
         t.ok(Math.abs(viaGemm - got) <= 1e-12 * got, `${rep.method} ${JSON.stringify(shape)} on the backend: ${viaGemm} vs ${got}`);
@@ -59,6 +59,10 @@ t.test('replacementError is the relative error of the reconstructed conv, for ev
     const exactDac: LayerReplacement = { method: 'dac', name: 'x', rank: 1, depthwise: new Float32Array(c * K), pointwise: new Float32Array(n * c), bias: null };
     t.equal(replacementError(exactDac, { ...shape, weights: new Float32Array(n * c * K) }), 0, 'zero weights approximated exactly');
     t.equal(replacementError(exactDac, { ...shape, weights }), 1, 'a zero pair misses everything');
+    for (const b of availableBackends()) {
+      t.equal(replacementError(exactDac, { ...shape, weights: new Float32Array(n * c * K) }, b), 0, `${b.name}: zero weights approximated exactly`);
+      t.equal(replacementError(exactDac, { ...shape, weights }, b), 1, `${b.name}: a zero pair misses everything`);
+    }
   }
 });
 

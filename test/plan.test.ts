@@ -13,7 +13,7 @@ import { buildReplacements, planModel, type ModelPlan, type PlanOptions } from '
 import { solveBudget, type BudgetOption } from '../src/plan/budget.js';
 import { jacobiEigen, kron } from '../src/plan/linalg.js';
 import { layerErrorModel, errorModelSet } from '../src/plan/error-model-set.js';
-import { estimateInputs, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
+import { estimateInputs, FEATURE_CORRELATION, reluCovariance, reluMoments, tapValidity, type InputModel } from '../src/plan/stats.js';
 import { LayerErrorModel } from '../src/plan/error-model.js';
 import { reconstructWeights } from '../src/model/reconstruct.js';
 import type { BatchNormParams, ConvLayerInfo, Method, OtherCost } from '../src/model/types.js';
@@ -464,6 +464,41 @@ t.test('ReLU moments and tap validity of the input model', async (t) => {
 });
 
 const backends = availableBackends();
+
+t.test('dacOutputEnergies: outputEnergy of the weights and of the pair, where Sigma is diagonal (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  const { convs } = randomChain(67, 5);
+  for (const backend of backends) {
+    for (const [weighting, spatialCorrelation] of [['plain', 0], ['bn', FEATURE_CORRELATION]] as const) {
+      const set = errorModelSet(convs, { weighting, spatialCorrelation }, backend);
+      for (const layer of convs.filter((c) => !c.skipReason)) {
+        const { n, c, kh, kw } = layer;
+        const K = kh * kw;
+        const r = Math.max(1, maxRank(layer, 'dac') - 1);
+        const { depthwise, pointwise } = backend.decomposeDac(layer.weights, layer, r);
+        const model = layerErrorModel(set, layer, weighting === 'plain');
+        const got = model.dacOutputEnergies(depthwise, pointwise, r);
+        const label = `${backend.name} ${weighting} ${layer.name} ${n}x${c}x${kh}x${kw} r=${r}`;
+        if (weighting === 'bn' && K > 1) {
+          t.equal(got, null, `${label}: correlated taps, no diagonal Sigma`);
+          continue;
+        }
+        if (!got) {
+          t.fail(`${label}: Sigma is diagonal`);
+          continue;
+        }
+        // The pair's kernel in double, as the TypeScript outputEnergy reads it.
+        const pair = new Float64Array(n * c * K);
+        for (let j = 0; j < n; j++)
+          for (let i = 0; i < c; i++)
+            for (let m = 0; m < r; m++)
+              for (let q = 0; q < K; q++) pair[(j * c + i) * K + q] += pointwise[(j * c + i) * r + m] * depthwise[(i * r + m) * K + q];
+        const close = (a: Float64Array, b: Float64Array) => a.every((v, j) => Math.abs(v - b[j]) <= 1e-12 * Math.abs(b[j]));
+        t.ok(close(got.weights, model.outputEnergy(layer.weights)), `${label}: the weights`);
+        t.ok(close(got.pair, model.outputEnergy(pair)), `${label}: the pair`);
+      }
+    }
+  }
+});
 
 t.test('replacements are built under the plan\'s error model (every backend)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
   const { convs, other } = randomChain(61, 5);

@@ -75,10 +75,40 @@ struct ChannelParams {
   int threads = 1;
 };
 
+// How far a DAC pair is from the conv it replaces, per output channel j, with
+// W'[j,i,:] = sum_k pointwise[j][i*r+k] depthwise[i*r+k][:] (the single conv
+// the pair equals), in double:
+//   energy[j]        = sum_{i,t} (channel_scale[i] tap_scale[t] W[j,i,t])^2
+//   approx_energy[j] = the same of W'
+//   residual[j]      = sum_{i,t} (W[j,i,t] - W'[j,i,t])^2, unscaled
+// The planner's variance correction needs the first two under a diagonal
+// input covariance (scales 1 for the plain norm), the report the last; one
+// pass over the weights gives all three, output channels over threads.
+struct DacPairEnergyParams {
+  ConvWeights w;
+  int rank = 0;  // >= 1
+  const double* depthwise = nullptr;  // [c*rank][kh*kw]
+  int64_t depthwise_length = 0;
+  const double* pointwise = nullptr;  // [n][c*rank]
+  int64_t pointwise_length = 0;
+  const double* tap_scale = nullptr;  // [kh*kw]
+  int64_t tap_scale_length = 0;
+  const double* channel_scale = nullptr;  // [c]
+  int64_t channel_scale_length = 0;
+  double* energy = nullptr;  // [n] each
+  int64_t energy_length = 0;
+  double* approx_energy = nullptr;
+  int64_t approx_energy_length = 0;
+  double* residual = nullptr;
+  int64_t residual_length = 0;
+  int threads = 1;
+};
+
 // Each checks every length against the shape before touching memory.
 Status decompose_dac(const DacParams& p);
 Status decompose_spatial(const SpatialParams& p);
 Status decompose_channel(const ChannelParams& p);
+Status dac_pair_energy(const DacPairEnergyParams& p);
 
 // The DAC kernel variants this build and CPU can run, comma-separated, "ref"
 // first and the default (the best) last.

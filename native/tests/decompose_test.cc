@@ -1020,6 +1020,148 @@ void test_baselines_bad_args() {
   }
 }
 
+// --- dac_pair_energy ---------------------------------------------------------------
+
+// The three sums by the definition: W' built whole, then each term on its own.
+void pair_energy_naive(const std::vector<float>& oihw, const Shape& s, int r, const std::vector<double>& dw,
+                       const std::vector<double>& pw, const std::vector<double>& tap, const std::vector<double>& ch,
+                       std::vector<double>* energy, std::vector<double>* approx, std::vector<double>* residual) {
+  const int K = s.k();
+  energy->assign(size_t(s.n), 0);
+  approx->assign(size_t(s.n), 0);
+  residual->assign(size_t(s.n), 0);
+  for (int j = 0; j < s.n; ++j)
+    for (int i = 0; i < s.c; ++i)
+      for (int t = 0; t < K; ++t) {
+        double wp = 0;
+        for (int m = 0; m < r; ++m)
+          wp += pw[size_t((int64_t(j) * s.c + i) * r + m)] * dw[size_t((int64_t(i) * r + m) * K + t)];
+        const double w = oihw[size_t((int64_t(j) * s.c + i) * K + t)];
+        const double scale = ch[size_t(i)] * tap[size_t(t)];
+        (*energy)[size_t(j)] += (scale * w) * (scale * w);
+        (*approx)[size_t(j)] += (scale * wp) * (scale * wp);
+        (*residual)[size_t(j)] += (w - wp) * (w - wp);
+      }
+}
+
+struct PairEnergyCase {
+  Shape s;
+  int rank;
+  std::vector<float> w, w_hwio;
+  std::vector<double> dw, pw, tap, ch, energy, approx, residual;
+
+  PairEnergyCase(const Shape& shape, int r, uint64_t seed) : s(shape), rank(r) {
+    Rng rng(seed);
+    w = rng.vec(s.size());
+    w_hwio = to_hwio(w, s);
+    for (float v : rng.vec(int64_t(s.c) * r * s.k())) dw.push_back(v);
+    for (float v : rng.vec(int64_t(s.n) * s.c * r)) pw.push_back(v);
+    for (float v : rng.vec(s.k())) tap.push_back(1.5 + v);
+    for (float v : rng.vec(s.c)) ch.push_back(0.5 * v);
+    energy.assign(size_t(s.n), std::nan(""));
+    approx = residual = energy;
+  }
+
+  dac::DacPairEnergyParams params(bool hwio) {
+    dac::DacPairEnergyParams p;
+    const std::vector<float>& data = hwio ? w_hwio : w;
+    p.w = {data.data(), int64_t(data.size()), hwio ? dac::WeightLayout::HWIO : dac::WeightLayout::OIHW, s.n, s.c, s.kh, s.kw};
+    p.rank = rank;
+    p.depthwise = dw.data();
+    p.depthwise_length = int64_t(dw.size());
+    p.pointwise = pw.data();
+    p.pointwise_length = int64_t(pw.size());
+    p.tap_scale = tap.data();
+    p.tap_scale_length = int64_t(tap.size());
+    p.channel_scale = ch.data();
+    p.channel_scale_length = int64_t(ch.size());
+    p.energy = energy.data();
+    p.energy_length = int64_t(energy.size());
+    p.approx_energy = approx.data();
+    p.approx_energy_length = int64_t(approx.size());
+    p.residual = residual.data();
+    p.residual_length = int64_t(residual.size());
+    return p;
+  }
+};
+
+double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  double worst = 0;
+  for (size_t q = 0; q < a.size(); ++q) {
+    const double d = std::fabs(a[q] - b[q]) / std::max(std::fabs(b[q]), 1e-300);
+    worst = std::max(worst, std::isfinite(d) ? d : std::numeric_limits<double>::infinity());
+  }
+  return worst;
+}
+
+void test_dac_pair_energy() {
+  const Shape shapes[] = {{7, 5, 3, 3}, {1, 1, 1, 1}, {13, 3, 1, 7}, {4, 11, 5, 2}, {33, 9, 3, 1}};
+  uint64_t seed = 40;
+  for (const Shape& s : shapes) {
+    for (int r : {1, std::min(s.n, s.k())}) {
+      PairEnergyCase tc(s, r, seed++);
+      std::vector<double> e, a, d;
+      pair_energy_naive(tc.w, s, r, tc.dw, tc.pw, tc.tap, tc.ch, &e, &a, &d);
+      for (bool hwio : {false, true})
+        for (int threads : {1, 3}) {
+          dac::DacPairEnergyParams p = tc.params(hwio);
+          p.threads = threads;
+          const dac::Status st = dac::dac_pair_energy(p);
+          const double worst = std::max({max_rel_diff(tc.energy, e), max_rel_diff(tc.approx, a), max_rel_diff(tc.residual, d)});
+          report(st.ok && worst <= 1e-12,
+                 "dac_pair_energy " + s.text() + " r=" + std::to_string(r) + (hwio ? " HWIO" : " OIHW") +
+                     " threads=" + std::to_string(threads),
+                 st.message + " worst relative difference " + std::to_string(worst));
+        }
+    }
+  }
+  // An exact pair (small integers, so every product is exact in float): no residual, equal energies.
+  {
+    PairEnergyCase tc({6, 4, 2, 2}, 1, 77);
+    for (auto& v : tc.pw) v = std::round(4 * v);
+    for (auto& v : tc.dw) v = std::round(4 * v);
+    for (int j = 0; j < 6; ++j)
+      for (int i = 0; i < 4; ++i)
+        for (int t = 0; t < 4; ++t) tc.w[size_t((j * 4 + i) * 4 + t)] = float(tc.pw[size_t(j * 4 + i)] * tc.dw[size_t(i * 4 + t)]);
+    const dac::Status st = dac::dac_pair_energy(tc.params(false));
+    report(st.ok && std::all_of(tc.residual.begin(), tc.residual.end(), [](double v) { return v == 0; }) &&
+               tc.energy == tc.approx,
+           "dac_pair_energy exact pair", st.message);
+  }
+}
+
+void test_dac_pair_energy_bad_args() {
+  PairEnergyCase tc({8, 3, 3, 3}, 2, 5);
+  report(dac::dac_pair_energy(tc.params(false)).ok, "dac_pair_energy good arguments pass");
+  struct Bad {
+    const char* name;
+    const char* needle;
+    void (*edit)(dac::DacPairEnergyParams&);
+  };
+  const Bad cases[] = {
+      {"n=0", "dimension n", [](dac::DacPairEnergyParams& p) { p.w.n = 0; }},
+      {"layout", "layout", [](dac::DacPairEnergyParams& p) { p.w.layout = static_cast<dac::WeightLayout>(5); }},
+      {"short weights", "weights length", [](dac::DacPairEnergyParams& p) { p.w.length -= 1; }},
+      {"null weights", "data is null", [](dac::DacPairEnergyParams& p) { p.w.data = nullptr; }},
+      {"rank 0", "rank 0", [](dac::DacPairEnergyParams& p) { p.rank = 0; }},
+      {"depthwise length", "depthwise length", [](dac::DacPairEnergyParams& p) { p.depthwise_length += 1; }},
+      {"depthwise null", "depthwise buffer is null", [](dac::DacPairEnergyParams& p) { p.depthwise = nullptr; }},
+      {"pointwise length", "pointwise length", [](dac::DacPairEnergyParams& p) { p.pointwise_length -= 1; }},
+      {"tap_scale length", "tap_scale length", [](dac::DacPairEnergyParams& p) { p.tap_scale_length = 3; }},
+      {"channel_scale null", "channel_scale buffer is null", [](dac::DacPairEnergyParams& p) { p.channel_scale = nullptr; }},
+      {"energy length", "energy length", [](dac::DacPairEnergyParams& p) { p.energy_length = 7; }},
+      {"approx_energy null", "approx_energy buffer is null", [](dac::DacPairEnergyParams& p) { p.approx_energy = nullptr; }},
+      {"residual length", "residual length", [](dac::DacPairEnergyParams& p) { p.residual_length = 9; }},
+  };
+  for (const Bad& b : cases) {
+    dac::DacPairEnergyParams p = tc.params(false);
+    b.edit(p);
+    const dac::Status st = dac::dac_pair_energy(p);
+    report(fails_with(st, b.needle) && st.message.rfind("dac_pair_energy: ", 0) == 0,
+           std::string("dac_pair_energy rejects ") + b.name, st.message);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -1039,6 +1181,8 @@ int main() {
   test_baselines_low_rank();
   test_baselines_degenerate();
   test_baselines_bad_args();
+  test_dac_pair_energy();
+  test_dac_pair_energy_bad_args();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -107,6 +107,32 @@ export interface TriangularSolveOptions {
   context?: ErrorContext;
 }
 
+/** A DAC pair in double precision, as dacPairEnergy reads it. */
+export interface DacPair {
+  rank: number;
+  /** [c*rank][kh*kw] */
+  depthwise: Float64Array;
+  /** [n][c*rank] */
+  pointwise: Float64Array;
+}
+
+export interface DacPairEnergyOptions extends DecomposeOptions {
+  /** [kh*kw] per-tap scales of the energies; null or absent: 1. */
+  tapScale?: Float64Array | null;
+  /** [c] per-input-channel scales of the energies; null or absent: 1. */
+  channelScale?: Float64Array | null;
+}
+
+/** Per output channel j, [n] each. */
+export interface DacPairEnergy {
+  /** sum_{i,t} (channelScale[i] tapScale[t] W[j,i,t])^2 */
+  energy: Float64Array;
+  /** The same of W'[j,i,:] = sum_k pointwise[j][i*rank+k] depthwise[i*rank+k][:], the conv the pair equals. */
+  approxEnergy: Float64Array;
+  /** sum_{i,t} (W[j,i,t] - W'[j,i,t])^2, unscaled. */
+  residual: Float64Array;
+}
+
 /** NHWC: [batch, height, width, channels]. */
 export type Nhwc = [number, number, number, number];
 
@@ -357,6 +383,42 @@ export class Backend {
     this.call('decomposeChannel', args, ctx);
     checkResult([['singular', args.singular], ['first', args.first], ['second', args.second]], ctx);
     return { width: w, first: args.first, second: args.second, singular: args.singular };
+  }
+
+  /**
+   * A DAC pair against the conv it replaces, per output channel, in one
+   * pass in double: the conv's and the pair's energies under diagonal
+   * scales and their unscaled squared difference. Values are not scanned
+   * (NaN propagates, as in matmul).
+   */
+  dacPairEnergy(weights: Float32Array, shape: ConvShape, pair: DacPair, opts: DacPairEnergyOptions = {}): DacPairEnergy {
+    const ctx = opts.context ?? {};
+    const s = checkShape(shape, ctx);
+    if (typeof pair !== 'object' || pair === null) {
+      throw new DacError('EINVAL', 'pair must be {rank, depthwise, pointwise}', { ...ctx, field: 'pair' });
+    }
+    const rank = checkInt(pair.rank, 'rank', 1, maxRank(s, 'dac'), ctx);
+    const K = s.kh * s.kw;
+    checkSize(s.c * rank * K, 'depthwise', ctx);
+    checkSize(s.n * s.c * rank, 'pointwise', ctx);
+    const scale = (v: Float64Array | null | undefined, length: number, field: string) =>
+      v === undefined || v === null ? new Float64Array(length).fill(1) : checkDoubles(v, length, field, ctx);
+    const args = {
+      weights: checkOutput(weights, s.n * s.c * K, 'weights', ctx),
+      layout: layoutCode(opts.layout, ctx),
+      ...s,
+      rank,
+      depthwise: checkDoubles(pair.depthwise, s.c * rank * K, 'depthwise', ctx),
+      pointwise: checkDoubles(pair.pointwise, s.n * s.c * rank, 'pointwise', ctx),
+      tapScale: scale(opts.tapScale, K, 'tapScale'),
+      channelScale: scale(opts.channelScale, s.c, 'channelScale'),
+      energy: new Float64Array(s.n),
+      approxEnergy: new Float64Array(s.n),
+      residual: new Float64Array(s.n),
+      threads: threadsOf(opts.threads, ctx),
+    };
+    this.call('dacPairEnergy', args, ctx);
+    return { energy: args.energy, approxEnergy: args.approxEnergy, residual: args.residual };
   }
 
   /**

@@ -162,6 +162,28 @@ export const OPS = {
   triangularSolve: { m: int(), l: f64(), k: int(), rows: int(), b: f64('inout'), transpose: bool() },
   /** values (length m): the eigenvalues of the symmetric m x m matrix a (lower triangle read), descending. */
   symmetricEigenvalues: { m: int(), count: int(), a: f64(), values: f64('out'), threads: int() },
+  /**
+   * Per output channel j of the conv and of the DAC pair's single conv W':
+   * energy[j] = sum (channelScale[i] tapScale[t] W[j,i,t])^2, approxEnergy[j]
+   * the same of W', residual[j] = sum (W - W')^2 unscaled.
+   */
+  dacPairEnergy: {
+    ...WEIGHTS,
+    rank: int(),
+    /** [c*rank][kh*kw] */
+    depthwise: f64(),
+    /** [n][c*rank] */
+    pointwise: f64(),
+    /** [kh*kw] */
+    tapScale: f64(),
+    /** [c] */
+    channelScale: f64(),
+    /** [n] each */
+    energy: f64('out'),
+    approxEnergy: f64('out'),
+    residual: f64('out'),
+    threads: int(),
+  },
 } as const;
 
 export type OpName = keyof typeof OPS;

@@ -66,17 +66,22 @@ export function relativeError(original: Float32Array, approx: Float32Array): num
  * small scratch, with the factors in locals, instead of building W' whole:
  * on a VGG16-sized model that halves the time of the report's error column,
  * the largest part of a decomposition outside planning. Given a backend,
- * spatial and channel pairs are formed by its GEMM instead (residualByGemm).
+ * spatial and channel pairs are formed by its GEMM instead (residualByGemm),
+ * and DAC pairs measured by its dacPairEnergy in one native pass (the JS
+ * loop was a quarter of a --rank 4 zoo job); the written float32 factors are
+ * what both read, so the error stays that of the pair as written.
  */
 export function replacementError(
   rep: LayerReplacement,
-  conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'>,
-  backend?: Pick<Backend, 'matmul'>,
+  conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'> & { name?: string },
+  backend?: Pick<Backend, 'matmul' | 'dacPairEnergy'>,
 ): number {
   const w = conv.weights;
   const [num, den] =
     rep.method === 'dac'
-      ? dacResidual(w, conv.n, conv.c, conv.kh * conv.kw, rep.rank, rep.depthwise, rep.pointwise)
+      ? backend
+        ? dacResidualOnBackend(rep, conv, backend)
+        : dacResidual(w, conv.n, conv.c, conv.kh * conv.kw, rep.rank, rep.depthwise, rep.pointwise)
       : [
           backend
             ? residualByGemm(rep, conv, backend)
@@ -120,6 +125,24 @@ function dacResidual(w: Float32Array, n: number, c: number, K: number, r: number
       }
       for (let t = 0; t < K; t++) num += s[t] * s[t];
     }
+  }
+  return [num, den];
+}
+
+/** [||W - W'||^2, ||W||^2] of a DAC pair by the backend: unit scales make its energy the plain norm. */
+function dacResidualOnBackend(
+  rep: Extract<LayerReplacement, { method: 'dac' }>,
+  conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'> & { name?: string },
+  backend: Pick<Backend, 'dacPairEnergy'>,
+): [number, number] {
+  const { n, c, kh, kw } = conv;
+  const pair = { rank: rep.rank, depthwise: new Float64Array(rep.depthwise), pointwise: new Float64Array(rep.pointwise) };
+  const e = backend.dacPairEnergy(conv.weights, { n, c, kh, kw }, pair, { context: conv.name === undefined ? {} : { layer: conv.name } });
+  let num = 0;
+  let den = 0;
+  for (let j = 0; j < n; j++) {
+    num += e.residual[j];
+    den += e.energy[j];
   }
   return [num, den];
 }

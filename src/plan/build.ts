@@ -250,13 +250,19 @@ function replaceLayer(
   const gains = new Float64Array(n).fill(1);
   let scaled = false;
   if (options.varianceCorrection ?? true) {
-    // The pair's modelled energy: without forming it where the error model allows and the bias does not need it.
-    let e1 = method === 'dac' && !shiftsBias ? model.dacOutputEnergy(first, last, rank) : null;
-    if (!e1) {
+    // The pair's modelled energy (and the layer's, same pass): without forming it where the error model
+    // allows and the bias does not need it.
+    const energies = method === 'dac' && !shiftsBias ? model.dacOutputEnergies(first, last, rank, options.threads) : null;
+    let e0: Float64Array;
+    let e1: Float64Array;
+    if (energies) {
+      e0 = energies.weights;
+      e1 = energies.pair;
+    } else {
       approx = reconstruct();
       e1 = model.outputEnergy(approx);
+      e0 = model.outputEnergy(layer.weights);
     }
-    const e0 = model.outputEnergy(layer.weights);
     for (let j = 0; j < n; j++) {
       const g = e1[j] > 0 ? Math.min(VARIANCE_CLAMP[1], Math.max(VARIANCE_CLAMP[0], Math.sqrt(e0[j] / e1[j]))) : 1;
       if (g === 1) continue;

@@ -961,44 +961,19 @@ export class LayerErrorModel {
   }
 
   /**
-   * outputEnergy of a DAC pair without forming its kernel, where Sigma is
-   * diagonal (plain weighting, white taps; else null): w'_j[i] = sum_k
-   * p[j,i,k] f_ik, so w'_j Sigma w'_j^T = sum_i Mc[i,i]^2 p_ji^T G_i p_ji with
-   * G_i[k,k'] = <f_ik, f_ik'> under the squared tap scales (r x r per channel).
+   * outputEnergy of the layer's weights and of a DAC pair of them, in one
+   * backend pass that never forms the pair's kernel, where Sigma is diagonal
+   * (plain weighting, white taps; else null): w_j Sigma w_j^T = sum_{i,t}
+   * (Mc[i,i] Mt[t,t] w_j[i,t])^2, Mt = Mh (x) Mw.
    */
-  dacOutputEnergy(depthwise: ArrayLike<number>, pointwise: ArrayLike<number>, r: number): Float64Array | null {
-    const { n, c, kh, kw } = this.layer;
-    const K = kh * kw;
-    const tapScale = diagonalOf(kron(this.mh, kh, this.mw, kw), K);
-    const chScale = diagonalOf(this.mc, c);
-    if (!tapScale || !chScale) return null;
-    // G_i's upper triangle, off-diagonal entries doubled: p^T G p sums each pair once.
-    const G = new Float64Array(c * r * r);
-    for (let i = 0; i < c; i++) {
-      const m2 = chScale[i] * chScale[i];
-      for (let k = 0; k < r; k++) {
-        for (let k2 = k; k2 < r; k2++) {
-          let s = 0;
-          for (let t = 0; t < K; t++) s += depthwise[(i * r + k) * K + t] * depthwise[(i * r + k2) * K + t] * tapScale[t] * tapScale[t];
-          G[(i * r + k) * r + k2] = (k2 === k ? 1 : 2) * m2 * s;
-        }
-      }
-    }
-    const e = new Float64Array(n);
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let i = 0; i < c; i++) {
-        const p = j * c * r + i * r;
-        for (let k = 0; k < r; k++) {
-          const g = (i * r + k) * r;
-          let row = 0;
-          for (let k2 = k; k2 < r; k2++) row += G[g + k2] * pointwise[p + k2];
-          s += pointwise[p + k] * row;
-        }
-      }
-      e[j] = s;
-    }
-    return e;
+  dacOutputEnergies(depthwise: Float32Array, pointwise: Float32Array, r: number, threads = 1): { weights: Float64Array; pair: Float64Array } | null {
+    const { n, c, kh, kw, name } = this.layer;
+    const tapScale = diagonalOf(kron(this.mh, kh, this.mw, kw), kh * kw);
+    const channelScale = diagonalOf(this.mc, c);
+    if (!tapScale || !channelScale) return null;
+    const pair = { rank: r, depthwise: new Float64Array(depthwise), pointwise: new Float64Array(pointwise) };
+    const e = this.backend.dacPairEnergy(this.layer.weights, { n, c, kh, kw }, pair, { tapScale, channelScale, threads, context: { layer: name } });
+    return { weights: e.energy, pair: e.approxEnergy };
   }
 
   /** Modelled second moment of each output channel (before D) of an OIHW kernel: w_j Sigma w_j^T. */

@@ -1,0 +1,127 @@
+// dac_pair_energy (decompose.h): the energies and the residual of a DAC pair
+// against its conv in one pass. Each (j, i) slice of K taps is copied into a
+// contiguous scratch (either layout), the pair's slice built beside it from
+// the channel's r filters, and the three sums taken over the two; depthwise
+// ([c*r][K], small) stays in cache while output channels stream the weights.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "../common/parallel.h"
+#include "decompose_internal.h"
+
+namespace dac {
+
+namespace {
+
+constexpr const char* kFn = "dac_pair_energy";
+
+Status check_doubles(const char* field, const void* data, int64_t length, int64_t need) {
+  if (data == nullptr)
+    return Status::Error(std::string(kFn) + ": " + field + " buffer is null (needs " + std::to_string(need) +
+                         " doubles)");
+  if (length != need)
+    return Status::Error(std::string(kFn) + ": " + field + " length " + std::to_string(length) +
+                         " does not match the required " + std::to_string(need));
+  return Status::Ok();
+}
+
+Status check(const DacPairEnergyParams& p) {
+  int64_t total = 0;
+  Status s = detail::check_weights(kFn, p.w, &total);
+  if (!s.ok) return s;
+  if (p.rank < 1) return Status::Error(std::string(kFn) + ": rank " + std::to_string(p.rank) + " must be >= 1");
+  const int64_t k = int64_t(p.w.kh) * p.w.kw;
+  int64_t mid = 0, dw = 0, pw = 0;
+  if (!detail::mul_checked(p.w.c, p.rank, &mid) || !detail::mul_checked(mid, k, &dw) ||
+      !detail::mul_checked(mid, p.w.n, &pw))
+    return Status::Error(std::string(kFn) + ": rank " + std::to_string(p.rank) +
+                         " makes factors with more elements than fit in int64");
+  const struct {
+    const char* field;
+    const void* data;
+    int64_t length, need;
+  } buffers[] = {
+      {"depthwise", p.depthwise, p.depthwise_length, dw},
+      {"pointwise", p.pointwise, p.pointwise_length, pw},
+      {"tap_scale", p.tap_scale, p.tap_scale_length, k},
+      {"channel_scale", p.channel_scale, p.channel_scale_length, p.w.c},
+      {"energy", p.energy, p.energy_length, p.w.n},
+      {"approx_energy", p.approx_energy, p.approx_energy_length, p.w.n},
+      {"residual", p.residual, p.residual_length, p.w.n},
+  };
+  for (const auto& b : buffers) {
+    s = check_doubles(b.field, b.data, b.length, b.need);
+    if (!s.ok) return s;
+  }
+  return Status::Ok();
+}
+
+// Output channels j0..j1-1. KC > 0 fixes K at compile time (3x3, the common
+// case), so the short tap loops unroll instead of running as scalar loops.
+// `scratch` holds 2K doubles.
+template <int KC>
+void rows(const DacPairEnergyParams& p, const double* tap2, int64_t j0, int64_t j1, double* scratch) {
+  const int64_t n = p.w.n, c = p.w.c, r = p.rank, K = KC > 0 ? KC : int64_t(p.w.kh) * p.w.kw;
+  // Element (j, i, t) at j*sj + i*si + t*st: OIHW [n][c][K], HWIO [K][c][n].
+  const bool oihw = p.w.layout == WeightLayout::OIHW;
+  const int64_t sj = oihw ? c * K : 1, si = oihw ? K : n, st = oihw ? 1 : c * n;
+  double* orig = scratch;
+  double* pair = scratch + K;
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* wj = p.w.data + j * sj;
+    const double* pj = p.pointwise + j * c * r;
+    double energy = 0, approx = 0, residual = 0;
+    for (int64_t i = 0; i < c; ++i) {
+      for (int64_t t = 0; t < K; ++t) orig[t] = wj[i * si + t * st];
+      for (int64_t t = 0; t < K; ++t) pair[t] = 0;
+      const double* f = p.depthwise + i * r * K;
+      for (int64_t m = 0; m < r; ++m) {
+        const double a = pj[i * r + m];
+        for (int64_t t = 0; t < K; ++t) pair[t] += a * f[m * K + t];
+      }
+      double e = 0, ea = 0, d2 = 0;
+      for (int64_t t = 0; t < K; ++t) {
+        const double v = orig[t], u = pair[t], d = v - u;
+        e += tap2[t] * v * v;
+        ea += tap2[t] * u * u;
+        d2 += d * d;
+      }
+      const double ch2 = p.channel_scale[i] * p.channel_scale[i];
+      energy += ch2 * e;
+      approx += ch2 * ea;
+      residual += d2;
+    }
+    p.energy[j] = energy;
+    p.approx_energy[j] = approx;
+    p.residual[j] = residual;
+  }
+}
+
+}  // namespace
+
+Status dac_pair_energy(const DacPairEnergyParams& p) {
+  Status s = check(p);
+  if (!s.ok) return s;
+  return detail::guarded(std::string(kFn) + ": ", [&]() {
+    const int64_t n = p.w.n, K = int64_t(p.w.kh) * p.w.kw;
+    std::vector<double> tap2(static_cast<size_t>(K));
+    for (int64_t t = 0; t < K; ++t) tap2[size_t(t)] = p.tap_scale[t] * p.tap_scale[t];
+    // One scratch per worker, allocated here: nothing may throw inside a worker thread.
+    const int64_t workers = std::min<int64_t>(std::max(p.threads, 1), n);
+    std::vector<double> scratch(static_cast<size_t>(workers * 2 * K));
+    parallel_for(workers, int(workers), [&](int64_t w0, int64_t w1) {
+      for (int64_t w = w0; w < w1; ++w) {
+        const int64_t j0 = n * w / workers, j1 = n * (w + 1) / workers;
+        double* mine = scratch.data() + w * 2 * K;
+        if (K == 9)
+          rows<9>(p, tap2.data(), j0, j1, mine);
+        else
+          rows<0>(p, tap2.data(), j0, j1, mine);
+      }
+    });
+    return Status::Ok();
+  });
+}
+
+}  // namespace dac
