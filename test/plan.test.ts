@@ -556,7 +556,10 @@ t.test('plain weighting: the backend\'s per-channel SVD pair is the refit\'s, wi
       t.equal(model.dacSvdInput(), layer.weights, `${backend.name} ${layer.name}: the SVD is of the weights themselves`);
       for (let r = 1; r <= maxRank(layer, 'dac'); r++) {
         const svd = backend.decomposeDac(model.dacSvdInput(), { n, c, kh, kw }, r);
-        const got = model.svdFactors(svd.depthwise, svd.pointwise, r);
+        // Before the curve exists the error comes from the SVD's float32 singular values; after, from the curve.
+        const fromSingular = model.svdFactors(svd.depthwise, svd.pointwise, r, svd.singular).error;
+        model.curve('dac');
+        const got = model.svdFactors(svd.depthwise, svd.pointwise, r, svd.singular);
         const want = model.fitPointwise(model.dacTransformedFilters(svd.depthwise, r), r);
         const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
           let num = 0;
@@ -570,6 +573,7 @@ t.test('plain weighting: the backend\'s per-channel SVD pair is the refit\'s, wi
         const label = `${backend.name} ${layer.name} r=${r}`;
         // At full rank the refit's ridge (1e-12 of its system) leaves ~1e-12 where the curve has the exact 0.
         t.ok(Math.abs(got.error - want.error) <= 1e-9 * Math.max(want.error, 1e-2), `${label}: error ${got.error} = refit's ${want.error}`);
+        t.ok(Math.abs(fromSingular - want.error) <= 1e-6 * Math.max(want.error, 1e-2), `${label}: from the singular values ${fromSingular}`);
         t.ok(rel(got.first, want.depthwise) <= 1e-5, `${label}: the refit's depthwise filters (${rel(got.first, want.depthwise)})`);
         t.ok(rel(got.last, want.pointwise) <= 1e-5, `${label}: the refit's pointwise stage (${rel(got.last, want.pointwise)})`);
       }

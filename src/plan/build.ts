@@ -86,10 +86,10 @@ export function factorLayers(set: ErrorModelSet, work: FactorRequest[], plain: b
       const { layer, rank } = work[k];
       // The pointwise stage refitted under Sigma, where that changes it; otherwise the backend's own. A result
       // not used (as large as the output, all layers together) goes with its entry, taken off the list layer by layer.
-      const { depthwise, pointwise } = results.shift()!;
+      const { depthwise, pointwise, singular } = results.shift()!;
       const model = layerErrorModel(set, layer, plain);
       if (model.dacSvdIsBest) {
-        out[k] = model.svdFactors(depthwise, pointwise, rank);
+        out[k] = model.svdFactors(depthwise, pointwise, rank, singular);
       } else {
         const f = model.fitPointwise(model.dacTransformedFilters(depthwise, rank), rank);
         out[k] = { first: new Float32Array(f.depthwise), last: new Float32Array(f.pointwise), error: f.error };

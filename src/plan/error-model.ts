@@ -374,16 +374,33 @@ export class LayerErrorModel {
    * backend's per-channel SVD of the weights (its filters, rank r, and its
    * pointwise stage, the refit's optimum there), without the refit: the
    * filters kept unit under the tap transform (divided by its one scale, the
-   * pointwise stage multiplied by it), and the curve's error.
+   * pointwise stage multiplied by it), and the curve's error at rank r: from
+   * the SVD's own singular values ([c][min(n, K)]: scaledDacCurve's
+   * eigenvalues, squared, in float32) when the curve is not made yet.
    */
-  svdFactors(depthwise: Float32Array, pointwise: Float32Array, r: number): { first: Float32Array; last: Float32Array; error: number } {
-    const { kh, kw } = this.layer;
+  svdFactors(depthwise: Float32Array, pointwise: Float32Array, r: number, singular: Float32Array): { first: Float32Array; last: Float32Array; error: number } {
+    const { c, kh, kw } = this.layer;
     const tau = kron(this.mh, kh, this.mw, kw)[0];
     const first = new Float32Array(depthwise.length);
     for (let q = 0; q < first.length; q++) first[q] = depthwise[q] / tau;
     const last = new Float32Array(pointwise.length);
     for (let q = 0; q < last.length; q++) last[q] = pointwise[q] * tau;
-    return { first, last, error: this.curve('dac')[r] };
+    const curve = this.curves.get('dac');
+    if (curve) return { first, last, error: curve[r] };
+    // tail / total with sum_i A[i,i] s_ik^2 over k >= r and over every k; rank R spans every slice (exact).
+    const per = singular.length / c;
+    let tail = 0;
+    let total = 0;
+    for (let i = 0; i < c; i++) {
+      const a = this.input.A[i * c + i];
+      for (let k = 0; k < per; k++) {
+        const s2 = a * singular[i * per + k] * singular[i * per + k];
+        total += s2;
+        if (k >= r) tail += s2;
+      }
+    }
+    const error = r >= maxRank(this.layer, 'dac') || total <= 0 ? 0 : Math.min(1, Math.max(0, tail / total));
+    return { first, last, error };
   }
 
   /** Whether D and the tap transform are each one scale (plain weighting): they then change no singular vector. */
