@@ -219,34 +219,30 @@ const TILE = 16;
  * depthwise [kh][kw][c][r]; a 1x1's [n][cin] is OIHW with kh = kw = 1.
  */
 export function oihwToHwio(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
-  const out = new Float32Array(w.length);
-  const taps = kh * kw;
-  // In tiles of outputs x inputs, so that both sides stay in cache (a plain loop strides through one of them).
-  for (let i0 = 0; i0 < cin; i0 += TILE)
-    for (let o0 = 0; o0 < cout; o0 += TILE) {
-      const i1 = Math.min(cin, i0 + TILE);
-      const o1 = Math.min(cout, o0 + TILE);
-      for (let t = 0; t < taps; t++)
-        for (let i = i0; i < i1; i++) {
-          const dst = (t * cin + i) * cout;
-          for (let o = o0; o < o1; o++) out[dst + o] = w[(o * cin + i) * taps + t];
-        }
-    }
-  return out;
+  return reorder(w, cout, cin, kh * kw, true);
 }
 
 /** HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]: the inverse of oihwToHwio. */
 export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
+  return reorder(w, cout, cin, kh * kw, false);
+}
+
+/**
+ * The copy between OIHW index (o * cin + i) * taps + t and HWIO index
+ * (t * cin + i) * cout + o, either way, in tiles of outputs x inputs so that
+ * both sides stay in cache (a plain loop strides through one of them).
+ */
+function reorder(w: Float32Array, cout: number, cin: number, taps: number, toHwio: boolean): Float32Array {
   const out = new Float32Array(w.length);
-  const taps = kh * kw;
   for (let i0 = 0; i0 < cin; i0 += TILE)
     for (let o0 = 0; o0 < cout; o0 += TILE) {
       const i1 = Math.min(cin, i0 + TILE);
       const o1 = Math.min(cout, o0 + TILE);
       for (let t = 0; t < taps; t++)
         for (let i = i0; i < i1; i++) {
-          const src = (t * cin + i) * cout;
-          for (let o = o0; o < o1; o++) out[(o * cin + i) * taps + t] = w[src + o];
+          const hwio = (t * cin + i) * cout;
+          if (toHwio) for (let o = o0; o < o1; o++) out[hwio + o] = w[(o * cin + i) * taps + t];
+          else for (let o = o0; o < o1; o++) out[(o * cin + i) * taps + t] = w[hwio + o];
         }
     }
   return out;

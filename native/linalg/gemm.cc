@@ -32,17 +32,9 @@ void pack_a(const Strided& a, int64_t i0, int64_t mc, int64_t p0, int64_t kc, in
 }
 
 // Steps [p0, p0 + kc) and columns [j0, j0 + nc) of B as panels of nr
-// columns, each kc x nr, zero-padded.
+// columns, each kc x nr, zero-padded: pack_a of B's transpose.
 void pack_b(const Strided& b, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, double* out) {
-  for (int64_t jp = 0; jp < nc; jp += nr) {
-    const int64_t cols = std::min<int64_t>(nr, nc - jp);
-    for (int64_t p = 0; p < kc; ++p) {
-      const double* src = b.data + (p0 + p) * b.rs + (j0 + jp) * b.cs;
-      for (int64_t q = 0; q < cols; ++q) out[q] = src[q * b.cs];
-      for (int64_t q = cols; q < nr; ++q) out[q] = 0;
-      out += nr;
-    }
-  }
+  pack_a(Strided{b.data, b.cs, b.rs}, j0, nc, p0, kc, nr, out);
 }
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
