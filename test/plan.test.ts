@@ -557,9 +557,9 @@ t.test('plain weighting: the backend\'s per-channel SVD pair is the refit\'s, wi
       for (let r = 1; r <= maxRank(layer, 'dac'); r++) {
         const svd = backend.decomposeDac(model.dacSvdInput(), { n, c, kh, kw }, r);
         // Before the curve exists the error comes from the SVD's float32 singular values; after, from the curve.
-        const fromSingular = model.svdFactors(svd.depthwise, svd.pointwise, r, svd.singular).error;
+        const fromSingular = model.svdFactors(svd.depthwise.slice(), svd.pointwise.slice(), r, svd.singular).error;
         model.curve('dac');
-        const got = model.svdFactors(svd.depthwise, svd.pointwise, r, svd.singular);
+        const got = model.svdFactors(svd.depthwise.slice(), svd.pointwise.slice(), r, svd.singular);
         const want = model.fitPointwise(model.dacTransformedFilters(svd.depthwise, r), r);
         const rel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
           let num = 0;

@@ -293,19 +293,17 @@ function replaceLayer(
     }
     bias = out;
   }
-  // Unscaled, the float32 factors are written as they are.
-  const lastOut = scaled ? scaleRows(last, gains, lastPer) : last;
-  if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: lastOut, bias };
-  if (method === 'spatial') return { method, name: layer.name, width: mid, vertical: first, horizontal: lastOut, bias };
-  return { method, name: layer.name, width: mid, first, second: lastOut, bias };
+  // The factors were taken from the model set, so the gains go into `last` in place (rounded to float32 once).
+  if (scaled) scaleRows(last, gains, lastPer);
+  if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: last, bias };
+  if (method === 'spatial') return { method, name: layer.name, width: mid, vertical: first, horizontal: last, bias };
+  return { method, name: layer.name, width: mid, first, second: last, bias };
 }
 
-/** out[j][q] = a[j][q] * gains[j], rows of `per` values, rounded to float32 once. */
-function scaleRows(a: Float32Array, gains: Float64Array, per: number): Float32Array {
-  const out = new Float32Array(a.length);
+/** a[j][q] *= gains[j], rows of `per` values. */
+function scaleRows(a: Float32Array, gains: Float64Array, per: number): void {
   for (let j = 0; j < gains.length; j++) {
     const g = gains[j];
-    for (let q = j * per; q < (j + 1) * per; q++) out[q] = a[q] * g;
+    if (g !== 1) for (let q = j * per; q < (j + 1) * per; q++) a[q] *= g;
   }
-  return out;
 }

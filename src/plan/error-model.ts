@@ -159,12 +159,13 @@ export interface DacFactors {
 /** Everything the planner and the builder need about one layer under the error model. */
 export class LayerErrorModel {
   readonly d: Float64Array;
-  /** Cholesky factors of A, Th, Tw (Sigma = M M^T), applied as right-multipliers on their index. */
-  readonly mc: Float64Array;
+  /** Cholesky factors of A (the getter mc), Th, Tw (Sigma = M M^T), applied as right-multipliers on their index. */
   readonly mh: Float64Array;
   readonly mw: Float64Array;
   readonly mhInv: Float64Array;
   readonly mwInv: Float64Array;
+  /** c x c, so made when asked for and dropped by release() with the caches below (VGG16's: 20 MiB together). */
+  private mcCache: Float64Array | null = null;
   private mcInvCache: Float64Array | null = null;
   /** A has no off-diagonal entries: the refit separates by channel. */
   private readonly diagonalA: boolean;
@@ -209,11 +210,17 @@ export class LayerErrorModel {
     const fh = factor(input.th, kh);
     const fw = factor(input.tw, kw);
     this.diagonalA = isDiagonal(input.A, c);
-    this.mc = backend.cholesky(input.A, c, RIDGE, context);
     this.mh = fh.L;
     this.mw = fw.L;
     this.mhInv = fh.inv;
     this.mwInv = fw.inv;
+  }
+
+  /** L, A's Cholesky factor (c x c). */
+  get mc(): Float64Array {
+    const { c, name } = this.layer;
+    this.mcCache ??= this.backend.cholesky(this.input.A, c, RIDGE, { layer: name });
+    return this.mcCache;
   }
 
   /** L^-1 (c x c), made when first asked for: only spatial and channel map their factors back through it. */
@@ -347,6 +354,8 @@ export class LayerErrorModel {
 
   /** Drops the layer-sized caches (they are rebuilt if needed again); the curves stay. */
   release(): void {
+    this.mcCache = null;
+    this.mcInvCache = null;
     this.transformedCache = null;
     this.dac = null;
     this.dacBasisCache = null;
@@ -377,14 +386,18 @@ export class LayerErrorModel {
    * pointwise stage multiplied by it), and the curve's error at rank r: from
    * the SVD's own singular values ([c][min(n, K)]: scaledDacCurve's
    * eigenvalues, squared, in float32) when the curve is not made yet.
+   * `depthwise` and `pointwise` are the caller's to give: they are scaled in
+   * place and returned, so a layer's factors never exist twice.
    */
   svdFactors(depthwise: Float32Array, pointwise: Float32Array, r: number, singular: Float32Array): { first: Float32Array; last: Float32Array; error: number } {
     const { c, kh, kw } = this.layer;
     const tau = kron(this.mh, kh, this.mw, kw)[0];
-    const first = new Float32Array(depthwise.length);
-    for (let q = 0; q < first.length; q++) first[q] = depthwise[q] / tau;
-    const last = new Float32Array(pointwise.length);
-    for (let q = 0; q < last.length; q++) last[q] = pointwise[q] * tau;
+    const first = depthwise;
+    const last = pointwise;
+    if (tau !== 1) {
+      for (let q = 0; q < first.length; q++) first[q] /= tau;
+      for (let q = 0; q < last.length; q++) last[q] *= tau;
+    }
     const curve = this.curves.get('dac');
     if (curve) return { first, last, error: curve[r] };
     // tail / total with sum_i A[i,i] s_ik^2 over k >= r and over every k; rank R spans every slice (exact).
