@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/allocator.h"
 #include "common/parallel.h"
 #include "common/version.h"
 #include "ops.h"
@@ -161,6 +162,16 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// mapLargeAllocations(bytes): common/allocator.h, for the zoo command.
+Napi::Value MapLargeAllocations(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double bytes = info.Length() == 1 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(bytes >= 0 && bytes <= double(INT_MAX) && std::floor(bytes) == bytes)) {
+    return Throw(env, "mapLargeAllocations: expected (bytes: an integer in 0..2^31-1)");
+  }
+  return Napi::Boolean::New(env, dac::map_large_allocations(static_cast<std::size_t>(bytes)));
+}
+
 // The op tables as text (ops.h describe), for the loader's check.
 Napi::Value Contract(const Napi::CallbackInfo& info) {
   Napi::Array out = Napi::Array::New(info.Env(), dac::ops::kOpCount);
@@ -172,6 +183,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("contract", Napi::Function::New(env, Contract));
   exports.Set("decomposeDacBatch", Napi::Function::New(env, DecomposeDacBatch));
+  exports.Set("mapLargeAllocations", Napi::Function::New(env, MapLargeAllocations));
   for (const Op* op : dac::ops::kOps)
     exports.Set(op->name, Napi::Function::New(env, CallOp, op->name, const_cast<Op*>(op)));
   return exports;

@@ -121,7 +121,7 @@ t.test('an addon built from older sources is refused whole, naming what it lacks
     t.equal(r.status, 0, r.err);
     const info = JSON.parse(r.out);
     t.equal(info.backend, 'wasm');
-    t.match(info.skipped[0].reason, /stale\.js: out of date, no gemm, cholesky, triangularSolve, symmetricEigenvalues, dacPairEnergy \(rebuild it/);
+    t.match(info.skipped[0].reason, /stale\.js: out of date, no mapLargeAllocations, gemm, cholesky, triangularSolve, symmetricEigenvalues, dacPairEnergy \(rebuild it/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -141,6 +141,22 @@ t.test('no backend at all: one error listing each failure', async (t) => {
   });
   t.not(r.status, 0);
   t.match(r.err, /no dac-conv backend could be loaded \(native: .*; wasm: WASM module missing/);
+});
+
+t.test('mapLargeAllocations: taken by glibc, declined by WASM, arguments checked (in a child: it is process-wide)', async (t) => {
+  const snippet = (backend: string) =>
+    `const { getBackend } = require('./src/index.ts');
+     const b = getBackend('${backend}');
+     const errs = [-1, 1.5, 2 ** 31, NaN, '4096'].map((v) => { try { b.mapLargeAllocations(v); return null; } catch (e) { return e.code + ' ' + e.message; } });
+     console.log(JSON.stringify({ taken: b.mapLargeAllocations(128 * 1024), errs }));`;
+  const glibc = !!(process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
+  for (const { name } of availableBackends()) {
+    const r = probe(snippet(name), { DAC_BACKEND: '' });
+    t.equal(r.status, 0, r.err);
+    const out = JSON.parse(r.out) as { taken: boolean; errs: (string | null)[] };
+    t.equal(out.taken, name === 'native' && glibc, `${name}: taken only by native on glibc`);
+    t.equal(out.errs.filter((e) => e && /^E(INVAL|RANGE) field bytes: /.test(e)).length, 5, `${name}: every bad value refused naming the field: ${out.errs.join('; ')}`);
+  }
 });
 
 t.test('getBackend rejects unknown names', async (t) => {

@@ -320,6 +320,18 @@ export class Backend {
     return this.variantLists;
   }
 
+  /**
+   * Process-wide, for an application that owns its process (the zoo command
+   * calls it; the library never does): from now on, blocks of at least
+   * `bytes` get mappings of their own, given back to the system when freed.
+   * glibc's own threshold slides up to 32 MiB after the first large free,
+   * and model-sized buffers then stay in its heaps. False where the C
+   * library has no such setting (musl, macOS, Windows) and on WASM.
+   */
+  mapLargeAllocations(bytes: number): boolean {
+    return this.binding.mapLargeAllocations(checkInt(bytes, 'bytes', 0, 2 ** 31 - 1, {}));
+  }
+
   /** DAC: per input channel, a rank-r SVD of its n x (kh*kw) slice. */
   decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DacOptions = {}): DacResult {
     const ctx = opts.context ?? {};

@@ -215,6 +215,8 @@ export type Binding = {
   info(): RawBackendInfo;
   /** Many decomposeDac calls at once; `threads` spreads them (native), each layer's own threads is ignored. */
   decomposeDacBatch(layers: DacArgs[], threads: number): void;
+  /** Process-wide: blocks of at least `bytes` get mappings of their own (native/common/allocator.h); false where unsupported. */
+  mapLargeAllocations(bytes: number): boolean;
 } & { readonly [N in OpName]: (args: OpArgs<N>) => void };
 
 /** One field of an op as the marshalling walks it: a path into the args object and where C++ keeps it. */

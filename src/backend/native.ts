@@ -12,7 +12,7 @@ type AddonExports = Omit<Binding, 'name'> & {
   contract?(): string[];
 };
 
-const ADDON_FUNCTIONS: (keyof AddonExports)[] = ['info', 'decomposeDacBatch', ...OP_NAMES];
+const ADDON_FUNCTIONS: (keyof AddonExports)[] = ['info', 'decomposeDacBatch', 'mapLargeAllocations', ...OP_NAMES];
 
 /** The package root: two levels up from src/backend or dist/backend. */
 export const packageRoot = path.resolve(__dirname, '..', '..');
@@ -60,6 +60,7 @@ export function loadNativeBinding(): Binding {
         name: 'native',
         info: (): RawBackendInfo => addon.info(),
         decomposeDacBatch: (layers: DacArgs[], threads: number) => addon.decomposeDacBatch(layers, threads),
+        mapLargeAllocations: (bytes: number) => addon.mapLargeAllocations(bytes),
       };
     } catch (err) {
       const hint = /^out of date/.test((err as Error).message) ? ' (rebuild it: npm run build:native)' : '';

@@ -191,5 +191,7 @@ export function loadWasmBinding(): Binding {
     decomposeDacBatch(layers) {
       for (const layer of layers) ops.decomposeDac(layer);
     },
+    // The module's memory only grows: there is nothing to give back.
+    mapLargeAllocations: () => false,
   };
 }

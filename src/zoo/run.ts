@@ -25,6 +25,18 @@ export const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 /** Reason of a model decomposed by an earlier run (status 'skipped', cached). */
 export const UP_TO_DATE = 'up to date (done by an earlier run)';
 
+/**
+ * What the zoo command does to its own process before a run (so the CLI and
+ * the bench's runs, never runZoo itself): glibc's mmap threshold held at the
+ * 128 KiB it starts from (Backend.mapLargeAllocations), so each model's
+ * weight buffers go back to the system when freed instead of staying in
+ * malloc's heaps (bench/results/zoo.md: about 75-100 MiB of RSS per job).
+ * Whether the C library took it.
+ */
+export function mapLargeAllocationsForZoo(): boolean {
+  return getBackend().mapLargeAllocations(128 * 1024);
+}
+
 export interface ZooOptions {
   root: string;
   out: string;
