@@ -222,9 +222,12 @@ export function oihwToHwio(w: Float32Array, cout: number, cin: number, kh: numbe
   return reorder(w, cout, cin, kh * kw, true);
 }
 
-/** HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]: the inverse of oihwToHwio. */
-export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
-  return reorder(w, cout, cin, kh * kw, false);
+/**
+ * HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]: the inverse of
+ * oihwToHwio. Into `out` when given (as long as `w`, not overlapping it).
+ */
+export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number, out?: Float32Array): Float32Array {
+  return reorder(w, cout, cin, kh * kw, false, out);
 }
 
 /**
@@ -232,8 +235,7 @@ export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number,
  * (t * cin + i) * cout + o, either way, in tiles of outputs x inputs so that
  * both sides stay in cache (a plain loop strides through one of them).
  */
-function reorder(w: Float32Array, cout: number, cin: number, taps: number, toHwio: boolean): Float32Array {
-  const out = new Float32Array(w.length);
+function reorder(w: Float32Array, cout: number, cin: number, taps: number, toHwio: boolean, out = new Float32Array(w.length)): Float32Array {
   for (let i0 = 0; i0 < cin; i0 += TILE)
     for (let o0 = 0; o0 < cout; o0 += TILE) {
       const i1 = Math.min(cin, i0 + TILE);

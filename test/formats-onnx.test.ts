@@ -284,7 +284,7 @@ t.test('streamed writing: the chunks are the encoding, weights handed out as the
   const big = proto.graph!.initializer.reduce((a, x) => (x.raw_data!.length > a.raw_data!.length ? x : a));
   t.ok(chunks.includes(big.raw_data!), 'a weight is a chunk of its own, not a copy');
 
-  // Loading moves the bytes to aligned buffers of its own where the file has them unaligned: the same model.
+  // Loading aligns the bytes the file has unaligned (large ones where they lie, small ones packed): the same model.
   const m = await loadModel(vggOnnx);
   t.ok(Buffer.from((m as unknown as { bytes(): Uint8Array }).bytes()).equals(file), 'loaded and encoded again: the file');
   const rep = svdReplacement(m.convs[1], 'dac', 2);

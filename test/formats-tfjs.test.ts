@@ -586,7 +586,7 @@ t.test('streamed writing: the folder written holds what outputFiles() says, shar
   t.equal(written.files.length, want.size, 'every file reported, with its hash');
 });
 
-t.test('held kernels: read, the model keeps no view of the shards; kept weights are written back bit-exact', async (t) => {
+t.test('held kernels: read, the other weights keep no view of the shards; kept weights are written back bit-exact', async (t) => {
   const { readArtifacts, HeldKernel } = await import('../src/formats/tfjs/manifest.js');
   const dir = await fixtureDir('sequential', sequentialModel);
   const m = (await loadModel(dir)) as TfjsModel;

@@ -208,11 +208,25 @@ function parseBytes(bytes: Uint8Array, file: string): ModelProto {
 }
 
 /**
- * Moves every byte field of a decoded model (raw_data, string attributes,
- * ...) out of the file's buffer into one of its own, each at an 8-byte
- * aligned offset, when some float32 initializer lies unaligned in the file:
- * the weights are then read as views, never copies, and the file's bytes
- * are not kept alive beside them (one copy of the file, made once).
+ * Makes every float32 raw_data of a decoded model readable as a view (no
+ * copy of the weights) when some float32 initializer lies unaligned in the
+ * file, without a second copy of the file: the large tensors are aligned
+ * where they lie, in the file's buffer (our own read buffer, never the
+ * file), and the small ones are packed into one buffer of their own.
+ *
+ * A large float32 payload at byteOffset o is moved left by d = o % 4 (1..3)
+ * bytes, over the end of its own field header. That header (the tag, one
+ * byte, and the length as a varint, 3 bytes from 2^14 on) is at least 4
+ * bytes for payloads of OWN_BUFFER_BYTES and more, so the move writes only
+ * bytes of this field: its header, which protobufjs has already parsed and
+ * nothing keeps a view of, and its own payload. Every other view of the
+ * buffer is the payload of another field, which lies wholly before this
+ * field's header or after its payload, so no move touches bytes another
+ * view reads, in whatever order they are made.
+ *
+ * The whole file's buffer then lives as long as any of these views (a
+ * replaced conv's weight is not freed by itself), but loading peaks at about
+ * one copy of the weights instead of two: the lower peak over a job.
  */
 function alignBytes(proto: ModelProto, file: Uint8Array): void {
   const unaligned = proto.graph!.initializer.some(
@@ -233,24 +247,29 @@ function alignBytes(proto: ModelProto, file: Uint8Array): void {
       } else if (x && typeof x === 'object') stack.push(x);
     }
   }
-  // Large tensors get buffers of their own, so that one the model drops (a replaced conv's weight) can be freed.
-  const own = (f: { bytes: Uint8Array }) => f.bytes.length >= OWN_BUFFER_BYTES;
+  const large = (f: { bytes: Uint8Array }) => f.bytes.length >= OWN_BUFFER_BYTES;
+  const floatRaw = (f: (typeof found)[number]) => f.key === 'raw_data' && (f.holder as unknown as TensorProto).data_type === DataType.FLOAT;
+  for (const f of found) {
+    const shift = f.bytes.byteOffset % 4;
+    if (!large(f) || !floatRaw(f) || shift === 0) continue;
+    const at = f.bytes.byteOffset;
+    const whole = new Uint8Array(f.bytes.buffer);
+    whole.copyWithin(at - shift, at, at + f.bytes.length);
+    (f.holder as Record<string | number, unknown>)[f.key] = whole.subarray(at - shift, at - shift + f.bytes.length);
+  }
   const pad = (n: number) => Math.ceil(n / 8) * 8;
-  const small = new Uint8Array(found.reduce((a, f) => a + (own(f) ? 0 : pad(f.bytes.length)), 0));
+  const small = new Uint8Array(found.reduce((a, f) => a + (large(f) ? 0 : pad(f.bytes.length)), 0));
   let offset = 0;
   for (const f of found) {
-    let copy: Uint8Array;
-    if (own(f)) copy = new Uint8Array(f.bytes);
-    else {
-      copy = small.subarray(offset, offset + f.bytes.length);
-      copy.set(f.bytes);
-      offset += pad(f.bytes.length);
-    }
+    if (large(f)) continue;
+    const copy = small.subarray(offset, offset + f.bytes.length);
+    copy.set(f.bytes);
+    offset += pad(f.bytes.length);
     (f.holder as Record<string | number, unknown>)[f.key] = copy;
   }
 }
 
-/** Tensors from this size up are moved to buffers of their own (alignBytes). */
+/** Payloads from this size up are aligned in place in the file's buffer, the smaller ones packed (alignBytes). */
 const OWN_BUFFER_BYTES = 64 * 1024;
 
 /**
@@ -777,7 +796,32 @@ export class OnnxModel implements LoadedModel {
     for (const { conv: cn, rep } of matched) newNodes.set(cn.node, this.replacementNodes(graph.node[cn.node], cn, rep, taken, graph, asInputs));
     graph.node = graph.node.flatMap((n, i) => newNodes.get(i) ?? [n]);
     pruneUnused(graph);
+    this.ownInitializers(graph);
     return new OnnxModel(this.path, proto, this.options, this.finite);
+  }
+
+  /**
+   * Copies out the initializers of a derived model (apply, foldBatchNorm)
+   * that are views of a buffer its initializers fill less than half of: the
+   * file's bytes once the convs it replaced are gone (alignBytes leaves the
+   * large tensors in them). The derived model then does not keep the file's
+   * bytes alive once the model it derives from is dropped. Copies are new
+   * tensors: the tensors this model shares keep their bytes.
+   */
+  private ownInitializers(graph: GraphProto): void {
+    const raw = (t: TensorProto) => (t.raw_data instanceof Uint8Array && t.raw_data.length > 0 ? t.raw_data : null);
+    const used = new Map<ArrayBufferLike, number>();
+    for (const t of graph.initializer) {
+      const r = raw(t);
+      if (r) used.set(r.buffer, (used.get(r.buffer) ?? 0) + r.length);
+    }
+    graph.initializer = graph.initializer.map((t) => {
+      const r = raw(t);
+      if (!r || 2 * used.get(r.buffer)! >= r.buffer.byteLength) return t;
+      const copy: TensorProto = Object.assign(Object.create(Object.getPrototypeOf(t) as object) as TensorProto, t, { raw_data: new Uint8Array(r) });
+      if (this.finite.has(t)) this.finite.add(copy);
+      return copy;
+    });
   }
 
   /**
@@ -927,6 +971,7 @@ export class OnnxModel implements LoadedModel {
     graph.node = graph.node.flatMap((n, i) => (removed.has(i) ? [] : [...(inserted.get(i) ?? []), n]));
     graph.value_info = graph.value_info.filter((v) => !removedTensors.has(v.name!));
     pruneUnused(graph);
+    this.ownInitializers(graph);
     return new OnnxModel(this.path, proto, this.options, this.finite);
   }
 

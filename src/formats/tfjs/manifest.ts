@@ -34,8 +34,9 @@ export interface WeightEntry {
 /**
  * A float32 conv kernel held as the OIHW values the convs are planned from,
  * its stored HWIO bytes made each time they are read: the model keeps one
- * copy of the kernel, not the file's bytes beside it. The transposition only
- * moves values, so the bytes made are those read.
+ * copy of the kernel, not the file's bytes beside it (the OIHW values are the
+ * shard buffer's own bytes, turned in place, where the kernel lies aligned in
+ * it). The transposition only moves values, so the bytes made are those read.
  */
 export class HeldKernel implements WeightEntry {
   constructor(
@@ -47,6 +48,11 @@ export class HeldKernel implements WeightEntry {
 
   get bytes(): Uint8Array {
     return floatEntry(this.spec.name, this.spec.shape, oihwToHwio(this.oihw, ...this.dims)).bytes;
+  }
+
+  /** The same kernel holding a copy of its values (no view of a buffer shared with other weights). */
+  copied(): HeldKernel {
+    return new HeldKernel(this.spec, this.oihw.slice(), this.dims);
   }
 }
 

@@ -48,6 +48,21 @@ function oihwOf(entry: WeightEntry, [o, i, kh, kw]: [number, number, number, num
   return () => hwioToOihw(weightFloats(entry), kh, kw, i, o);
 }
 
+/**
+ * A held kernel's OIHW values made where its HWIO ones lie (`hwio`, a view of
+ * the shard buffer), through `scratch` (at least as long): the model then
+ * keeps one copy of it, not the file's bytes beside a copy. The buffer is our
+ * own read buffer, never the file, and these HWIO bytes are read nowhere
+ * after: no other entry views them, the entry is replaced by its HeldKernel
+ * (written from the OIHW values), and a kernel already held is never turned
+ * again (TfjsModel.findConvs, `kept`).
+ */
+function turnInPlace(hwio: Float32Array, [o, i, kh, kw]: [number, number, number, number], scratch: Float32Array): Float32Array {
+  const from = scratch.subarray(0, hwio.length);
+  from.set(hwio);
+  return hwioToOihw(from, kh, kw, i, o, hwio);
+}
+
 function kernelSpecQuantized(spec: WeightSpec | undefined): boolean {
   return spec?.quantization?.dtype === 'uint8' || spec?.quantization?.dtype === 'uint16';
 }
@@ -194,7 +209,8 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     this.byWeight = new Map(weights.map((w) => [w.spec.name, w]));
     this.inputShape = input.shape;
     this.freeInput = input.free;
-    // Float32 kernels read from a file are held as their OIHW values; the other weights sharing their buffer are copied out of it.
+    // Float32 kernels read from a file are held as their OIHW values (turned in place in the shard buffer where they lie
+    // aligned); the other weights sharing their buffer are copied out of it.
     const hold = new Set<WeightEntry>();
     for (const g of this.graph.layers) {
       const w = CONV_CLASSES.has(g.className) ? this.weight(g.name, kernelName(g)) : undefined;
@@ -269,6 +285,9 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
    */
   private findConvs(hold: Set<WeightEntry>, held: Map<WeightEntry, HeldKernel>): ConvLayer[] {
     const out: ConvLayer[] = [];
+    // turnInPlace's room, made once for the largest kernel. No closure refers to it, so the layers' weight getters
+    // (which close over this scope) do not keep it.
+    let scratch: Float32Array | null = null;
     for (const g of this.graph.layers) {
       if (!CONV_CLASSES.has(g.className)) continue;
       const where = { ...this.ctx, layer: g.name };
@@ -282,8 +301,9 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const cin = x[2];
       const depthwise = g.className === 'DepthwiseConv2D';
       const kernelEntry = this.weight(g.name, kernelName(g));
-      // A held kernel is its OIHW values already.
-      const kept = kernelEntry instanceof HeldKernel ? kernelEntry.oihw : null;
+      // A held kernel is its OIHW values already; so is one an earlier layer here resolved to (its bytes are OIHW now): a copy.
+      const heldBefore = kernelEntry && held.get(kernelEntry);
+      const kept = kernelEntry instanceof HeldKernel ? kernelEntry.oihw : heldBefore ? heldBefore.oihw.slice() : null;
       // Known finite (one read back after writing): converted to OIHW only when asked for.
       const lazy = !kept && !!kernelEntry && this.finite.has(kernelEntry);
       const kernelHwio = kept ? null : this.floats(g.name, kernelName(g));
@@ -304,7 +324,13 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       }
       // depthwise: [kh][kw][c][m] is [kh][kw][1][c*m] with channel i*m+k
       const dims: [number, number, number, number] = [n, depthwise ? 1 : cin / groups, kh, kw];
-      let weights = kept ?? (lazy ? null : hwioToOihw(kernelHwio!, kh, kw, dims[1], n));
+      let weights = kept;
+      if (!weights && !lazy) {
+        // A held kernel that is a view of the shard buffer (aligned) is turned in place; any other is copied.
+        const inPlace = hold.has(kernelEntry!) && kernelHwio!.buffer === kernelEntry!.bytes.buffer;
+        if (inPlace) scratch ??= new Float32Array([...hold].reduce((a, w) => Math.max(a, elementCount(w.spec.shape)), 0));
+        weights = inPlace ? turnInPlace(kernelHwio!, dims, scratch!) : hwioToOihw(kernelHwio!, kh, kw, dims[1], n);
+      }
       // Made apart so that no closure here holds the stored values (the file's bytes) once converted.
       const load = weights ? null : oihwOf(kernelEntry!, dims);
       if (weights && !kept && hold.has(kernelEntry!)) {
@@ -515,18 +541,27 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
 
   /**
    * The weights, with those that are views of a buffer they fill less than
-   * half of once the kernels in `hold` are held apart (the shards as read)
-   * or were replaced (by apply) copied out, so that the model does not keep
-   * the file's bytes alive.
+   * half of copied out, so that the model does not keep the file's bytes
+   * alive: the other weights once the kernels in `hold` are held apart (the
+   * shards as read; a kernel turned in place stays in them), and a held
+   * kernel once the convs sharing its buffer were replaced (by apply).
    */
   private ownBytes(weights: WeightEntry[], hold: Set<WeightEntry>): WeightEntry[] {
-    const stays = (w: WeightEntry) => !(w instanceof HeldKernel) && !hold.has(w);
-    const used = new Map<ArrayBufferLike, number>();
-    for (const w of weights) if (stays(w)) used.set(w.bytes.buffer, (used.get(w.bytes.buffer) ?? 0) + w.bytes.length);
+    const viewOf = (w: WeightEntry) => (w instanceof HeldKernel ? w.oihw : w.bytes);
+    const isKernel = (w: WeightEntry) => w instanceof HeldKernel || hold.has(w);
+    const add = (m: Map<ArrayBufferLike, number>, v: ArrayBufferView) => m.set(v.buffer, (m.get(v.buffer) ?? 0) + v.byteLength);
+    const sparse = (m: Map<ArrayBufferLike, number>, v: ArrayBufferView) => 2 * m.get(v.buffer)! < v.buffer.byteLength;
+    const others = new Map<ArrayBufferLike, number>();
+    const all = new Map<ArrayBufferLike, number>();
+    for (const w of weights) {
+      add(all, viewOf(w));
+      if (!isKernel(w)) add(others, w.bytes);
+    }
     return weights.map((w) => {
-      if (!stays(w) || 2 * used.get(w.bytes.buffer)! >= w.bytes.buffer.byteLength) return w;
-      const copy = { spec: w.spec, bytes: new Uint8Array(w.bytes) };
-      if (this.finite.has(w)) this.finite.add(copy);
+      let copy = w;
+      if (w instanceof HeldKernel) copy = sparse(all, w.oihw) ? w.copied() : w;
+      else if (!hold.has(w) && sparse(others, w.bytes)) copy = { spec: w.spec, bytes: new Uint8Array(w.bytes) };
+      if (copy !== w && this.finite.has(w)) this.finite.add(copy);
       return copy;
     });
   }
