@@ -105,8 +105,8 @@ inline constexpr Field kChannelFields[] = {
 inline constexpr Field kDacPairEnergyFields[] = {
     DAC_WEIGHTS(DacPairEnergyParams),
     DAC_VALUE(DacPairEnergyParams, "rank", Int, rank),
-    DAC_ARRAY(DacPairEnergyParams, "depthwise", Doubles, depthwise, depthwise_length),
-    DAC_ARRAY(DacPairEnergyParams, "pointwise", Doubles, pointwise, pointwise_length),
+    DAC_ARRAY(DacPairEnergyParams, "depthwise", Floats, depthwise, depthwise_length),
+    DAC_ARRAY(DacPairEnergyParams, "pointwise", Floats, pointwise, pointwise_length),
     DAC_ARRAY(DacPairEnergyParams, "tapScale", Doubles, tap_scale, tap_scale_length),
     DAC_ARRAY(DacPairEnergyParams, "channelScale", Doubles, channel_scale, channel_scale_length),
     DAC_ARRAY(DacPairEnergyParams, "energy", Doubles, energy, energy_length),

@@ -245,8 +245,8 @@ t.test('dacPairEnergy: the three sums by their definition, both layouts, scales,
     ]) {
       const K = kh * kw;
       const weights = Float32Array.from({ length: n * c * K }, r);
-      const depthwise = randomMatrix(c * rank, K, r);
-      const pointwise = randomMatrix(n, c * rank, r);
+      const depthwise = Float32Array.from({ length: c * rank * K }, r);
+      const pointwise = Float32Array.from({ length: n * c * rank }, r);
       const tapScale = Float64Array.from({ length: K }, () => 1.5 + r());
       const channelScale = Float64Array.from({ length: c }, r);
       const want = { energy: new Float64Array(n), approxEnergy: new Float64Array(n), residual: new Float64Array(n), plain: new Float64Array(n) };
@@ -276,11 +276,11 @@ t.test('dacPairEnergy: the three sums by their definition, both layouts, scales,
       t.ok(close(plain.energy, want.plain) && close(plain.residual, want.residual), `${label} unit scales`);
     }
     const shape = { n: 4, c: 2, kh: 3, kw: 3 };
-    const pair = { rank: 2, depthwise: new Float64Array(2 * 2 * 9), pointwise: new Float64Array(4 * 2 * 2) };
+    const pair = { rank: 2, depthwise: new Float32Array(2 * 2 * 9), pointwise: new Float32Array(4 * 2 * 2) };
     const weights = new Float32Array(4 * 2 * 9);
     t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, rank: 5 }), { code: 'ERANGE' }, `${b.name}: rank above min(n, kh*kw)`);
-    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, depthwise: new Float64Array(35) }), { code: 'ESHAPE' }, `${b.name}: short depthwise`);
-    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, pointwise: new Float32Array(16) as unknown as Float64Array }), { code: 'EINVAL' }, `${b.name}: float32 pointwise`);
+    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, depthwise: new Float32Array(35) }), { code: 'ESHAPE' }, `${b.name}: short depthwise`);
+    t.throws(() => b.dacPairEnergy(weights, shape, { ...pair, pointwise: new Float64Array(16) as unknown as Float32Array }), { code: 'EINVAL' }, `${b.name}: float64 pointwise`);
     t.throws(() => b.dacPairEnergy(weights.subarray(1), shape, pair), { code: 'ESHAPE' }, `${b.name}: short weights`);
     t.throws(() => b.dacPairEnergy(weights, shape, pair, { tapScale: new Float64Array(3) }), { code: 'ESHAPE' }, `${b.name}: tapScale of kh values`);
     t.throws(() => b.dacPairEnergy(weights, shape, pair, { channelScale: new Float64Array(4) }), { code: 'ESHAPE' }, `${b.name}: channelScale of n values`);

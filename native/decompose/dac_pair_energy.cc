@@ -16,10 +16,10 @@ namespace {
 
 constexpr const char* kFn = "dac_pair_energy";
 
-Status check_doubles(const char* field, const void* data, int64_t length, int64_t need) {
+Status check_buffer(const char* field, const char* unit, const void* data, int64_t length, int64_t need) {
   if (data == nullptr)
-    return Status::Error(std::string(kFn) + ": " + field + " buffer is null (needs " + std::to_string(need) +
-                         " doubles)");
+    return Status::Error(std::string(kFn) + ": " + field + " buffer is null (needs " + std::to_string(need) + " " +
+                         unit + ")");
   if (length != need)
     return Status::Error(std::string(kFn) + ": " + field + " length " + std::to_string(length) +
                          " does not match the required " + std::to_string(need));
@@ -39,19 +39,20 @@ Status check(const DacPairEnergyParams& p) {
                          " makes factors with more elements than fit in int64");
   const struct {
     const char* field;
+    const char* unit;
     const void* data;
     int64_t length, need;
   } buffers[] = {
-      {"depthwise", p.depthwise, p.depthwise_length, dw},
-      {"pointwise", p.pointwise, p.pointwise_length, pw},
-      {"tap_scale", p.tap_scale, p.tap_scale_length, k},
-      {"channel_scale", p.channel_scale, p.channel_scale_length, p.w.c},
-      {"energy", p.energy, p.energy_length, p.w.n},
-      {"approx_energy", p.approx_energy, p.approx_energy_length, p.w.n},
-      {"residual", p.residual, p.residual_length, p.w.n},
+      {"depthwise", "floats", p.depthwise, p.depthwise_length, dw},
+      {"pointwise", "floats", p.pointwise, p.pointwise_length, pw},
+      {"tap_scale", "doubles", p.tap_scale, p.tap_scale_length, k},
+      {"channel_scale", "doubles", p.channel_scale, p.channel_scale_length, p.w.c},
+      {"energy", "doubles", p.energy, p.energy_length, p.w.n},
+      {"approx_energy", "doubles", p.approx_energy, p.approx_energy_length, p.w.n},
+      {"residual", "doubles", p.residual, p.residual_length, p.w.n},
   };
   for (const auto& b : buffers) {
-    s = check_doubles(b.field, b.data, b.length, b.need);
+    s = check_buffer(b.field, b.unit, b.data, b.length, b.need);
     if (!s.ok) return s;
   }
   return Status::Ok();
@@ -70,12 +71,12 @@ void rows(const DacPairEnergyParams& p, const double* tap2, int64_t j0, int64_t 
   double* pair = scratch + K;
   for (int64_t j = j0; j < j1; ++j) {
     const float* wj = p.w.data + j * sj;
-    const double* pj = p.pointwise + j * c * r;
+    const float* pj = p.pointwise + j * c * r;
     double energy = 0, approx = 0, residual = 0;
     for (int64_t i = 0; i < c; ++i) {
       for (int64_t t = 0; t < K; ++t) orig[t] = wj[i * si + t * st];
       for (int64_t t = 0; t < K; ++t) pair[t] = 0;
-      const double* f = p.depthwise + i * r * K;
+      const float* f = p.depthwise + i * r * K;
       for (int64_t m = 0; m < r; ++m) {
         const double a = pj[i * r + m];
         for (int64_t t = 0; t < K; ++t) pair[t] += a * f[m * K + t];

@@ -87,9 +87,9 @@ struct ChannelParams {
 struct DacPairEnergyParams {
   ConvWeights w;
   int rank = 0;  // >= 1
-  const double* depthwise = nullptr;  // [c*rank][kh*kw]
+  const float* depthwise = nullptr;  // [c*rank][kh*kw], float32 as stored: widened as read
   int64_t depthwise_length = 0;
-  const double* pointwise = nullptr;  // [n][c*rank]
+  const float* pointwise = nullptr;  // [n][c*rank]
   int64_t pointwise_length = 0;
   const double* tap_scale = nullptr;  // [kh*kw]
   int64_t tap_scale_length = 0;

@@ -1023,8 +1023,8 @@ void test_baselines_bad_args() {
 // --- dac_pair_energy ---------------------------------------------------------------
 
 // The three sums by the definition: W' built whole, then each term on its own.
-void pair_energy_naive(const std::vector<float>& oihw, const Shape& s, int r, const std::vector<double>& dw,
-                       const std::vector<double>& pw, const std::vector<double>& tap, const std::vector<double>& ch,
+void pair_energy_naive(const std::vector<float>& oihw, const Shape& s, int r, const std::vector<float>& dw,
+                       const std::vector<float>& pw, const std::vector<double>& tap, const std::vector<double>& ch,
                        std::vector<double>* energy, std::vector<double>* approx, std::vector<double>* residual) {
   const int K = s.k();
   energy->assign(size_t(s.n), 0);
@@ -1035,7 +1035,7 @@ void pair_energy_naive(const std::vector<float>& oihw, const Shape& s, int r, co
       for (int t = 0; t < K; ++t) {
         double wp = 0;
         for (int m = 0; m < r; ++m)
-          wp += pw[size_t((int64_t(j) * s.c + i) * r + m)] * dw[size_t((int64_t(i) * r + m) * K + t)];
+          wp += double(pw[size_t((int64_t(j) * s.c + i) * r + m)]) * dw[size_t((int64_t(i) * r + m) * K + t)];
         const double w = oihw[size_t((int64_t(j) * s.c + i) * K + t)];
         const double scale = ch[size_t(i)] * tap[size_t(t)];
         (*energy)[size_t(j)] += (scale * w) * (scale * w);
@@ -1047,15 +1047,15 @@ void pair_energy_naive(const std::vector<float>& oihw, const Shape& s, int r, co
 struct PairEnergyCase {
   Shape s;
   int rank;
-  std::vector<float> w, w_hwio;
-  std::vector<double> dw, pw, tap, ch, energy, approx, residual;
+  std::vector<float> w, w_hwio, dw, pw;
+  std::vector<double> tap, ch, energy, approx, residual;
 
   PairEnergyCase(const Shape& shape, int r, uint64_t seed) : s(shape), rank(r) {
     Rng rng(seed);
     w = rng.vec(s.size());
     w_hwio = to_hwio(w, s);
-    for (float v : rng.vec(int64_t(s.c) * r * s.k())) dw.push_back(v);
-    for (float v : rng.vec(int64_t(s.n) * s.c * r)) pw.push_back(v);
+    dw = rng.vec(int64_t(s.c) * r * s.k());
+    pw = rng.vec(int64_t(s.n) * s.c * r);
     for (float v : rng.vec(s.k())) tap.push_back(1.5 + v);
     for (float v : rng.vec(s.c)) ch.push_back(0.5 * v);
     energy.assign(size_t(s.n), std::nan(""));

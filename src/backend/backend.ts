@@ -107,13 +107,13 @@ export interface TriangularSolveOptions {
   context?: ErrorContext;
 }
 
-/** A DAC pair in double precision, as dacPairEnergy reads it. */
+/** A DAC pair as dacPairEnergy reads it: float32, as decompositions make it (widened in the core). */
 export interface DacPair {
   rank: number;
   /** [c*rank][kh*kw] */
-  depthwise: Float64Array;
+  depthwise: Float32Array;
   /** [n][c*rank] */
-  pointwise: Float64Array;
+  pointwise: Float32Array;
 }
 
 export interface DacPairEnergyOptions extends DecomposeOptions {
@@ -420,8 +420,8 @@ export class Backend {
       layout: layoutCode(opts.layout, ctx),
       ...s,
       rank,
-      depthwise: checkDoubles(pair.depthwise, s.c * rank * K, 'depthwise', ctx),
-      pointwise: checkDoubles(pair.pointwise, s.n * s.c * rank, 'pointwise', ctx),
+      depthwise: checkOutput(pair.depthwise, s.c * rank * K, 'depthwise', ctx),
+      pointwise: checkOutput(pair.pointwise, s.n * s.c * rank, 'pointwise', ctx),
       tapScale: scale(opts.tapScale, K, 'tapScale'),
       channelScale: scale(opts.channelScale, s.c, 'channelScale'),
       energy: new Float64Array(s.n),

@@ -171,9 +171,9 @@ export const OPS = {
     ...WEIGHTS,
     rank: int(),
     /** [c*rank][kh*kw] */
-    depthwise: f64(),
+    depthwise: f32(),
     /** [n][c*rank] */
-    pointwise: f64(),
+    pointwise: f32(),
     /** [kh*kw] */
     tapScale: f64(),
     /** [c] */

@@ -136,7 +136,7 @@ function dacResidualOnBackend(
   backend: Pick<Backend, 'dacPairEnergy'>,
 ): [number, number] {
   const { n, c, kh, kw } = conv;
-  const pair = { rank: rep.rank, depthwise: new Float64Array(rep.depthwise), pointwise: new Float64Array(rep.pointwise) };
+  const pair = { rank: rep.rank, depthwise: rep.depthwise, pointwise: rep.pointwise };
   const e = backend.dacPairEnergy(conv.weights, { n, c, kh, kw }, pair, { context: conv.name === undefined ? {} : { layer: conv.name } });
   let num = 0;
   let den = 0;

@@ -1001,7 +1001,7 @@ export class LayerErrorModel {
     const tapScale = diagonalOf(kron(this.mh, kh, this.mw, kw), kh * kw);
     const channelScale = diagonalOf(this.mc, c);
     if (!tapScale || !channelScale) return null;
-    const pair = { rank: r, depthwise: new Float64Array(depthwise), pointwise: new Float64Array(pointwise) };
+    const pair = { rank: r, depthwise, pointwise };
     const e = this.backend.dacPairEnergy(this.layer.weights, { n, c, kh, kw }, pair, { tapScale, channelScale, threads, context: { layer: name } });
     return { weights: e.energy, pair: e.approxEnergy };
   }
