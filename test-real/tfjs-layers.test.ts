@@ -107,6 +107,10 @@ for (const c of cases) {
       const y = await stockOutputs(path.join(fullDir, 'model.json'), i.x, i.shape);
       worst = Math.max(worst, relErr(y0[k], y));
     }
+    // What `dac decompose` checks before it keeps an output: our own loader reads it back (a free size's
+    // nominal 1024 makes a 4x upscaler's widened last stage 4096 x 4096 x c*r: past 2^31 elements).
+    const back = await loadModel(path.join(fullDir, 'model.json'));
+    t.ok(back.convs.length > 0, 'the written model loads back');
     t.ok(worst < 1e-4, `full rank equals the original in stock TF.js at ${sizes.map((s) => s.join('x')).join(' and ')} (worst rel err ${worst.toExponential(2)})`);
 
     // 30% of the MACs with default options (DAC), or the planner's stated cap.

@@ -20,6 +20,8 @@ import { decomposeChannel, decomposeDac, decomposeSpatial } from '../src/index.j
 import { prepareWrite, writeDecomposed } from '../src/write.js';
 import { loadModel } from '../src/formats/index.js';
 import { verifyOutput } from '../src/io/output.js';
+import { checkConvSizes } from '../src/io/limits.js';
+import { MAX_DIM } from '../src/geometry.js';
 import { generate, isRoot, onnxNet, tfjsNet, type HostileCase } from './fixtures/hostile/generate.js';
 import { root, tempDir } from './fixtures/util.js';
 
@@ -285,6 +287,17 @@ t.test('two decompose runs into one -o: the second fails at once naming the firs
 
 t.test('the read-only folder case', { skip: isRoot ? 'running as root: permission bits do not stop a write (the unwritable cases use a path below a file instead)' : false }, async (t) => {
   t.pass('covered by the generated cases when not root');
+});
+
+t.test('conv sizes: a stated size past 2^31 elements is refused, a free size\'s nominal stand-in is not; each dimension bounded either way', async (t) => {
+  // A 4x upscaler's last stage at the nominal 1024 x 1024 input, widened by DAC (c*r = 144 channels).
+  const wide = { name: 'SR_dw', c: 16, n: 144, inH: 4096, inW: 4096, outH: 4096, outW: 4096 };
+  t.throws(() => checkConvSizes([wide], 'm.json'), { code: 'ESHAPE', context: { model: 'm.json', layer: 'SR_dw', field: 'output size' } }, 'stated: refused by name');
+  t.doesNotThrow(() => checkConvSizes([wide], 'm.json', true), 'free: the stand-in size is not the model\'s');
+  const tall = { ...wide, n: 3, outH: MAX_DIM + 1 };
+  for (const free of [false, true]) {
+    t.throws(() => checkConvSizes([tall], 'm.json', free), { code: 'ESHAPE', context: { field: 'output size' } }, `a dimension past MAX_DIM (free ${free})`);
+  }
 });
 
 t.test('weights near the float32 limit: refused by name, never returned as Infinity', async (t) => {

@@ -75,7 +75,7 @@ async function load(file: string, options: LoadOptions, written: boolean): Promi
       ? loadTfjsGraph(file, { maxBytes, inputShape: options.inputShape })
       : loadTfjs(file, maxBytes, options.inputShape, new FiniteValues(written)));
   // Absurd declared sizes would make cost accounting and planning walk them.
-  checkConvSizes(model.convs, path.basename(file));
+  checkConvSizes(model.convs, path.basename(file), model.freeInput);
   return model;
 }
 
