@@ -231,6 +231,25 @@ t.test('matmul: every transpose combination, odd and empty shapes (every backend
         }
       }
     }
+    // Two views from the start of one buffer (one address, other row counts): a product, not a Gram matrix.
+    for (const [m, n, k] of [
+      [3, 70, 9],
+      [70, 3, 9],
+      [6, 6, 4],
+    ]) {
+      const f = randomMatrix(Math.max(m, n), k, r);
+      const a = f.subarray(0, m * k);
+      const bt = f.subarray(0, n * k);
+      const want = new Float64Array(m * n);
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let q = 0; q < k; q++) want[i * n + j] += a[i * k + q] * bt[j * k + q];
+      t.ok(maxAbsDiff(b.matmul(a, bt, m, n, k, { transB: true }), want) < 1e-12, `${b.name} ${m}x${n}x${k}: A B^T over one buffer`);
+      // A^T B with A = [k][n] and B = [k][m] viewing the same buffer's start.
+      const at = f.subarray(0, k * n);
+      const b2 = f.subarray(0, k * m);
+      const wantTa = new Float64Array(n * m);
+      for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) for (let q = 0; q < k; q++) wantTa[i * m + j] += at[q * n + i] * b2[q * m + j];
+      t.ok(maxAbsDiff(b.matmul(at, b2, n, m, k, { transA: true }), wantTa) < 1e-12, `${b.name} ${n}x${m}x${k}: A^T B over one buffer`);
+    }
   }
 });
 

@@ -54,7 +54,8 @@ Status gemm(const GemmParams& p) {
     c.setZero();
     return Status::Ok();
   }
-  const bool gram = p.a == p.b && p.trans_a != p.trans_b;
+  // X X^T or X^T X: one buffer on both sides, read as the same matrix (views of one buffer may differ in rows).
+  const bool gram = p.a == p.b && p.trans_a != p.trans_b && m == n;
   if (const detail::GemmKernels* kern = detail::fast_gemm_kernels()) {
     // op(A)(i, j) and op(B)(i, j) as strided views of the row-major buffers.
     const detail::Strided a = p.trans_a ? detail::Strided{p.a, 1, m} : detail::Strided{p.a, k, 1};
