@@ -29,7 +29,7 @@
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../geometry.js';
-import { identity, isDiagonal, jacobiEigen, kron, mixChannels, transposeBlocks } from './linalg.js';
+import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, transposeBlocks } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -109,12 +109,18 @@ export function mixTensor(
     }
     return out;
   }
-  let cur = Float64Array.from(w as ArrayLike<number>);
-  if (taps) {
+  let cur: Float64Array;
+  if (Mc && !isDiagonal(Mc, ch)) {
+    // By channel from the start (the tap GEMM treats every K-run alike): the transpose in is also the
+    // copy to double precision, and the channel GEMM runs between it and the one transpose back.
+    cur = tapsByChannel(backend, w, rows, ch, K, taps);
+    cur = transposeBlocks(mixRows(backend, cur, ch, rows * K, Mc), ch, rows, K);
+  } else {
+    cur = Float64Array.from(w as ArrayLike<number>);
     // Both tap transforms at once: the rows times (Mh (x) Mw), one GEMM.
-    cur = backend.matmul(cur, taps, rows * ch, K, K);
+    if (taps) cur = backend.matmul(cur, taps, rows * ch, K, K);
+    if (Mc) cur = mixChannels(backend, cur, rows, ch, K, Mc);
   }
-  if (Mc) cur = mixChannels(backend, cur, rows, ch, K, Mc);
   if (rowScale) {
     for (let j = 0; j < rows; j++) {
       const f = rowScale(j);
@@ -122,6 +128,23 @@ export function mixTensor(
     }
   }
   return cur;
+}
+
+/**
+ * A [rows][ch][K] tensor by channel ([ch][rows][K], double precision), its
+ * K-runs times `taps` (K x K, null: as they are): the layout in which a
+ * channel mixing is one GEMM (mixRows).
+ */
+function tapsByChannel(
+  backend: DecomposeBackend,
+  w: ArrayLike<number>,
+  rows: number,
+  ch: number,
+  K: number,
+  taps: Float64Array | null,
+): Float64Array {
+  const byChannel = transposeBlocks(w, rows, ch, K);
+  return taps ? backend.matmul(byChannel, taps, rows * ch, K, K) : byChannel;
 }
 
 /** The diagonal of an m x m matrix that has nothing else (all ones for null, the identity), or null. */
@@ -181,8 +204,8 @@ export class LayerErrorModel {
   private dac: {
     /** [c][n][K] weights with taps transformed (x Lh (x) Lw), channels untouched, by channel. */
     W0c: Float64Array;
-    /** [n][c][K] A-mixed tap-transformed weights, Y[j,i] = sum_i' A[i,i'] W0[j,i'], where A mixes channels (else null). */
-    Y: Float64Array | null;
+    /** [c][n][K] A-mixed tap-transformed weights by channel, Y[i,j] = sum_i' A[i,i'] W0[i',j], where A mixes channels (else null). */
+    Yc: Float64Array | null;
     /** sum_j d_j^2 W_j Sigma W_j^T */
     total: number;
   } | null = null;
@@ -190,7 +213,7 @@ export class LayerErrorModel {
   private dacBasisCache: { basis: Float64Array; R: number } | null = null;
   /** sum_j d_j^2 W_j Sigma W_j^T (Sigma as the refit sees it, without the factors' ridge): a number, kept by release(). */
   private totalCache: number | null = null;
-  /** outputEnergy(layer.weights), where energyTotal's pass gives it (plain weighting): n numbers, kept by release(). */
+  /** outputEnergy(layer.weights), once made (or where energyTotal's pass gives it, plain weighting): n numbers, kept by release(). */
   private weightEnergyCache: Float64Array | null = null;
 
   constructor(
@@ -461,7 +484,7 @@ export class LayerErrorModel {
    * basis vectors (basis laid out [c][Rb][K]), laid out as a pointwise stage:
    * S[(j*c + i)*ranks + k] = <W0[j,i], basis_ik>. Plain: straight from the
    * weights with the tap scales moved onto the basis, so W0 is never formed;
-   * else one small GEMM per channel on W0 by channel.
+   * else from W0 by channel.
    */
   private coordinates(basis: Float64Array, Rb: number, ranks: number): Float64Array {
     const { n, c, kh, kw } = this.layer;
@@ -486,14 +509,18 @@ export class LayerErrorModel {
       }
       return S;
     }
+    // K products per value, a loop: one backend call per channel cost more in calls than in work.
     const { W0c } = this.dacSetup();
-    const context = { layer: this.layer.name };
     for (let i = 0; i < c; i++) {
-      const Si = this.backend.matmul(W0c.subarray(i * n * K, (i + 1) * n * K), basis.subarray(i * Rb * K, (i * Rb + ranks) * K), n, ranks, K, {
-        transB: true,
-        context,
-      });
-      for (let j = 0; j < n; j++) for (let k = 0; k < ranks; k++) S[(j * c + i) * ranks + k] = Si[j * ranks + k];
+      for (let j = 0; j < n; j++) {
+        const src = (i * n + j) * K;
+        for (let k = 0; k < ranks; k++) {
+          const f = (i * Rb + k) * K;
+          let s = 0;
+          for (let t = 0; t < K; t++) s += W0c[src + t] * basis[f + t];
+          S[(j * c + i) * ranks + k] = s;
+        }
+      }
     }
     return S;
   }
@@ -511,26 +538,28 @@ export class LayerErrorModel {
       for (let j = 0; j < n; j++) {
         for (let i = 0; i < c; i++) for (let t = 0; t < K; t++) W0c[(i * n + j) * K + t] = w[(j * c + i) * K + t] * tapScale[t];
       }
-      this.dac = { W0c, Y: null, total: this.energyTotal() };
+      this.dac = { W0c, Yc: null, total: this.energyTotal() };
       return this.dac;
     }
-    // W0 = W with taps transformed (x Lh (x) Lw); no channel mixing: depthwise filters are per channel.
-    const W0 = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, null, this.mh, this.mw, null);
-    // Y[j,i] = sum_i' A[i,i'] W0[j,i']  (A is symmetric); with A diagonal only its diagonal is kept, not Y.
-    const Y = this.diagonalA ? null : mixChannels(this.backend, W0, n, c, K, A);
-    let total = 0;
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      if (Y) for (let q = j * c * K; q < (j + 1) * c * K; q++) s += Y[q] * W0[q];
-      else {
-        for (let i = 0; i < c; i++) {
-          const a = A[i * c + i];
-          for (let q = (j * c + i) * K; q < (j * c + i + 1) * K; q++) s += W0[q] * a * W0[q];
-        }
+    // W0 = W with taps transformed (x Lh (x) Lw), kept by channel; no channel mixing: depthwise filters are per channel.
+    const W0c = tapsByChannel(this.backend, this.layer.weights, n, c, K, kron(this.mh, kh, this.mw, kw));
+    // Y[i,j] = sum_i' A[i,i'] W0[i',j] (A is symmetric): one GEMM by channel; with A diagonal only its diagonal is kept, not Y.
+    const Yc = this.diagonalA ? null : mixRows(this.backend, W0c, c, n * K, A);
+    // Per output channel, summed over (i, t) in order.
+    const rows = new Float64Array(n);
+    for (let i = 0; i < c; i++) {
+      const a = A[i * c + i];
+      for (let j = 0; j < n; j++) {
+        const base = (i * n + j) * K;
+        let s = rows[j];
+        if (Yc) for (let q = base; q < base + K; q++) s += Yc[q] * W0c[q];
+        else for (let q = base; q < base + K; q++) s += W0c[q] * a * W0c[q];
+        rows[j] = s;
       }
-      total += this.d[j] * this.d[j] * s;
     }
-    this.dac = { W0c: transposeBlocks(W0, n, c, K), Y, total };
+    let total = 0;
+    for (let j = 0; j < n; j++) total += this.d[j] * this.d[j] * rows[j];
+    this.dac = { W0c, Yc, total };
     this.totalCache = total;
     return this.dac;
   }
@@ -573,15 +602,19 @@ export class LayerErrorModel {
     const K = kh * kw;
     const R = maxRank(this.layer, 'dac');
     const weighted = this.dacWeighted;
-    // Weighted: rows d_j W0[j,i] (W0c, taps already transformed); plain: rows W[j,i].
-    const w = weighted ? this.dacSetup().W0c : this.layer.weights;
-    const at = (j: number, i: number) => (weighted ? (i * n + j) * K : (j * c + i) * K);
+    // Weighted: rows d_j W0[j,i] (W0c, taps already transformed); plain: rows W[j,i], gathered by channel a
+    // block at a time (a channel's slices lie c*K apart in the weights).
+    const W0c = weighted ? this.dacSetup().W0c : null;
+    const block = W0c ? null : new Float64Array(Math.min(c, CHANNEL_BLOCK) * n * K);
     const svdBasis = new Float64Array(c * R * K);
     const G = new Float64Array(K * K);
     for (let i = 0; i < c; i++) {
+      if (block && i % CHANNEL_BLOCK === 0) gatherChannels(this.layer.weights, n, c, K, i, Math.min(c, i + CHANNEL_BLOCK), block);
+      const w = W0c ?? block!;
+      const first = W0c ? i * n * K : (i % CHANNEL_BLOCK) * n * K;
       G.fill(0);
       for (let j = 0; j < n; j++) {
-        const base = at(j, i);
+        const base = first + j * K;
         const d2 = weighted ? this.d[j] * this.d[j] : 1;
         for (let t = 0; t < K; t++) {
           const a = d2 * w[base + t];
@@ -737,7 +770,7 @@ export class LayerErrorModel {
   ): void {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const Y = this.dacSetup().Y!;
+    const Yc = this.dacSetup().Yc!;
     const A = this.input.A;
     const m = c * ranks;
     const context = { layer: this.layer.name };
@@ -750,15 +783,19 @@ export class LayerErrorModel {
     const G = this.backend.matmul(B, B, m, m, K, { transB: true, context });
     for (let q = 0; q < m; q++) {
       const arow = (q % c) * c;
-      for (let q2 = 0; q2 <= q; q2++) G[q * m + q2] *= A[arow + (q2 % c)];
+      // i2 = q2 % c, counted rather than divided.
+      for (let q2 = 0, i2 = 0; q2 <= q; q2++, i2 = i2 === c - 1 ? 0 : i2 + 1) G[q * m + q2] *= A[arow + i2];
     }
+    // H[j, (k, i)]: Y by channel read once in order, against channel i's `ranks` basis rows.
     const H = new Float64Array(n * m);
-    for (let j = 0; j < n; j++) {
-      for (let q = 0; q < m; q++) {
-        const src = (j * c + (q % c)) * K;
-        let s = 0;
-        for (let t = 0; t < K; t++) s += Y[src + t] * B[q * K + t];
-        H[j * m + q] = s;
+    for (let i = 0; i < c; i++) {
+      for (let j = 0; j < n; j++) {
+        const src = (i * n + j) * K;
+        for (let q = i; q < m; q += c) {
+          let s = 0;
+          for (let t = 0; t < K; t++) s += Yc[src + t] * B[q * K + t];
+          H[j * m + q] = s;
+        }
       }
     }
     const L = this.backend.cholesky(G, m, REFIT_RIDGE, context);
@@ -907,14 +944,23 @@ export class LayerErrorModel {
         }
       }
     } else {
-      const M = this.backend.matmul(St, St, m, m, n, { transB: true, context });
-      const Gf = this.backend.matmul(F, F, m, m, K, { transB: true, context });
-      for (let q = 0; q < m; q++) {
-        const arow = (q % c) * c;
-        const k = Math.floor(q / c);
-        for (let q2 = 0; q2 < m; q2++) {
-          energy[k * t + Math.floor(q2 / c)] += A[arow + (q2 % c)] * Gf[q * m + q2] * M[q * m + q2];
+      // energy is symmetric: per tail rank k, the products of its c rows with those of ranks 0..k only
+      // (t(t+1)/2 of the t^2 blocks of St St^T and F F^T), the rest mirrored. (Ranks k..t-1 instead would
+      // hand the backend two views starting at one address but of other shapes, which its GEMM takes for
+      // a Gram matrix.)
+      for (let k = 0; k < t; k++) {
+        const cols = (k + 1) * c;
+        const M = this.backend.matmul(St.subarray(k * c * n, (k + 1) * c * n), St.subarray(0, cols * n), c, cols, n, { transB: true, context });
+        const Gf = this.backend.matmul(F.subarray(k * c * K, (k + 1) * c * K), F.subarray(0, cols * K), c, cols, K, { transB: true, context });
+        for (let i = 0; i < c; i++) {
+          const arow = i * c;
+          for (let k2 = 0; k2 <= k; k2++) {
+            const at = k * t + k2;
+            const row = i * cols + k2 * c;
+            for (let i2 = 0; i2 < c; i2++) energy[at] += A[arow + i2] * Gf[row + i2] * M[row + i2];
+          }
         }
+        for (let k2 = 0; k2 < k; k2++) energy[k2 * t + k] = energy[k * t + k2];
       }
     }
     // e[r] sums the pairs with both ranks >= r.
@@ -970,22 +1016,31 @@ export class LayerErrorModel {
       }
       err = total - captured;
     } else {
-      // A mixes channels: the residual [n][c][K] whole, one channel mixing on the backend.
+      // A mixes channels: the residual whole, by channel ([c][n][K], W0's layout), one channel mixing on the backend.
       const { W0c } = this.dacSetup();
-      const context = { layer: this.layer.name };
-      const delta = new Float64Array(n * c * K);
+      const delta = new Float64Array(c * n * K);
       for (let i = 0; i < c; i++) {
-        const Si = new Float64Array(n * r);
-        for (let j = 0; j < n; j++) for (let k = 0; k < r; k++) Si[j * r + k] = pointwise[(j * c + i) * r + k];
-        const P = this.backend.matmul(Si, Ft.subarray(i * r * K, (i + 1) * r * K), n, K, r, { context });
-        for (let j = 0; j < n; j++) for (let t = 0; t < K; t++) delta[(j * c + i) * K + t] = W0c[(i * n + j) * K + t] - P[j * K + t];
+        // W0_i - S_i F~_i: r products per value, a loop (c backend calls of this size cost more in calls than in work).
+        for (let j = 0; j < n; j++) {
+          const s = (j * c + i) * r;
+          const base = (i * n + j) * K;
+          for (let t = 0; t < K; t++) {
+            let p = 0;
+            for (let k = 0; k < r; k++) p += pointwise[s + k] * Ft[(i * r + k) * K + t];
+            delta[base + t] = W0c[base + t] - p;
+          }
+        }
       }
-      const mixed = mixChannels(this.backend, delta, n, c, K, A);
-      for (let j = 0; j < n; j++) {
-        let e = 0;
-        for (let q = j * c * K; q < (j + 1) * c * K; q++) e += delta[q] * mixed[q];
-        err += this.d[j] * this.d[j] * e;
+      const mixed = mixRows(this.backend, delta, c, n * K, A);
+      const rows = new Float64Array(n);
+      for (let i = 0; i < c; i++) {
+        for (let j = 0; j < n; j++) {
+          let e = rows[j];
+          for (let q = (i * n + j) * K; q < (i * n + j + 1) * K; q++) e += delta[q] * mixed[q];
+          rows[j] = e;
+        }
       }
+      for (let j = 0; j < n; j++) err += this.d[j] * this.d[j] * rows[j];
     }
     return { pointwise, error: total > 0 ? Math.min(1, Math.max(0, err / total)) : 0 };
   }
@@ -1029,12 +1084,17 @@ export class LayerErrorModel {
       }
       return e;
     }
-    const t = mixTensor(this.backend, w, n, c, kh, kw, this.mc, this.mh, this.mw, null);
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let q = j * c * K; q < (j + 1) * c * K; q++) s += t[q] * t[q];
-      e[j] = s;
+    // mixTensor's products by channel (no transpose back), each output's squares summed over (i, t) in order.
+    const t = mixRows(this.backend, tapsByChannel(this.backend, w, n, c, K, taps), c, n * K, this.mc);
+    for (let i = 0; i < c; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = e[j];
+        for (let q = (i * n + j) * K; q < (i * n + j + 1) * K; q++) s += t[q] * t[q];
+        e[j] = s;
+      }
     }
+    // The layer's own: the planner (a consumer's gain) and the builder (variance correction) both ask.
+    if (w === this.layer.weights) this.weightEnergyCache = e.slice();
     return e;
   }
 }

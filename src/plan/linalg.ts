@@ -91,8 +91,22 @@ export function mixChannels(
   }
   // X[i][(j, t)] = w[j][i][t]
   const X = transposeBlocks(w, rows, ch, K);
-  const Y = backend.matmul(M, X, ch, rows * K, ch, { transA: true });
-  return transposeBlocks(Y, ch, rows, K);
+  return transposeBlocks(mixRows(backend, X, ch, rows * K, M), ch, rows, K);
+}
+
+/**
+ * out[i'][q] = sum_i M[i, i'] x[i][q] for a channel-major [ch][cols] array
+ * (mixChannels without its two transposes, for callers that keep tensors by
+ * channel): one GEMM on the backend, or a scaling when M is diagonal.
+ */
+export function mixRows(backend: DecomposeBackend, x: Float64Array, ch: number, cols: number, M: Float64Array): Float64Array {
+  if (!isDiagonal(M, ch)) return backend.matmul(M, x, ch, cols, ch, { transA: true });
+  const out = new Float64Array(ch * cols);
+  for (let i = 0; i < ch; i++) {
+    const m = M[i * ch + i];
+    for (let q = i * cols; q < (i + 1) * cols; q++) out[q] = x[q] * m;
+  }
+  return out;
 }
 
 /** Tile edge of transposeBlocks: a tile's rows and columns stay in cache (a plain loop strides through one of them). */

@@ -22,7 +22,7 @@
 import { DacError } from '../errors.js';
 import type { BatchNormParams, ConvLayerInfo } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
-import { identity, jacobiEigen, kron, mixChannels } from './linalg.js';
+import { identity, jacobiEigen, kron, mixRows, transposeBlocks } from './linalg.js';
 
 /** Correlation of neighbouring taps of hidden feature maps (prior, see docs/auto.md). */
 export const FEATURE_CORRELATION = 0.5;
@@ -68,18 +68,27 @@ export function normalPdf(x: number): number {
 
 /** Standard normal CDF (Abramowitz-Stegun 7.1.26 on erf, |error| < 1.5e-7). */
 export function normalCdf(x: number): number {
-  const z = Math.abs(x) / Math.SQRT2;
-  const t = 1 / (1 + 0.3275911 * z);
+  return cdfOf(x, Math.exp(-0.5 * x * x));
+}
+
+/** normalCdf(x) given g = exp(-x^2/2), the exponential it shares with normalPdf(x). */
+function cdfOf(x: number, g: number): number {
+  const t = 1 / (1 + 0.3275911 * (Math.abs(x) / Math.SQRT2));
   const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-  const erf = 1 - poly * Math.exp(-z * z);
+  const erf = 1 - poly * g;
   return x >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
 }
 
-/** E[max(z,0)] for z ~ N(mu, sigma^2) (the mean of reluMoments, without allocating). */
+/**
+ * E[max(z,0)] for z ~ N(mu, sigma^2) (the mean of reluMoments, without
+ * allocating), one exponential for the CDF and the density: reluCovariance
+ * calls it 32 times per pair of channels.
+ */
 function reluMean(mu: number, sigma: number): number {
   if (!(sigma > 0)) return Math.max(mu, 0);
   const a = mu / sigma;
-  return Math.max(mu * normalCdf(a) + sigma * normalPdf(a), 0);
+  const g = Math.exp(-0.5 * a * a);
+  return Math.max(mu * cdfOf(a, g) + sigma * (g / SQRT_2PI), 0);
 }
 
 /** E[max(z,0)] and E[max(z,0)^2] for z ~ N(mu, sigma^2). */
@@ -228,11 +237,10 @@ function propagateCovariance(
   C: Float64Array,
   T: Float64Array,
 ): Float64Array {
-  const W = Float64Array.from(w);
-  // X_j = C W_j T (c x K): taps first (rows (j, i)), then channels.
-  const WT = backend.matmul(W, T, n * c, K, K);
-  const X = mixChannels(backend, WT, n, c, K, C);
-  return backend.matmul(X, W, n, n, c * K, { transB: true });
+  // X_j = C W_j T (c x K): by channel from the start (taps on every K-run, then one channel GEMM), one transpose back.
+  const WT = backend.matmul(transposeBlocks(w, n, c, K), T, c * n, K, K);
+  const X = transposeBlocks(mixRows(backend, WT, c, n * K, C), c, n, K);
+  return backend.matmul(X, Float64Array.from(w), n, n, c * K, { transB: true });
 }
 
 /**
