@@ -23,28 +23,29 @@ constexpr Index kUpdateBlock = 64;
 constexpr Index kMinParallelRows = 256;
 constexpr double kEps = 2.220446049250313e-16;
 
-// A(s:, s:) -= V W^T + W V^T on the lower triangle, V = A(s:, k:k+nb) and
-// W = w(s:, 0:nb).
-void trailing_update(MatrixXd& a, Index s, const MatrixXd& w, Index k, Index nb, int threads) {
+// A(s:, s:) -= V W^T + W V^T on the lower triangle, V and W r x nb
+// column-major (ldv, ldw apart), r = m - s, neither inside A(s:, s:).
+void rank2k_lower(MatrixXd& a, Index s, const double* vp, Index ldv, const double* wp, Index ldw, Index nb,
+                  int threads) {
   const Index r = a.rows() - s;
-  if (r <= 0) return;
+  if (r <= 0 || nb <= 0) return;
   if (const detail::GemmKernels* kern = detail::fast_gemm_kernels()) {
     // Read row-major, column-major A's lower triangle is the upper one.
     const Index m = a.rows();
-    const detail::Strided v{a.data() + k * m + s, 1, m}, vt{a.data() + k * m + s, m, 1};
-    const detail::Strided wv{w.data() + s, 1, m}, wt{w.data() + s, m, 1};
+    const detail::Strided v{vp, 1, ldv}, vt{vp, ldv, 1};
+    const detail::Strided wv{wp, 1, ldw}, wt{wp, ldw, 1};
     double* c = a.data() + s * m + s;
     detail::gemm_accumulate(*kern, r, r, nb, v, wt, -1.0, c, m, -1, threads);
     detail::gemm_accumulate(*kern, r, r, nb, wv, vt, -1.0, c, m, -1, threads);
     return;
   }
-  const auto v = a.block(s, k, r, nb);
-  const auto wt = w.block(s, 0, r, nb);
+  using ConstStrided = Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>;
+  const ConstStrided v(vp, r, nb, Eigen::OuterStride<>(ldv));
+  const ConstStrided wt(wp, r, nb, Eigen::OuterStride<>(ldw));
   const Index blocks = (r + kUpdateBlock - 1) / kUpdateBlock;
   const int workers = r < kMinParallelRows ? 1 : static_cast<int>(std::min<Index>(threads, blocks));
   // By column blocks; worker t takes blocks t, t + workers, ... so the tall
-  // left blocks are spread out. The products read columns k..k+nb-1 of A
-  // and write columns >= s: no overlap.
+  // left blocks are spread out. Each writes its own columns of A.
   parallel_for(workers, workers, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       for (Index blk = t; blk < blocks; blk += workers) {
@@ -55,6 +56,14 @@ void trailing_update(MatrixXd& a, Index s, const MatrixXd& w, Index k, Index nb,
       }
     }
   });
+}
+
+// A(s:, s:) -= V W^T + W V^T on the lower triangle, V = A(s:, k:k+nb) and
+// W = w(s:, 0:nb). The products read columns k..k+nb-1 of A and write
+// columns >= s: no overlap.
+void trailing_update(MatrixXd& a, Index s, const MatrixXd& w, Index k, Index nb, int threads) {
+  const Index m = a.rows();
+  rank2k_lower(a, s, a.data() + k * m + s, m, w.data() + s, m, nb, threads);
 }
 
 }  // namespace
@@ -215,6 +224,249 @@ void apply_q(const MatrixXd& a, const Tridiagonal& t, MatrixXd* z) {
   Eigen::HouseholderSequence<MatrixXd, VectorXd> q(a, t.tau);
   q.setLength(m - 1).setShift(1);
   z->applyOnTheLeft(q);
+}
+
+namespace {
+
+// Copies A's strictly lower triangle from row and column s on into the upper
+// one, by square tiles so that both sides stay in cache. Bound by memory
+// bandwidth, which a second core adds to: worker t takes tile columns t,
+// t + workers, ... (the tall left ones spread out).
+void mirror_lower(MatrixXd& a, Index s, int threads) {
+  constexpr Index kTile = 32;
+  const Index m = a.rows();
+  if (s >= m) return;
+  const Index columns = (m - s + kTile - 1) / kTile;
+  const int workers = m - s < kMinParallelRows ? 1 : static_cast<int>(std::min<Index>(threads, columns));
+  parallel_for(workers, workers, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      for (Index col = t; col < columns; col += workers) {
+        const Index j0 = s + col * kTile, bj = std::min(kTile, m - j0);
+        auto diag = a.block(j0, j0, bj, bj);
+        diag.triangularView<Eigen::StrictlyUpper>() = diag.transpose();
+        for (Index i0 = j0 + bj; i0 < m; i0 += kTile) {
+          const Index bi = std::min(kTile, m - i0);
+          a.block(j0, i0, bj, bi) = a.block(i0, j0, bi, bj).transpose();
+        }
+      }
+    }
+  });
+}
+
+// C += alpha op(A) B on column-major matrices (lda, ldb, ldc apart), op(A)
+// rows x depth, A used as is or transposed: by the packed product where this
+// build has one.
+void multiply(Index rows, Index cols, Index depth, const double* a, Index lda, bool trans_a, const double* b,
+              Index ldb, double alpha, double* c, Index ldc, int threads) {
+  if (const detail::GemmKernels* kern = detail::fast_gemm_kernels()) {
+    // Column-major C is row-major C^T = B^T op(A)^T.
+    const detail::Strided at = trans_a ? detail::Strided{a, 1, lda} : detail::Strided{a, lda, 1};
+    detail::gemm_accumulate(*kern, cols, rows, depth, detail::Strided{b, ldb, 1}, at, alpha, c, ldc, 0, threads);
+    return;
+  }
+  using ConstStrided = Eigen::Map<const MatrixXd, 0, Eigen::OuterStride<>>;
+  const ConstStrided am(a, trans_a ? depth : rows, trans_a ? rows : depth, Eigen::OuterStride<>(lda));
+  const ConstStrided bm(b, depth, cols, Eigen::OuterStride<>(ldb));
+  Eigen::Map<MatrixXd, 0, Eigen::OuterStride<>> cm(c, rows, cols, Eigen::OuterStride<>(ldc));
+  if (trans_a) cm.noalias() += alpha * am.transpose() * bm;
+  else cm.noalias() += alpha * am * bm;
+}
+
+// Stage 1: Q^T A Q = B with B of bandwidth `band`, by panels of `band`
+// columns. Each panel below the band is QR-factored (Householder), and the
+// trailing matrix gets both sides of Q = I - V T V^T as A V (a product) and
+// a rank-2k update: every pass over the trailing matrix does `band` times the
+// work of sytrd's matrix-vector product per column. The band is left in A's
+// lower triangle; entries further down are undefined.
+void reduce_to_band(MatrixXd& a, Index band, int threads) {
+  const Index m = a.rows();
+  const bool fast = detail::fast_gemm_kernels() != nullptr;
+  // The packed product reads the trailing matrix as a plain one: keep both
+  // triangles (Eigen's fallback reads the lower one only).
+  if (fast) mirror_lower(a, 0, threads);
+  // Columns [V W V]: V W^T + W V^T is then one product of [V W] (r x 2h) by
+  // [W V]^T, a single pass over the trailing matrix with twice the depth.
+  MatrixXd vwv(m, 3 * band), y(m, band), t(band, band), z(band, band), tz(band, band);
+  VectorXd work(band);
+  std::vector<double> y_rows(size_t(m * band));
+  for (Index k = 0; k + band + 1 < m; k += band) {
+    const Index s = k + band, r = m - s, h = std::min(band, r - 1);
+    auto panel = a.block(s, k, r, band);
+    auto vr = vwv.block(0, 0, r, h);
+    auto wr = vwv.block(0, h, r, h);
+    auto yr = y.topLeftCorner(r, h);
+    auto th = t.topLeftCorner(h, h);
+    auto zh = z.topLeftCorner(h, h);
+    vr.setZero();
+    th.setZero();
+    for (Index q = 0; q < h; ++q) {
+      auto x = panel.col(q).tail(r - q);
+      double tau = 0, beta = 0;
+      x.makeHouseholderInPlace(tau, beta);
+      vr(q, q) = 1;
+      vr.col(q).tail(r - q - 1) = x.tail(r - q - 1);
+      if (q + 1 < band)
+        panel.block(q, q + 1, r - q, band - q - 1).applyHouseholderOnTheLeft(x.tail(r - q - 1), tau, work.data());
+      x(0) = beta;
+      x.tail(r - q - 1).setZero();
+      th(q, q) = tau;
+    }
+    // T of the compact WY form (LAPACK larft) from S = V^T V: column q is
+    // -tau_q T(0:q, 0:q) S(0:q, q).
+    zh.setZero();
+    multiply(h, h, r, vr.data(), m, true, vr.data(), m, 1.0, zh.data(), band, 1);
+    for (Index q = 1; q < h; ++q)
+      th.col(q).head(q) = th.topLeftCorner(q, q).triangularView<Eigen::Upper>() * (-th(q, q) * zh.col(q).head(q));
+    // Y = A22 V; W = Y T - V (T^T V^T Y T) / 2: then Q^T A22 Q = A22 - V W^T - W V^T.
+    if (fast) {
+      // A22 is symmetric and whole: as the product's left operand read by
+      // rows, its packing walks a few columns from top to bottom, which the
+      // prefetcher follows. The product comes out row-major.
+      Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> yt(y_rows.data(), r, h);
+      yt.setZero();
+      detail::gemm_accumulate(*detail::fast_gemm_kernels(), r, h, r, detail::Strided{&a(s, s), m, 1},
+                              detail::Strided{vr.data(), 1, m}, 1.0, yt.data(), h, 0, threads);
+      yr = yt;
+    } else {
+      yr.noalias() = a.bottomRightCorner(r, r).selfadjointView<Eigen::Lower>() * vr;
+    }
+    wr.setZero();
+    multiply(r, h, h, yr.data(), m, false, th.data(), band, 1.0, wr.data(), m, threads);
+    zh.setZero();
+    multiply(h, h, r, vr.data(), m, true, wr.data(), m, 1.0, zh.data(), band, 1);
+    auto tzh = tz.topLeftCorner(h, h);
+    tzh.noalias() = th.transpose().triangularView<Eigen::Lower>() * zh;
+    multiply(r, h, h, vr.data(), m, false, tzh.data(), band, -0.5, wr.data(), m, threads);
+    if (fast) {
+      vwv.block(0, 2 * h, r, h) = vr;
+      // Column-major A22's lower triangle is row-major C's upper one:
+      // C(i, j) -= sum_p [W V](i, p) [V W](j, p) over p < 2h.
+      detail::gemm_accumulate(*detail::fast_gemm_kernels(), r, r, 2 * h, detail::Strided{vwv.data() + h * m, 1, m},
+                              detail::Strided{vwv.data(), m, 1}, -1.0, &a(s, s), m, -1, threads);
+      mirror_lower(a, s + band, threads);
+    } else {
+      rank2k_lower(a, s, vr.data(), m, wr.data(), m, h, threads);
+    }
+  }
+}
+
+// sum_i a[i] b[i] in four interleaved partial sums: the band sweep's dot
+// products are short, so a single chain of dependent additions would bound
+// them. The order is fixed, so the result is too.
+double dot(const double* a, const double* b, Index n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  Index i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += a[i] * b[i];
+    s1 += a[i + 1] * b[i + 1];
+    s2 += a[i + 2] * b[i + 2];
+    s3 += a[i + 3] * b[i + 3];
+  }
+  for (; i < n; ++i) s0 += a[i] * b[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Stage 2 (Lang's bulge chasing): sweep j annihilates column j of the band
+// below its subdiagonal with one reflector, which fills a bulge in the next
+// block down; a reflector on the bulge's first column pushes it `band` rows
+// further, and so on off the end. The rest of each bulge is removed by the
+// next sweep, so nothing wider than 2 * band is ever stored.
+//
+// Storage: A(i, j), 0 <= i - j <= 2 * band, at ab[i + j * ld] with
+// ld = 2 * band: a block inside the strip is then an ordinary column-major
+// matrix with leading dimension ld.
+class BandChaser {
+ public:
+  BandChaser(const MatrixXd& a, Index band)
+      : m_(a.rows()), band_(band), ld_(2 * band), ab_(size_t((ld_ + 1) * m_), 0.0), v_(size_t(band)), w_(size_t(band)) {
+    for (Index j = 0; j < m_; ++j)
+      for (Index i = j; i < std::min(m_, j + band_ + 1); ++i) *at(i, j) = a(i, j);
+  }
+
+  void run(Tridiagonal* t) {
+    for (Index j = 0; j + 2 < m_; ++j) {
+      Index c = j, r0 = j + 1, len = std::min(band_, m_ - r0);
+      while (len >= 2) {
+        chase(c, r0, len);
+        c = r0;
+        r0 += len;
+        len = std::min(band_, m_ - r0);
+      }
+    }
+    t->diag.resize(m_);
+    t->sub.resize(std::max<Index>(m_ - 1, 0));
+    t->tau.resize(0);
+    for (Index j = 0; j < m_; ++j) {
+      t->diag(j) = *at(j, j);
+      if (j + 1 < m_) t->sub(j) = *at(j + 1, j);
+    }
+  }
+
+ private:
+  double* at(Index i, Index j) { return ab_.data() + i + j * ld_; }
+
+  // Rows r0..r0+len-1 of column c become (beta, 0, ...) by H = I - tau v v^T,
+  // applied to those rows left of the diagonal block (the bulge's other
+  // columns, c+1..r0-1), to both sides of the diagonal block (its lower
+  // triangle: the upper one is outside the strip), and from the right to the
+  // block below it, which makes the next bulge.
+  void chase(Index c, Index r0, Index len) {
+    double* x = at(r0, c);
+    Eigen::Map<VectorXd> xv(x, len);
+    double tau = 0, beta = 0;
+    xv.makeHouseholderInPlace(tau, beta);
+    double* v = v_.data();
+    double* w = w_.data();
+    v[0] = 1;
+    for (Index i = 1; i < len; ++i) v[i] = x[i];
+    x[0] = beta;
+    std::fill(x + 1, x + len, 0.0);
+    if (tau == 0) return;
+    for (Index q = c + 1; q < r0; ++q) {
+      double* col = at(r0, q);
+      const double d = tau * dot(v, col, len);
+      for (Index i = 0; i < len; ++i) col[i] -= d * v[i];
+    }
+    // w = tau D v - (tau^2 v^T D v / 2) v; D -= v w^T + w v^T.
+    std::fill(w, w + len, 0.0);
+    for (Index j = 0; j < len; ++j) {
+      const double* dj = at(r0 + j, r0 + j);
+      for (Index i = j + 1; i < len; ++i) w[i] += dj[i - j] * v[j];
+      w[j] += dj[0] * v[j] + dot(dj + 1, v + j + 1, len - j - 1);
+    }
+    for (Index i = 0; i < len; ++i) w[i] *= tau;
+    const double alpha = 0.5 * tau * dot(w, v, len);
+    for (Index i = 0; i < len; ++i) w[i] -= alpha * v[i];
+    for (Index j = 0; j < len; ++j) {
+      double* dj = at(r0 + j, r0 + j);
+      for (Index i = j; i < len; ++i) dj[i - j] -= v[i] * w[j] + w[i] * v[j];
+    }
+    const Index below = std::min(band_, m_ - r0 - len);
+    if (below <= 0) return;
+    // E -= tau (E v) v^T, E = rows r0+len.., columns r0..r0+len-1.
+    double* y = w;  // free again; below <= band
+    std::fill(y, y + below, 0.0);
+    for (Index j = 0; j < len; ++j) {
+      const double* ej = at(r0 + len, r0 + j);
+      for (Index i = 0; i < below; ++i) y[i] += ej[i] * v[j];
+    }
+    for (Index j = 0; j < len; ++j) {
+      double* ej = at(r0 + len, r0 + j);
+      const double f = tau * v[j];
+      for (Index i = 0; i < below; ++i) ej[i] -= f * y[i];
+    }
+  }
+
+  Index m_, band_, ld_;
+  std::vector<double> ab_, v_, w_;
+};
+
+}  // namespace
+
+void tridiagonalize_two_stage(MatrixXd& a, Index band, Tridiagonal* t, int threads) {
+  band = std::max<Index>(1, std::min(band, a.rows()));
+  reduce_to_band(a, band, threads);
+  BandChaser(a, band).run(t);
 }
 
 }  // namespace eig

@@ -27,6 +27,16 @@ struct Tridiagonal {
 };
 void tridiagonalize(Eigen::MatrixXd& a, Tridiagonal* t, int threads);
 
+// The same T (up to rounding) without Q, for eigenvalues only, in two stages:
+// A to a band of width `band` by blocked Householder steps that are all matrix
+// products, then the band to T by chasing bulges inside a (2 band + 1)-wide
+// strip. tridiagonalize() reads the whole trailing matrix once per column
+// (a matrix-vector product), this once per `band` columns, so it wins once
+// the matrix no longer fits in cache; its products use `threads` workers. Only the lower triangle of `a` is read;
+// on return `a` is overwritten; t->tau is empty. The result does not depend
+// on `threads`.
+void tridiagonalize_two_stage(Eigen::MatrixXd& a, Eigen::Index band, Tridiagonal* t, int threads);
+
 // Every eigenvalue of T, ascending. False if the QR iteration did not converge.
 bool tridiagonal_eigenvalues(const Tridiagonal& t, Eigen::VectorXd* values);
 

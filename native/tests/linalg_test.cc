@@ -2,8 +2,9 @@
 // packed-GEMM variant against a plain triple loop on odd shapes (edges of
 // every blocking level, all transposes, accumulation, one triangle, several
 // workers), the fused symmetric product against a plain loop, the public
-// gemm's Gram path, and the eigenvalues against Eigen's solver on random,
-// graded and rank-deficient spectra.
+// gemm's Gram path, the eigenvalues against Eigen's solver on random,
+// graded and rank-deficient spectra, and the two-stage tridiagonal reduction
+// against the one-stage one and Eigen's solver.
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 
 #include "../linalg/gemm.h"
 #include "../linalg/linalg.h"
+#include "../linalg/tridiagonal.h"
 #include "harness.h"
 
 using dac_test::report;
@@ -201,6 +203,129 @@ void test_eigenvalues() {
   report(threads_same, "symmetricEigenvalues: two threads give the one-thread values");
 }
 
+// Eigenvalues of T, descending.
+VectorXd spectrum(const dac::eig::Tridiagonal& t, bool* ok) {
+  VectorXd ev;
+  *ok = *ok && dac::eig::tridiagonal_eigenvalues(t, &ev);
+  return ev.reverse();
+}
+
+// The two-stage reduction (band, then bulge chasing) gives the spectrum of
+// the one-stage one and of Eigen's solver to rounding, on sizes around the
+// band width and kinds that stress it (many zero, repeated or already
+// separated eigenvalues, a matrix already banded), the same T for any
+// number of threads, and reads only the lower triangle.
+void test_two_stage() {
+  Rng rng(19);
+  double worst = 0, worst_eigen = 0;
+  bool ok = true, threads_same = true;
+  int cases = 0;
+  for (int band : {8, 24, 32}) {
+    std::vector<int> sizes = {1, 2, 3, band - 1, band, band + 1, 2 * band + 3, 200};
+    if (band == 24) sizes.push_back(777);  // the band symmetricEigenvalues uses
+    for (int m : sizes) {
+      for (int kind = 0; kind < 5; ++kind) {
+        MatrixXd g = MatrixXd::Zero(m, m);
+        if (kind == 0) {  // random symmetric
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j <= i; ++j) g(i, j) = g(j, i) = rng.next();
+        } else if (kind == 1) {  // Gram of a thin matrix: rank m / 4, the rest zero
+          MatrixXd x(m, std::max(m / 4, 1));
+          for (int i = 0; i < x.rows(); ++i)
+            for (int j = 0; j < x.cols(); ++j) x(i, j) = rng.next();
+          g = x * x.transpose();
+        } else if (kind == 2) {  // diagonal
+          for (int i = 0; i < m; ++i) g(i, i) = rng.next();
+        } else if (kind == 3) {  // already banded, half the band wide
+          for (int i = 0; i < m; ++i)
+            for (int j = std::max(0, i - band / 2); j <= i; ++j) g(i, j) = g(j, i) = rng.next();
+        } else {  // three eigenvalues, each repeated
+          VectorXd values(m);
+          for (int i = 0; i < m; ++i) values(i) = double(i % 3) - 0.5;
+          g = with_spectrum(rng, values);
+        }
+        // Only the lower triangle may be read.
+        MatrixXd poisoned = g;
+        for (int i = 0; i < m; ++i)
+          for (int j = i + 1; j < m; ++j) poisoned(i, j) = 1e300;
+        dac::eig::Tridiagonal one, two1, two2;
+        MatrixXd a = poisoned;
+        dac::eig::tridiagonalize(a, &one, 1);
+        a = poisoned;
+        dac::eig::tridiagonalize_two_stage(a, band, &two1, 1);
+        a = poisoned;
+        dac::eig::tridiagonalize_two_stage(a, band, &two2, 2);
+        threads_same = threads_same && two1.diag == two2.diag && two1.sub == two2.sub;
+        const VectorXd v_one = spectrum(one, &ok), v_two = spectrum(two1, &ok);
+        const VectorXd ref = Eigen::SelfAdjointEigenSolver<MatrixXd>(g, Eigen::EigenvaluesOnly).eigenvalues().reverse();
+        const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-300);
+        worst = std::max(worst, (v_two - v_one).cwiseAbs().maxCoeff() / scale);
+        worst_eigen = std::max(worst_eigen, (v_two - ref).cwiseAbs().maxCoeff() / scale);
+        ++cases;
+      }
+    }
+  }
+  report(ok, "two-stage tridiagonal: the QR iteration converges");
+  report(worst < 1e-12, "two-stage tridiagonal: eigenvalues match the one-stage reduction's",
+         "worst " + std::to_string(worst) + " over " + std::to_string(cases) + " cases");
+  report(worst_eigen < 1e-12, "two-stage tridiagonal: eigenvalues match Eigen's solver", "worst " + std::to_string(worst_eigen));
+  report(threads_same, "two-stage tridiagonal: two threads give the one-thread T, bit for bit");
+}
+
+// symmetricEigenvalues at an order that takes the two-stage path: the values
+// of the one-stage reduction, the same for one and two threads, and the same
+// for two matrices batched as for each alone.
+void test_eigenvalues_two_stage_path() {
+  Rng rng(23);
+  const int m = 1100;
+  MatrixXd x(m, 300);
+  for (int i = 0; i < x.rows(); ++i)
+    for (int j = 0; j < x.cols(); ++j) x(i, j) = rng.next();
+  const MatrixXd g = x * x.transpose();
+  MatrixXd b(m, m);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j <= i; ++j) b(i, j) = b(j, i) = rng.next();
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> both(2 * m, m);
+  both.topRows(m) = g;
+  both.bottomRows(m) = b;
+  std::vector<double> v1(2 * size_t(m)), v2(2 * size_t(m)), batched(2 * size_t(m));
+  dac::SymmetricEigenvaluesParams p;
+  p.m = m;
+  p.a_length = int64_t(m) * m;
+  p.values_length = m;
+  bool ok = true;
+  for (int k = 0; k < 2; ++k) {
+    p.a = both.data() + size_t(k) * m * m;
+    p.threads = 1;
+    p.values = v1.data() + size_t(k) * m;
+    ok = ok && dac::symmetric_eigenvalues(p).ok;
+    p.threads = 2;
+    p.values = v2.data() + size_t(k) * m;
+    ok = ok && dac::symmetric_eigenvalues(p).ok;
+  }
+  p.count = 2;
+  p.a = both.data();
+  p.a_length = 2 * int64_t(m) * m;
+  p.values = batched.data();
+  p.values_length = 2 * m;
+  ok = ok && dac::symmetric_eigenvalues(p).ok;
+  double worst = 0;
+  for (int k = 0; k < 2; ++k) {
+    MatrixXd a = k == 0 ? g : b;
+    const double s = a.cwiseAbs().maxCoeff();
+    a /= s;
+    dac::eig::Tridiagonal t;
+    dac::eig::tridiagonalize(a, &t, 1);
+    const VectorXd ref = spectrum(t, &ok) * s;
+    for (int i = 0; i < m; ++i)
+      worst = std::max(worst, std::fabs(v1[size_t(k * m + i)] - ref(i)) / ref.cwiseAbs().maxCoeff());
+  }
+  report(ok, "symmetricEigenvalues (two-stage order) succeeds");
+  report(worst < 1e-12, "symmetricEigenvalues (two-stage order) matches the one-stage reduction",
+         "worst " + std::to_string(worst));
+  report(v1 == v2 && v1 == batched, "symmetricEigenvalues (two-stage order): threads and batching do not change the values");
+}
+
 }  // namespace
 
 int main() {
@@ -208,6 +333,8 @@ int main() {
   test_symv_variants();
   test_gram();
   test_eigenvalues();
+  test_two_stage();
+  test_eigenvalues_two_stage_path();
   std::printf("linalg_test: %d passed, %d failed\n", dac_test::g_passed, dac_test::g_failed);
   return dac_test::g_failed == 0 ? 0 : 1;
 }
