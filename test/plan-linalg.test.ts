@@ -1,6 +1,7 @@
 // The error model's channel mixings by channel (mixRows, mixTensor with a
-// dense channel factor, outputEnergy) against their definitions on small
-// hand-built tensors, dense and diagonal, on every backend that loads.
+// dense channel factor, outputEnergy) and the spectra's matrices
+// (spectralMatrix) against their definitions on small hand-built tensors,
+// dense and diagonal, on every backend that loads.
 import t from 'tap';
 import { availableBackends } from '../src/index.js';
 import { mixChannels, mixRows, transposeBlocks } from '../src/plan/linalg.js';
@@ -28,6 +29,23 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     s = Math.max(s, Math.abs(b[i]));
   }
   return a.length === b.length ? d / (s || 1) : Infinity;
+}
+
+/** A stride-1, padded, ungrouped conv with ReLU; `fields` gives its sizes and weights. */
+function convLayer(fields: Pick<ConvLayerInfo, 'name' | 'n' | 'c' | 'kh' | 'kw' | 'inH' | 'inW' | 'outH' | 'outW' | 'weights'> & Partial<ConvLayerInfo>): ConvLayerInfo {
+  return {
+    index: 1,
+    groups: 1,
+    strides: [1, 1],
+    dilations: [1, 1],
+    pads: [1, 1, 1, 1],
+    bias: null,
+    activation: 'relu',
+    bnAfter: null,
+    bnBefore: null,
+    skipReason: null,
+    ...fields,
+  };
 }
 
 t.test('mixRows: the channel mixing of a tensor kept by channel = mixChannels transposed (dense and diagonal)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
@@ -82,28 +100,7 @@ t.test('mixTensor: the dense channel factor by channel = the definition', { skip
 t.test('outputEnergy: w_j Sigma w_j^T by channel, the layer\'s own kept through release()', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
   const [n, c] = [5, 4];
   const rand = mulberry32(7);
-  const layer: ConvLayerInfo = {
-    name: 'conv',
-    index: 1,
-    n,
-    c,
-    kh: 3,
-    kw: 3,
-    groups: 1,
-    strides: [1, 1],
-    dilations: [1, 1],
-    pads: [1, 1, 1, 1],
-    inH: 8,
-    inW: 8,
-    outH: 8,
-    outW: 8,
-    weights: Float32Array.from({ length: n * c * 9 }, () => rand() * 2 - 1),
-    bias: null,
-    activation: 'relu',
-    bnAfter: null,
-    bnBefore: null,
-    skipReason: null,
-  };
+  const layer = convLayer({ name: 'conv', n, c, kh: 3, kw: 3, inH: 8, inW: 8, outH: 8, outW: 8, weights: Float32Array.from({ length: n * c * 9 }, () => rand() * 2 - 1) });
   // A dense and positive definite; taps correlated.
   const X = randomArray(c * c, 8);
   const A = Float64Array.from({ length: c * c }, (_, q) => {
@@ -140,5 +137,78 @@ t.test('outputEnergy: w_j Sigma w_j^T by channel, the layer\'s own kept through 
     first.fill(0);
     model.release();
     t.same(model.outputEnergy(layer.weights), model.outputEnergy(Float32Array.from(w)), `${backend.name}: kept through release(), a copy the caller may change`);
+  }
+});
+
+t.test('spectralMatrix: one pass from the weights where every factor is diagonal, W~ rearranged otherwise', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
+  // Odd shapes, and n*kw (10) != c*kh (9), so the two layouts differ in shape too.
+  const [n, c, kh, kw] = [5, 3, 3, 2];
+  const K = kh * kw;
+  const rand = mulberry32(11);
+  const values = (length: number, lo: number) => Float32Array.from({ length }, () => lo + rand());
+  const layer = convLayer({
+    name: 'odd',
+    n,
+    c,
+    kh,
+    kw,
+    inH: 7,
+    inW: 7,
+    outH: 7,
+    outW: 8,
+    weights: Float32Array.from({ length: n * c * K }, () => rand() * 2 - 1),
+    // D not uniform: one scale per output.
+    bnAfter: { gamma: values(n, 0.5), beta: values(n, -0.5), mean: values(n, -0.5), variance: values(n, 0.2), epsilon: 1e-5 },
+  });
+  const diag = (v: ArrayLike<number>) => diagonalOf(Float64Array.from({ length: v.length * v.length }, (_, q) => v[q % v.length]), v.length);
+  const input = (A: Float64Array, th: Float64Array, tw: Float64Array): InputModel => ({
+    A,
+    mean: new Float64Array(c),
+    th,
+    tw,
+    validH: new Float64Array(kh).fill(1),
+    validW: new Float64Array(kw).fill(1),
+    pairH: new Float64Array(kh * kh).fill(1),
+    pairW: new Float64Array(kw * kw).fill(1),
+    source: 'batchnorm',
+  });
+  const diagonalInput = input(diag([0.7, 1.3, 2.1]), diag([0.9, 1.1, 1.6]), diag([1.2, 0.8]));
+  const denseInput = input(diag([0.7, 1.3, 2.1]), Float64Array.from([1, 0.5, 0.25, 0.5, 1, 0.5, 0.25, 0.5, 1]), diag([1.2, 0.8]));
+  const mismatches = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let bad = a.length === b.length ? 0 : 1;
+    for (let q = 0; q < Math.min(a.length, b.length); q++) if (!Object.is(a[q], b[q])) bad++;
+    return bad;
+  };
+  // Eigenvalues of the smaller Gram matrix of M (rows x cols, or held transposed).
+  const spectrum = (backend: (typeof backends)[number], M: Float64Array, rows: number, cols: number, transposed = false) => {
+    const [m, k] = [Math.min(rows, cols), Math.max(rows, cols)];
+    const G = backend.matmul(M, M, m, m, k, rows <= cols !== transposed ? { transB: true } : { transA: true });
+    return backend.symmetricEigenvalues(G, m);
+  };
+  for (const backend of backends) {
+    for (const [label, inputModel] of [['diagonal', diagonalInput], ['correlated taps', denseInput]] as const) {
+      const model = new LayerErrorModel(layer, inputModel, false, backend);
+      // Today's matrices: W~ by mixTensor, and its spatial rearrangement by transposeBlocks.
+      const wt = mixTensor(backend, layer.weights, n, c, kh, kw, model.mc, model.mh, model.mw, (j) => model.d[j]);
+      const spatial = transposeBlocks(wt, n, c * kh, kw);
+      const s = model.spectralMatrix('spatial');
+      const ch = model.spectralMatrix('channel');
+      if (label === 'diagonal') {
+        // The spatial matrix transposed, bit for bit: row (j, x), column (i, y).
+        const want = Float64Array.from({ length: n * kw * c * kh }, (_, q) => spatial[(q % (c * kh)) * n * kw + Math.floor(q / (c * kh))]);
+        t.same([s.rows, s.cols, s.transposed], [c * kh, n * kw, true], `${backend.name} ${label}: the spatial matrix, held transposed`);
+        t.equal(mismatches(s.M, want), 0, `${backend.name} ${label}: one pass = mixTensor + transposeBlocks, bit for bit`);
+        t.equal(ch.M, s.M, `${backend.name} ${label}: the channel spectrum reads the same array`);
+        // Its columns are W~'s permuted: the same singular values.
+        const rel = maxRelDiff(spectrum(backend, ch.M, ch.rows, ch.cols), spectrum(backend, wt, n, c * K));
+        t.ok(rel < 1e-12, `${backend.name} ${label}: channel spectrum unchanged (${rel})`);
+      } else {
+        t.same([s.rows, s.cols, s.transposed], [c * kh, n * kw, false], `${backend.name} ${label}: the general path`);
+        t.equal(mismatches(s.M, spatial), 0, `${backend.name} ${label}: spatial = mixTensor + transposeBlocks`);
+        t.equal(mismatches(ch.M, wt), 0, `${backend.name} ${label}: channel = mixTensor`);
+      }
+      const rel = maxRelDiff(spectrum(backend, s.M, s.rows, s.cols, s.transposed), spectrum(backend, spatial, c * kh, n * kw));
+      t.ok(rel < 1e-12, `${backend.name} ${label}: spatial spectrum unchanged (${rel})`);
+    }
   }
 });

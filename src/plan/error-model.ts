@@ -29,7 +29,7 @@
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../geometry.js';
-import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, transposeBlocks } from './linalg.js';
+import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, transposeBlocks, transposeScaled } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -201,6 +201,8 @@ export class LayerErrorModel {
    * layer's worth at a time (the curves, a few numbers per rank, stay).
    */
   private transformedCache: Float64Array | null = null;
+  /** spectralMatrix's one array where every factor is diagonal (byTap), null until made or where there is none. */
+  private byTapCache: Float64Array | null = null;
   private dac: {
     /** [c][n][K] weights with taps transformed (x Lh (x) Lw), channels untouched, by channel. */
     W0c: Float64Array;
@@ -309,27 +311,49 @@ export class LayerErrorModel {
 
   /** The smaller Gram matrix (m x m) of spectrum(method)'s matrix. */
   private gram(method: 'spatial' | 'channel', threads: number): { G: Float64Array; m: number } {
-    const { n, c, kh, kw } = this.layer;
-    const w = this.transformed64();
-    let rows: number;
-    let cols: number;
-    let M: Float64Array;
-    if (method === 'channel') {
-      rows = n;
-      cols = c * kh * kw;
-      M = w;
-    } else {
-      // [n][c*kh][kw] -> [c*kh][n][kw]: rows (i, y), columns (j, x).
-      rows = c * kh;
-      cols = n * kw;
-      M = transposeBlocks(w, n, rows, kw);
-    }
+    const { M, rows, cols, transposed } = this.spectralMatrix(method);
     const context = { layer: this.layer.name };
+    const m = Math.min(rows, cols);
+    const k = Math.max(rows, cols);
+    // Of the rows (M M^T) where rows <= cols, else of the columns (M^T M); a matrix held transposed swaps the two.
     const G =
-      rows <= cols
-        ? this.backend.matmul(M, M, rows, rows, cols, { transB: true, threads, context })
-        : this.backend.matmul(M, M, cols, cols, rows, { transA: true, threads, context });
-    return { G, m: Math.min(rows, cols) };
+      rows <= cols !== transposed
+        ? this.backend.matmul(M, M, m, m, k, { transB: true, threads, context })
+        : this.backend.matmul(M, M, m, m, k, { transA: true, threads, context });
+    return { G, m };
+  }
+
+  /**
+   * spectrum(method)'s matrix (rows x cols), or one with its singular values: in general the transformed
+   * tensor W~ as it is (channel: n x (c*kh*kw)) or rearranged [n][c*kh][kw] -> [c*kh][n][kw] (spatial: rows
+   * (i, y), columns (j, x)). Where every factor is diagonal (plain weighting) both read one array made from
+   * the weights in one pass, W~ with each output's [c*kh][kw] block transposed: read as n x (kw*c*kh) it is
+   * the channel matrix with its columns permuted; it holds the spatial matrix transposed (`transposed`).
+   */
+  spectralMatrix(method: 'spatial' | 'channel'): { M: Float64Array; rows: number; cols: number; transposed: boolean } {
+    const { n, c, kh, kw } = this.layer;
+    this.byTapCache ??= this.byTap();
+    const M = this.byTapCache;
+    if (method === 'channel') return { M: M ?? this.transformed64(), rows: n, cols: c * kh * kw, transposed: false };
+    return { M: M ?? transposeBlocks(this.transformed64(), n, c * kh, kw), rows: c * kh, cols: n * kw, transposed: M !== null };
+  }
+
+  /**
+   * Where mixTensor would only scale the weights (every factor diagonal), W~ by tap column ([n][kw][c*kh],
+   * W~'s products in W~'s order) in one pass from the weights; else null.
+   */
+  private byTap(): Float64Array | null {
+    const { n, c, kh, kw } = this.layer;
+    const K = kh * kw;
+    const taps = diagonalOf(kron(this.mh, kh, this.mw, kw), K);
+    const channels = diagonalOf(this.mc, c);
+    if (!taps || !channels) return null;
+    // Row (i, y) of a [c*kh][kw] block: taps (y, 0..kw-1), channel i.
+    const cell = new Float64Array(c * K);
+    for (let u = 0; u < c * K; u++) cell[u] = taps[u % K];
+    const line = new Float64Array(c * kh);
+    for (let q = 0; q < c * kh; q++) line[q] = channels[Math.floor(q / kh)];
+    return transposeScaled(this.layer.weights, n, c * kh, kw, { cell, line, batch: this.d });
   }
 
   /**
@@ -380,6 +404,7 @@ export class LayerErrorModel {
     this.mcCache = null;
     this.mcInvCache = null;
     this.transformedCache = null;
+    this.byTapCache = null;
     this.dac = null;
     this.dacBasisCache = null;
   }

@@ -131,6 +131,36 @@ export function transposeBlocks(src: ArrayLike<number>, rows: number, cols: numb
   return out;
 }
 
+/**
+ * Scales of transposeScaled: element (b, p, q) is multiplied by cell[p*cols + q], then by line[p], then by
+ * batch[b], in that order (mixTensor's order for a diagonally weighted [n][c*kh][kw] tensor: b = j, p = (i, y),
+ * q = x), so the result holds that tensor's values bit for bit.
+ */
+export interface TransposeScales {
+  cell: ArrayLike<number>;
+  line: ArrayLike<number>;
+  batch: ArrayLike<number>;
+}
+
+/**
+ * [batch][rows][cols] -> [batch][cols][rows] in double precision, each element scaled on the way: one pass
+ * over `src` instead of a scaled copy and its transpose. A matrix per batch item fits in cache whole.
+ */
+export function transposeScaled(src: ArrayLike<number>, batch: number, rows: number, cols: number, scales: TransposeScales): Float64Array {
+  const { cell, line } = scales;
+  const per = rows * cols;
+  const out = new Float64Array(batch * per);
+  for (let b = 0; b < batch; b++) {
+    const f = scales.batch[b];
+    const base = b * per;
+    for (let p = 0; p < rows; p++) {
+      const m = line[p];
+      for (let q = 0; q < cols; q++) out[base + q * rows + p] = src[base + p * cols + q] * cell[p * cols + q] * m * f;
+    }
+  }
+  return out;
+}
+
 /** a (x) b for square a (p x p) and b (q x q). */
 export function kron(a: Float64Array, p: number, b: Float64Array, q: number): Float64Array {
   const m = p * q;
