@@ -49,9 +49,9 @@ export function checkDoubles(value: unknown, length: number, field: string, ctx:
 
 /** An output may not share memory with any input of the same call (the kernels read inputs while writing it). */
 export function checkNoOverlap(
-  output: Float32Array,
+  output: Float32Array | Float64Array,
   field: string,
-  inputs: Array<[Float32Array | null, string]>,
+  inputs: Array<[Float32Array | Float64Array | null, string]>,
   ctx: ErrorContext = {},
 ): void {
   for (const [input, name] of inputs) {

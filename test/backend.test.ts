@@ -231,6 +231,17 @@ t.test('matmul: every transpose combination, odd and empty shapes (every backend
         }
       }
     }
+    // Into a given array (a slice of a batch): the same product there, the rest untouched; never over an input.
+    {
+      const a = randomMatrix(5, 7, r);
+      const bb = randomMatrix(7, 3, r);
+      const batch = new Float64Array(40).fill(-1);
+      const got = b.matmul(a, bb, 5, 3, 7, { out: batch.subarray(10, 25) });
+      t.ok(got.buffer === batch.buffer && got.byteOffset === 80, `${b.name}: the product is written where asked`);
+      t.ok(maxAbsDiff(got, b.matmul(a, bb, 5, 3, 7)) === 0 && batch.subarray(0, 10).every((v) => v === -1) && batch.subarray(25).every((v) => v === -1), `${b.name}: same values, nothing else written`);
+      t.throws(() => b.matmul(a, bb, 5, 3, 7, { out: new Float64Array(14) }), { code: 'ESHAPE' }, `${b.name}: out of the wrong length`);
+      t.throws(() => b.matmul(a, a.subarray(0, 21), 5, 3, 7, { out: a.subarray(20, 35) }), { code: 'EALIAS' }, `${b.name}: out over an input`);
+    }
     // Two views from the start of one buffer (one address, other row counts): a product, not a Gram matrix.
     for (const [m, n, k] of [
       [3, 70, 9],

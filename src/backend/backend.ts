@@ -89,6 +89,8 @@ export interface MatmulOptions {
   transB?: boolean;
   /** Worker threads (native; WASM runs on the calling thread). Default 1. */
   threads?: number;
+  /** Where the m x n product goes (e.g. a slice of a batch), instead of a new array; must not overlap a or b. */
+  out?: Float64Array;
   context?: ErrorContext;
 }
 
@@ -496,9 +498,10 @@ export class Backend {
       transA: opts.transA === true,
       b: checkDoubles(b, d.k * d.n, 'b', ctx),
       transB: opts.transB === true,
-      c: new Float64Array(d.m * d.n),
+      c: opts.out === undefined ? new Float64Array(d.m * d.n) : checkDoubles(opts.out, d.m * d.n, 'out', ctx),
       threads: threadsOf(opts.threads, ctx),
     };
+    checkNoOverlap(args.c, 'out', [[args.a, 'a'], [args.b, 'b']], ctx);
     this.call('gemm', args, ctx);
     return args.c;
   }

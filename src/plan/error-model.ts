@@ -309,8 +309,8 @@ export class LayerErrorModel {
     return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads }).map((v) => Math.max(v, 0));
   }
 
-  /** The smaller Gram matrix (m x m) of spectrum(method)'s matrix. */
-  private gram(method: 'spatial' | 'channel', threads: number): { G: Float64Array; m: number } {
+  /** The smaller Gram matrix (m x m) of spectrum(method)'s matrix, in `out` when given. */
+  private gram(method: 'spatial' | 'channel', threads: number, out?: Float64Array): { G: Float64Array; m: number } {
     const { M, rows, cols, transposed } = this.spectralMatrix(method);
     const context = { layer: this.layer.name };
     const m = Math.min(rows, cols);
@@ -318,8 +318,8 @@ export class LayerErrorModel {
     // Of the rows (M M^T) where rows <= cols, else of the columns (M^T M); a matrix held transposed swaps the two.
     const G =
       rows <= cols !== transposed
-        ? this.backend.matmul(M, M, m, m, k, { transB: true, threads, context })
-        : this.backend.matmul(M, M, m, m, k, { transA: true, threads, context });
+        ? this.backend.matmul(M, M, m, m, k, { transB: true, threads, out, context })
+        : this.backend.matmul(M, M, m, m, k, { transA: true, threads, out, context });
     return { G, m };
   }
 
@@ -386,7 +386,7 @@ export class LayerErrorModel {
           return { method, m, all: new Float64Array(batch.length * m * m) };
         });
         batch.forEach((model, b) => {
-          for (const g of grams) g.all.set(model.gram(g.method, threads).G, b * g.m * g.m);
+          for (const g of grams) model.gram(g.method, threads, g.all.subarray(b * g.m * g.m, (b + 1) * g.m * g.m));
           if (methods.includes('dac')) model.curve('dac');
           model.release();
         });
