@@ -4,7 +4,8 @@
 // they need every eigenvalue but at most a fraction of the eigenvectors, so:
 //   - the reduction is blocked (LAPACK sytrd style): half its work becomes
 //     matrix products instead of a memory-bound rank-2 update per column;
-//   - eigenvalues come from implicit QR on the tridiagonal matrix, O(m^2);
+//   - eigenvalues come from root-free implicit QL/QR on the tridiagonal
+//     matrix, O(m^2) with no square root per rotation;
 //   - only the wanted eigenvectors are formed, by inverse iteration on the
 //     tridiagonal matrix and one blocked back-transformation, instead of
 //     accumulating every rotation into a full m x m basis (O(m^3) with a large
@@ -37,7 +38,8 @@ void tridiagonalize(Eigen::MatrixXd& a, Tridiagonal* t, int threads);
 // on `threads`.
 void tridiagonalize_two_stage(Eigen::MatrixXd& a, Eigen::Index band, Tridiagonal* t, int threads);
 
-// Every eigenvalue of T, ascending. False if the QR iteration did not converge.
+// Every eigenvalue of T, ascending. False if T is not finite or the iteration
+// did not converge within 30 m sweeps.
 bool tridiagonal_eigenvalues(const Tridiagonal& t, Eigen::VectorXd* values);
 
 // Unit eigenvectors of T (columns of z, m x count) for the given eigenvalues
