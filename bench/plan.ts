@@ -2,7 +2,10 @@
 // policy, on fashion-vgg and on VGG16-sized models (224x224 input, with and
 // without BatchNorm, random weights, generated into a temp folder).
 //
-//   npx tsx bench/plan.ts [--models fashion,vgg16,vgg16bn] [--dump DIR] [--build]
+//   npx tsx bench/plan.ts [--models fashion,vgg16,vgg16bn] [--threads N] [--dump DIR] [--build]
+//
+// --threads: the planner's and the build's threads (default: every core, as a
+// `dac zoo --jobs 1` job gets them; `dac decompose` takes --threads, default 1).
 //
 // Each (model, weighting, method) is planned in a fresh conv list, so nothing
 // is cached between rows. --dump writes every plan (and, with --build, a
@@ -47,11 +50,14 @@ function digest(rep: Record<string, unknown>): Record<string, [number, number]> 
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { models: { type: 'string' }, dump: { type: 'string' }, build: { type: 'boolean' }, dir: { type: 'string' } },
+    options: { models: { type: 'string' }, threads: { type: 'string' }, dump: { type: 'string' }, build: { type: 'boolean' }, dir: { type: 'string' } },
   });
   const models = (values.models ?? 'fashion,vgg16,vgg16bn').split(',');
   const dir = values.dir ?? path.join(os.tmpdir(), 'dac-bench-plan');
   const backend = getBackend();
+  const threads = values.threads === undefined ? os.availableParallelism() : Number(values.threads);
+  if (!Number.isInteger(threads) || threads < 1) throw new Error('--threads must be an integer >= 1');
+  process.stdout.write(`threads: ${threads}; load average ${os.loadavg().map((v) => v.toFixed(2)).join(', ')}\n`);
   const rows: string[] = ['| model | weighting | method | policy | plan s (CPU s) | build s (CPU s) |', '|---|---|---|---|---|---|'];
   for (const name of models) {
     const file = await modelPath(name, dir);
@@ -62,14 +68,14 @@ async function main(): Promise<void> {
         // CPU time beside wall time: the machine may be shared.
         const t0 = performance.now();
         const c0 = process.cpuUsage();
-        const plan = planModel(model.convs, model.other, options, backend);
+        const plan = planModel(model.convs, model.other, options, backend, threads);
         const t1 = performance.now();
         const c1 = process.cpuUsage();
         const fmt = (ms: number, cpu: NodeJS.CpuUsage) => `${(ms / 1000).toFixed(2)} (${((cpu.user + cpu.system) / 1e6).toFixed(2)})`;
         let build = '';
         let reps: unknown = null;
         if (values.build) {
-          const r = buildReplacements(model.convs, plan, backend);
+          const r = buildReplacements(model.convs, plan, backend, { threads });
           build = fmt(performance.now() - t1, process.cpuUsage(c1));
           reps = r.map((x) => ({ name: x.name, ...digest(x as unknown as Record<string, unknown>) }));
         }
