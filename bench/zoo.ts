@@ -47,7 +47,7 @@ import { buildReplacements, planModel, planOptionsFrom } from '../src/plan/index
 import { prepareWrite, writeDecomposed } from '../src/write.js';
 import { runZooJob, type ZooSettings } from '../src/zoo/job.js';
 import { settingsHash } from '../src/zoo/resume.js';
-import { DEFAULT_TIMEOUT_MS, mapLargeAllocationsForZoo, packageVersion, runZoo } from '../src/zoo/run.js';
+import { DEFAULT_TIMEOUT_MS, prepareZooProcess, packageVersion, runZoo } from '../src/zoo/run.js';
 import type { ModelFormat } from '../src/model/types.js';
 import { DEFAULT_MAX_MODEL_BYTES } from '../src/io/limits.js';
 import { vgg16Spec, writeOnnxNet, writeTfjsNet, type NetSpec } from './synthetic.js';
@@ -225,7 +225,7 @@ function peakRssMb(): number {
 /** Child mode: one zoo run; prints its result as JSON on the last stdout line. */
 async function child(spec: { zoo: string; out: string; jobs: number; policy: string }): Promise<void> {
   // As `dac zoo` does.
-  mapLargeAllocationsForZoo();
+  prepareZooProcess();
   const s = await runZoo({ root: spec.zoo, out: spec.out, settings: POLICIES[spec.policy], jobs: spec.jobs, progress: process.stderr });
   const ok = s.models.filter((m) => m.status === 'ok');
   const usage = process.resourceUsage();

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { DEFAULT_MAX_MODEL_MB } from '../io/limits.js';
 import { releaseOnSignals } from '../io/lock.js';
-import { DEFAULT_TIMEOUT_MS, mapLargeAllocationsForZoo, runZoo } from '../zoo/run.js';
+import { DEFAULT_TIMEOUT_MS, prepareZooProcess, runZoo } from '../zoo/run.js';
 import { mergeShards, parseShard, summaryBase } from '../zoo/shard.js';
 import type { ZooSummary } from '../zoo/summary.js';
 import { decomposeOptions } from './decompose.js';
@@ -119,7 +119,7 @@ export async function runZooCommand(args: string[]): Promise<number> {
 
   // Ctrl-C or a kill ends the run without leaving its output folder locked.
   const undoSignals = releaseOnSignals();
-  mapLargeAllocationsForZoo();
+  prepareZooProcess();
   let s: ZooSummary;
   try {
     s = await runZoo({

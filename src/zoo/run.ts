@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
 import { getBackend } from '../backend/loader.js';
 import { DacError } from '../errors.js';
 import { checkByteLimit, DEFAULT_MAX_MODEL_BYTES, isInside } from '../io/limits.js';
@@ -27,13 +28,20 @@ export const UP_TO_DATE = 'up to date (done by an earlier run)';
 
 /**
  * What the zoo command does to its own process before a run (so the CLI and
- * the bench's runs, never runZoo itself): glibc's mmap threshold held at the
- * 128 KiB it starts from (Backend.mapLargeAllocations), so each model's
- * weight buffers go back to the system when freed instead of staying in
- * malloc's heaps (bench/results/zoo.md: about 75-100 MiB of RSS per job).
- * Whether the C library took it.
+ * the bench's runs, never runZoo itself), both to hold a job's memory near
+ * one model's:
+ * - glibc's mmap threshold held at the 128 KiB it starts from
+ *   (Backend.mapLargeAllocations), so each model's weight buffers go back to
+ *   the system when freed instead of staying in malloc's heaps
+ *   (bench/results/zoo.md: about 75-100 MiB of RSS per job);
+ * - V8's gc() given to the workers started after this (a V8 flag is read
+ *   when an isolate starts), so each collects a model's garbage before it
+ *   takes the next (worker.ts): left to itself, a worker's V8 frees the
+ *   last model's buffers while the next one peaks.
+ * Whether the C library took the threshold.
  */
-export function mapLargeAllocationsForZoo(): boolean {
+export function prepareZooProcess(): boolean {
+  v8.setFlagsFromString('--expose-gc');
   return getBackend().mapLargeAllocations(128 * 1024);
 }
 
