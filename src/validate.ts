@@ -4,7 +4,7 @@ import { DacError, type ErrorContext } from './errors.js';
 
 /** A Float32Array of exactly `length` finite values. */
 export function checkFloats(value: unknown, length: number, field: string, ctx: ErrorContext = {}): Float32Array {
-  const a = checkOutput(value, length, field, ctx);
+  const a = checkFloatView(value, length, field, ctx);
   if (!allFinite(a)) {
     const i = a.findIndex((v) => !Number.isFinite(v));
     throw new DacError('ENONFINITE', `${field}[${i}] is ${a[i]} (weights must be finite)`, { ...ctx, field });
@@ -24,8 +24,8 @@ export function allFinite(a: Float32Array): boolean {
   return true;
 }
 
-/** A Float32Array of exactly `length` values whose contents are not checked (activations, an output buffer). */
-export function checkOutput(value: unknown, length: number, field: string, ctx: ErrorContext = {}): Float32Array {
+/** A Float32Array of exactly `length` values whose contents are not scanned (activations, an output buffer, factors a check has already passed). */
+export function checkFloatView(value: unknown, length: number, field: string, ctx: ErrorContext = {}): Float32Array {
   if (!(value instanceof Float32Array)) {
     throw new DacError('EINVAL', `${field} must be a Float32Array`, { ...ctx, field });
   }

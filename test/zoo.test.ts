@@ -101,6 +101,41 @@ Promise.all([pool.run('argv', null), pool.run('argv', null)]).then(async (argv) 
   tt.same(argv, [['--cpu-prof', `--cpu-prof-dir=${prof}`], ['--cpu-prof', `--cpu-prof-dir=${prof}`]], 'the workers got the profiler flags only');
 });
 
+t.test('prepareZooProcess gives gc() to the workers started after it, and only to them', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-pool-gc-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const script = path.join(dir, 'worker.js');
+  fs.writeFileSync(script, `const { parentPort } = require('node:worker_threads');
+parentPort.on('message', ({ id }) => parentPort.postMessage({ id, ok: true, result: typeof globalThis.gc }));
+`);
+  // Its own process: the V8 flag is process-wide.
+  const parent = `const { WorkerPool } = require(${JSON.stringify(path.join(repoRoot, 'src/zoo/pool.ts'))});
+const { prepareZooProcess } = require(${JSON.stringify(path.join(repoRoot, 'src/zoo/run.ts'))});
+(async () => {
+  const ask = async () => { const pool = new WorkerPool({ size: 1 }, ${JSON.stringify(script)}); try { return await pool.run('gc', null); } finally { await pool.close(); } };
+  const before = await ask();
+  prepareZooProcess();
+  console.log(JSON.stringify({ before, after: await ask(), main: typeof globalThis.gc }));
+})();`;
+  const tsx = pathToFileURL(require.resolve('tsx')).href;
+  const res = spawnSync(process.execPath, ['--import', tsx, '-e', parent], { cwd: repoRoot, encoding: 'utf8' });
+  tt.equal(res.status, 0, res.stderr);
+  tt.same(JSON.parse(res.stdout.trim().split('\n').pop()!), { before: 'undefined', after: 'function', main: 'undefined' });
+});
+
+t.test('a uniform --rank above every conv\'s largest DAC rank skips the model; a model it fits is decomposed', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-zoo-rank-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const zoo = path.join(dir, 'zoo');
+  // 3x1 and 1x3 convs (as a spatial decomposition writes them): largest DAC rank min(n, 3) = 3.
+  writeTfjsNet(path.join(zoo, 'thin'), { name: 'thin', input: [6, 6, 3], convs: [{ filters: 8, kernel: [3, 1] }, { filters: 8, kernel: [1, 3] }] }, 1);
+  writeTfjsNet(path.join(zoo, 'square'), { name: 'square', input: [6, 6, 3], convs: [{ filters: 8, kernel: [3, 3] }] }, 2);
+  const s = await runZoo({ root: zoo, out: path.join(dir, 'out'), settings: { method: 'dac', rank: 4 }, jobs: 1, progress: null });
+  const m = new Map(s.models.map((r) => [r.model, r]));
+  tt.match(m.get('thin/model.json'), { status: 'skipped', reason: /no conv to decompose at this rank: rank 4 is out of range 1\.\.3/ });
+  tt.match(m.get('square/model.json'), { status: 'ok' });
+});
+
 t.test('progress: a bar with rate and ETA on a terminal, one line per model otherwise', async (tt) => {
   let now = 0;
   const clock = () => now;

@@ -24,7 +24,7 @@ import {
   type ConvShape,
   type Padding,
 } from '../geometry.js';
-import { checkDoubles, checkFloats, checkNoOverlap, checkOutput } from '../validate.js';
+import { checkDoubles, checkFloats, checkNoOverlap, checkFloatView } from '../validate.js';
 import { matchingWidth } from '../cost.js';
 
 export type WeightLayout = 'OIHW' | 'HWIO';
@@ -418,12 +418,12 @@ export class Backend {
     const scale = (v: Float64Array | null | undefined, length: number, field: string) =>
       v === undefined || v === null ? new Float64Array(length).fill(1) : checkDoubles(v, length, field, ctx);
     const args = {
-      weights: checkOutput(weights, s.n * s.c * K, 'weights', ctx),
+      weights: checkFloatView(weights, s.n * s.c * K, 'weights', ctx),
       layout: layoutCode(opts.layout, ctx),
       ...s,
       rank,
-      depthwise: checkOutput(pair.depthwise, s.c * rank * K, 'depthwise', ctx),
-      pointwise: checkOutput(pair.pointwise, s.n * s.c * rank, 'pointwise', ctx),
+      depthwise: checkFloatView(pair.depthwise, s.c * rank * K, 'depthwise', ctx),
+      pointwise: checkFloatView(pair.pointwise, s.n * s.c * rank, 'pointwise', ctx),
       tapScale: scale(opts.tapScale, K, 'tapScale'),
       channelScale: scale(opts.channelScale, s.c, 'channelScale'),
       energy: new Float64Array(s.n),
@@ -455,8 +455,8 @@ export class Backend {
       throw new DacError('EINVAL', 'weights must be {rank, depthwise, pointwise}', { ...ctx, field: 'weights' });
     }
     const rank = checkInt(weights.rank, 'rank', 1, 1 << 16, ctx);
-    const depthwise = checkOutput(weights.depthwise, s.c * rank * s.kh * s.kw, 'depthwise', ctx);
-    const pointwise = checkOutput(weights.pointwise, s.n * s.c * rank, 'pointwise', ctx);
+    const depthwise = checkFloatView(weights.depthwise, s.c * rank * s.kh * s.kw, 'depthwise', ctx);
+    const pointwise = checkFloatView(weights.pointwise, s.n * s.c * rank, 'pointwise', ctx);
     const conv = this.convArgs(input, inputShape, s, opts, ctx);
     checkNoOverlap(conv.args.output, 'output', [
       [conv.args.input, 'the input'],
@@ -473,7 +473,7 @@ export class Backend {
   conv2d(input: Float32Array, inputShape: Nhwc, weights: Float32Array, shape: ConvShape, opts: KernelCallOptions = {}): KernelResult {
     const ctx = opts.context ?? {};
     const s = checkShape(shape, ctx);
-    const w = checkOutput(weights, s.n * s.c * s.kh * s.kw, 'weights', ctx);
+    const w = checkFloatView(weights, s.n * s.c * s.kh * s.kw, 'weights', ctx);
     const conv = this.convArgs(input, inputShape, s, opts, ctx);
     checkNoOverlap(conv.args.output, 'output', [
       [conv.args.input, 'the input'],
@@ -655,9 +655,9 @@ export class Backend {
         outW,
         outC: s.n,
       },
-      input: checkOutput(input, inLength, 'input', ctx),
-      bias: opts.bias === undefined || opts.bias === null ? null : checkOutput(opts.bias, s.n, 'bias', ctx),
-      output: opts.output === undefined ? new Float32Array(outLength) : checkOutput(opts.output, outLength, 'output', ctx),
+      input: checkFloatView(input, inLength, 'input', ctx),
+      bias: opts.bias === undefined || opts.bias === null ? null : checkFloatView(opts.bias, s.n, 'bias', ctx),
+      output: opts.output === undefined ? new Float32Array(outLength) : checkFloatView(opts.output, outLength, 'output', ctx),
       activation: activationCode(opts.activation, ctx),
       threads: threadsOf(opts.threads, ctx),
     };

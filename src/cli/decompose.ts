@@ -1,6 +1,7 @@
 // `dac decompose`: load a model, decompose it (src/decompose-model.ts: plan,
 // build, rewrite, report), and write the result in its own format with
 // report.json beside it.
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { decomposeLoaded, type Report } from '../decompose-model.js';
 import { detectFormat, loadModel, withTfjsLayer } from '../formats/index.js';
@@ -80,7 +81,8 @@ Options:
                          models) running our fused kernel (loads in a program that
                          imports 'dac-conv/tfjs'; Layers: also decomposes dilated convs;
                          convs with activations other than linear/relu/relu6 stay stock)
-  --threads N            threads for the decompositions (native backend)
+  --threads N            threads for planning and the decompositions (native backend;
+                         default: every core)
   --max-model-mb M       refuse a model whose files (model.json + shards, or the .onnx
                          file) add up to more than M MB, before reading them
                          (default ${DEFAULT_MAX_MODEL_MB})
@@ -115,6 +117,8 @@ export async function runDecompose(args: string[]): Promise<number> {
   const output = values.output as string | undefined;
   if (!output) throw new UsageError('-o/--output is required', 'decompose');
   const { foldBn, inputShape, ...policy } = settingsFrom(values, 'decompose');
+  // One model at a time: it may have every core (a zoo job gets cores / jobs).
+  policy.threads ??= os.availableParallelism();
   const maxBytes = maxModelBytesFrom(values, 'decompose');
   const tfjsLayer = tfjsLayerFrom(values, 'decompose');
 

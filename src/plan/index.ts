@@ -213,6 +213,18 @@ export function exclusion(layer: ConvLayerInfo, options: Pick<PlanOptions, 'skip
 }
 
 /**
+ * Why a uniform `rank` fits none of the candidate convs (it is above the
+ * largest DAC rank, min(n, kh*kw), of them all), or null when it fits one;
+ * a layer whose own bound is lower takes its bound. Spatial and channel read
+ * `rank` as the DAC rank whose cost their width matches, so the DAC bound applies.
+ */
+export function rankBeyondEvery(candidates: ConvLayerInfo[], rank: number | undefined): string | null {
+  if (rank === undefined || candidates.length === 0) return null;
+  const max = Math.max(...candidates.map((l) => maxRank(l, 'dac')));
+  return rank > max ? `rank ${rank} is out of range 1..${max} (largest DAC rank, min(n, kh*kw), of the layers)` : null;
+}
+
+/**
  * How strongly the layer that consumes a conv's output passes on an error
  * relative to the signal: white noise (independent channels and taps) against
  * the modelled input, both through the consumer's D-weighted weights. Errors
@@ -396,15 +408,8 @@ export function planModel(
     if (why) plans.set(layer.name, keepPlan(layer, why));
     else eligible.push(layer);
   }
-  if (options.rank !== undefined && eligible.length > 0) {
-    // Spatial/channel read `rank` as the DAC rank whose cost their width matches, so the DAC bound applies.
-    const max = Math.max(...eligible.map((l) => maxRank(l, 'dac')));
-    if (options.rank > max) {
-      throw new DacError('ERANGE', `rank ${options.rank} is out of range 1..${max} (largest DAC rank, min(n, kh*kw), of the layers)`, {
-        field: 'rank',
-      });
-    }
-  }
+  const beyond = rankBeyondEvery(eligible, options.rank);
+  if (beyond) throw new DacError('ERANGE', beyond, { field: 'rank' });
   const set = errorModelSet(convs, errOpts, backend);
   const models = new Map(eligible.map((layer) => [layer.name, layerErrorModel(set, layer, plain)]));
   const method = options.method;

@@ -8,7 +8,7 @@ import { getBackend } from '../backend/loader.js';
 import { decomposeLoaded, type DecomposeResult, type ModelSettings, type Report } from '../decompose-model.js';
 import { DacError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../formats/index.js';
-import { exclusion } from '../plan/index.js';
+import { exclusion, rankBeyondEvery } from '../plan/index.js';
 import { prepareWrite, writeDecomposed, type WritePlan } from '../write.js';
 import type { ZooEntry } from './discover.js';
 import { outputPaths, resetModel, stampInputs, stampOutputs, writeMarker, type FileStamp, type RunLimits } from './resume.js';
@@ -38,15 +38,21 @@ const relTo = (root: string, p: string): string => path.relative(root, p).split(
 /**
  * Why no conv of the model is a candidate under these settings (all 1x1,
  * grouped, dilated in TF.js, or excluded by --skip-first/--layers: the
- * planner's exclusion), or null when some is. Such a model is skipped, not
+ * planner's exclusion), or why a uniform --rank fits none of them (above
+ * each one's largest DAC rank, as in an already-decomposed model's 3x1
+ * convs), or null when some conv is one. Such a model is skipped, not
  * failed: a zoo holds them.
  */
 function nothingToDecompose(model: LoadedModel, s: ZooSettings): string | null {
   const why = new Map<string, string>();
-  for (const c of model.convs) {
+  const candidates = model.convs.filter((c) => {
     const reason = exclusion(c, s);
-    if (reason === null) return null;
-    why.set(c.name, reason);
+    if (reason !== null) why.set(c.name, reason);
+    return reason === null;
+  });
+  if (candidates.length > 0) {
+    const beyond = rankBeyondEvery(candidates, s.rank);
+    return beyond && `no conv to decompose at this rank: ${beyond}`;
   }
   if (why.size === 0) return 'no conv to decompose: the model has no 2-D convolution';
   const shown = [...why].slice(0, 3).map(([name, r]) => `${name}: ${r}`);
