@@ -109,7 +109,13 @@ async function decomposeJob(job: ZooJob, output: string): Promise<{ skipped: str
   return { result: { model: out, report, warnings }, plan };
 }
 
-export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
+/** What the worker running a job lends it (worker.ts). */
+export interface JobHooks {
+  /** A full garbage collection, where the process exposes one (prepareZooProcess). */
+  collect?: () => void;
+}
+
+export async function runZooJob(job: ZooJob, hooks: JobHooks = {}): Promise<ModelRecord> {
   const t0 = performance.now();
   const seconds = (): number => (performance.now() - t0) / 1000;
   const { entry, outRoot } = job;
@@ -128,6 +134,9 @@ export async function runZooJob(job: ZooJob): Promise<ModelRecord> {
       return record;
     }
     const { result, plan } = done;
+    // The model as read is garbage from here; collected before the write reads the output back, the two
+    // are never in memory together (about 20-30 MiB off a VGG16-sized job's peak).
+    hooks.collect?.();
     const { flops, params } = result.report;
     // The report `dac decompose` writes, so a zoo result reads like a single decomposition.
     const report: Report = { ...result.report, input: entry.path, output, foldedBatchNorm: job.settings.foldBn === true };

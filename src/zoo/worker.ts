@@ -5,16 +5,17 @@ import { runZooJob, type ZooJob } from './job.js';
 import { measureZooModel } from './latency.js';
 import type { ModelRecord } from './summary.js';
 
+/** V8's gc(), exposed to workers the zoo command starts (zoo/run.ts prepareZooProcess), else absent. */
+const { gc } = globalThis as { gc?: () => void };
+
 /**
- * Frees a finished model before the next comes: with gc() exposed (the zoo
- * command does it, zoo/run.ts prepareZooProcess) a full collection, so the
- * next model's peak does not land on the last one's garbage.
+ * One model, collecting its input once it is dead (job.ts) and the rest
+ * after it, so the next model's peak does not land on this one's garbage.
  */
 async function decompose(job: ZooJob): Promise<ModelRecord> {
   try {
-    return await runZooJob(job);
+    return await runZooJob(job, { collect: gc });
   } finally {
-    const { gc } = globalThis as { gc?: () => void };
     gc?.();
   }
 }
