@@ -40,6 +40,9 @@ export function solveBudget(items: BudgetOption[][], cap: number): number[] | nu
   const capCells = Math.min(Q, Math.ceil(maxTotal / unit) + items.length);
   let dp = new Float64Array(capCells + 1).fill(Infinity);
   dp[0] = 0;
+  // Bounds of the cells dp can reach so far (every one outside is Infinity).
+  let low = 0;
+  let high = 0;
   const choices: Int32Array[] = [];
   for (const opts of items) {
     // Per grid cost keep only the lowest-loss option: dominated ones cannot win.
@@ -50,24 +53,29 @@ export function solveBudget(items: BudgetOption[][], cap: number): number[] | nu
       const prev = byCell.get(q);
       if (prev === undefined || o.loss < opts[prev].loss) byCell.set(q, idx);
     });
-    // As typed arrays: the loop below runs (grid cells x options) times per layer.
-    const cellCost = Int32Array.from(byCell.keys());
-    const cellIdx = Int32Array.from(byCell.values());
-    const cellLoss = Float64Array.from(cellIdx, (idx) => opts[idx].loss);
+    const front = paretoFront(byCell, opts);
     const next = new Float64Array(capCells + 1).fill(Infinity);
     const choice = new Int32Array(capCells + 1).fill(-1);
-    for (let q = 0; q <= capCells; q++) {
-      const base = dp[q];
-      if (base === Infinity) continue;
-      for (let k = 0; k < cellCost.length; k++) {
-        const t = q + cellCost[k];
-        if (t > capCells) continue;
-        const v = base + cellLoss[k];
-        if (v < next[t]) {
-          next[t] = v;
-          choice[t] = cellIdx[k];
+    // Costliest option first, cells in order: of equal sums at a cell the one from the lowest cell is kept,
+    // as when every cell tries every option in turn (a cell reaches another through one option only).
+    for (let k = front.cell.length - 1; k >= 0; k--) {
+      const cost = front.cell[k];
+      const loss = front.loss[k];
+      const idx = front.idx[k];
+      const last = Math.min(high, capCells - cost);
+      for (let q = low; q <= last; q++) {
+        const v = dp[q] + loss;
+        if (v < next[q + cost]) {
+          next[q + cost] = v;
+          choice[q + cost] = idx;
         }
       }
+    }
+    if (front.cell.length > 0) {
+      low += front.cell[0];
+      high = Math.min(capCells, high + front.cell[front.cell.length - 1]);
+    } else {
+      low = capCells + 1;
     }
     choices.push(choice);
     dp = next;
@@ -84,6 +92,29 @@ export function solveBudget(items: BudgetOption[][], cap: number): number[] | nu
   }
   polish(items, pick, cap);
   return pick;
+}
+
+/**
+ * A layer's options by grid cell (cell -> option index) cut to those that cost more only to lose less,
+ * cheapest first. One that costs more and loses no less never lies on the chosen path: swapping it for the
+ * cheaper one reaches a lower total with no greater sum (rounding is monotone), and of equal minima the
+ * lowest total is taken; so the DP picks the same options without it, in fewer steps.
+ */
+function paretoFront(byCell: Map<number, number>, opts: BudgetOption[]): { cell: Int32Array; loss: Float64Array; idx: Int32Array } {
+  const cells = Int32Array.from(byCell.keys()).sort();
+  const cell: number[] = [];
+  const loss: number[] = [];
+  const idx: number[] = [];
+  let least = Infinity;
+  for (const q of cells) {
+    const i = byCell.get(q)!;
+    if (!(opts[i].loss < least)) continue;
+    least = opts[i].loss;
+    cell.push(q);
+    loss.push(least);
+    idx.push(i);
+  }
+  return { cell: Int32Array.from(cell), loss: Float64Array.from(loss), idx: Int32Array.from(idx) };
 }
 
 /** When grid rounding leaves no feasible cell (a cap within rounding of the minimum): the cheapest option everywhere, then polish. */

@@ -29,7 +29,7 @@
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
 import { maxRank } from '../geometry.js';
-import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, transposeBlocks, transposeScaled } from './linalg.js';
+import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, scaleTensor, tile, transposeBlocks } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
 import type { InputModel } from './stats.js';
 
@@ -98,16 +98,8 @@ export function mixTensor(
   if (tapScale && chScale) {
     // Every transform diagonal (plain weighting, white taps): one pass of the same products in the same
     // order as below (the GEMMs would add only zeros to each; a missing factor is an exact 1).
-    const out = new Float64Array(rows * per);
-    for (let j = 0; j < rows; j++) {
-      const f = rowScale ? rowScale(j) : 1;
-      for (let i = 0; i < ch; i++) {
-        const m = chScale[i];
-        const base = (j * ch + i) * K;
-        for (let t = 0; t < K; t++) out[base + t] = w[base + t] * tapScale[t] * m * f;
-      }
-    }
-    return out;
+    const batch = Float64Array.from({ length: rows }, (_, j) => (rowScale ? rowScale(j) : 1));
+    return scaleTensor(w, rows, ch, K, { cell: tile(tapScale, ch), line: chScale, batch });
   }
   let cur: Float64Array;
   if (Mc && !isDiagonal(Mc, ch)) {
@@ -167,6 +159,38 @@ function gatherChannels(w: ArrayLike<number>, n: number, c: number, K: number, i
     }
   }
   return out;
+}
+
+/**
+ * S[(j*c + i)*ranks + k] = <slice (j, i), basis row (i, k)> for the n x c slices of K values of `src`, slice
+ * (j, i) starting at j*jStride + i*iStride (OIHW weights: c*K, K; by channel: K, n*K), the basis laid out
+ * [c][Rb][K]; each sum in tap order. K products per value, a loop: one backend call per channel would cost
+ * more in calls than in work.
+ */
+function sliceCoordinates(
+  src: ArrayLike<number>,
+  jStride: number,
+  iStride: number,
+  basis: Float64Array,
+  Rb: number,
+  n: number,
+  c: number,
+  K: number,
+  ranks: number,
+): Float64Array {
+  const S = new Float64Array(n * c * ranks);
+  for (let i = 0; i < c; i++) {
+    for (let j = 0; j < n; j++) {
+      const at = j * jStride + i * iStride;
+      for (let k = 0; k < ranks; k++) {
+        const f = (i * Rb + k) * K;
+        let s = 0;
+        for (let t = 0; t < K; t++) s += src[at + t] * basis[f + t];
+        S[(j * c + i) * ranks + k] = s;
+      }
+    }
+  }
+  return S;
 }
 
 export interface DacFactors {
@@ -349,54 +373,79 @@ export class LayerErrorModel {
     const channels = diagonalOf(this.mc, c);
     if (!taps || !channels) return null;
     // Row (i, y) of a [c*kh][kw] block: taps (y, 0..kw-1), channel i.
-    const cell = new Float64Array(c * K);
-    for (let u = 0; u < c * K; u++) cell[u] = taps[u % K];
     const line = new Float64Array(c * kh);
     for (let q = 0; q < c * kh; q++) line[q] = channels[Math.floor(q / kh)];
-    return transposeScaled(this.layer.weights, n, c * kh, kw, { cell, line, batch: this.d });
+    return scaleTensor(this.layer.weights, n, c * kh, kw, { cell: tile(taps, c), line, batch: this.d }, true);
   }
 
   /**
    * The curves of several layers ahead of their use: the spatial and channel
-   * spectra of `threads` layers whose Gram matrices have the same orders in
-   * one backend call per method (the reduction of one large Gram matrix is
-   * bound by memory bandwidth and gains little from a second thread; two
-   * reduced side by side each run at full speed), and, while each layer's
-   * transformed tensor exists, its DAC curve. Same values as curve() makes
-   * one by one. Each layer's caches are released once its part is done.
+   * spectra of `threads` layers whose Gram matrices have the same order in
+   * one backend call (the reduction of one large Gram matrix is bound by
+   * memory bandwidth and gains little from a second thread; two reduced side
+   * by side each run at full speed), and, while each layer's transformed
+   * tensor exists, its DAC curve. Layers with the same pair of orders come
+   * one after another, and a batch waits for a partner of its order from
+   * the next layers until none is left, so each batch is full where it can
+   * be (VGG16: a 512-order channel Gram of the one 256->512 conv goes with
+   * one of a 512->512 conv); its buffer is reused. Same values as curve()
+   * makes one by one. Each layer's caches are released once its part is done.
    */
   static prefetchCurves(models: LayerErrorModel[], methods: readonly Method[], threads: number): void {
     const spectral = methods.filter((m): m is 'spatial' | 'channel' => m !== 'dac');
     if (threads < 2 || spectral.length === 0) return;
-    const order = (model: LayerErrorModel, method: 'spatial' | 'channel'): number => {
-      const { n, c, kh, kw } = model.layer;
-      return method === 'channel' ? Math.min(n, c * kh * kw) : Math.min(c * kh, n * kw);
-    };
-    const groups = new Map<string, LayerErrorModel[]>();
+    const byOrders = new Map<string, { model: LayerErrorModel; needs: { method: 'spatial' | 'channel'; m: number; key: string }[] }[]>();
+    const left = new Map<string, number>();
     for (const model of models) {
-      if (spectral.every((m) => model.curves.has(m) || model.spectra.has(m))) continue;
-      const key = spectral.map((m) => order(model, m)).join();
-      groups.set(key, [...(groups.get(key) ?? []), model]);
+      const needs = spectral
+        .filter((method) => !model.curves.has(method) && !model.spectra.has(method))
+        .map((method) => {
+          const m = model.gramOrder(method);
+          return { method, m, key: `${method}:${m}` };
+        });
+      if (needs.length === 0) continue;
+      for (const { key } of needs) left.set(key, (left.get(key) ?? 0) + 1);
+      const orders = needs.map((x) => x.key).join();
+      if (!byOrders.has(orders)) byOrders.set(orders, []);
+      byOrders.get(orders)!.push({ model, needs });
     }
-    for (const group of groups.values()) {
-      for (let k = 0; k < group.length; k += threads) {
-        const batch = group.slice(k, k + threads);
-        const grams = spectral.map((method) => {
-          const m = order(batch[0], method);
-          return { method, m, all: new Float64Array(batch.length * m * m) };
-        });
-        batch.forEach((model, b) => {
-          for (const g of grams) model.gram(g.method, threads, g.all.subarray(b * g.m * g.m, (b + 1) * g.m * g.m));
-          if (methods.includes('dac')) model.curve('dac');
-          model.release();
-        });
-        const context = { layer: batch.map((x) => x.layer.name).join(', ') };
-        for (const { method, m, all } of grams) {
-          const values = batch[0].backend.symmetricEigenvalues(all, m, context, { threads, count: batch.length });
-          batch.forEach((model, b) => model.spectra.set(method, values.subarray(b * m, (b + 1) * m).map((v) => Math.max(v, 0))));
+    const batches = new Map<string, { all: Float64Array; members: LayerErrorModel[] }>();
+    const solve = (method: 'spatial' | 'channel', m: number, all: Float64Array, members: LayerErrorModel[]) => {
+      const count = members.length;
+      const context = { layer: members.map((x) => x.layer.name).join(', ') };
+      const values = members[0].backend.symmetricEigenvalues(all.subarray(0, count * m * m), m, context, { threads, count });
+      members.forEach((model, b) => model.spectra.set(method, values.subarray(b * m, (b + 1) * m).map((v) => Math.max(v, 0))));
+    };
+    for (const group of byOrders.values()) {
+      for (const { model, needs } of group) {
+        for (const { method, m, key } of needs) {
+          let batch = batches.get(key);
+          if (!batch) {
+            // Room for as many as will come (a key with fewer layers than threads never fills a batch).
+            batch = { all: new Float64Array(Math.min(threads, left.get(key)!) * m * m), members: [] };
+            batches.set(key, batch);
+          }
+          const b = batch.members.length;
+          model.gram(method, threads, batch.all.subarray(b * m * m, (b + 1) * m * m));
+          batch.members.push(model);
+          const rest = left.get(key)! - 1;
+          left.set(key, rest);
+          if (batch.members.length === threads || rest === 0) {
+            solve(method, m, batch.all, batch.members);
+            batch.members = [];
+            if (rest === 0) batches.delete(key);
+          }
         }
+        if (methods.includes('dac')) model.curve('dac');
+        model.release();
       }
     }
+  }
+
+  /** The order of spectrum(method)'s Gram matrix. */
+  private gramOrder(method: 'spatial' | 'channel'): number {
+    const { n, c, kh, kw } = this.layer;
+    return method === 'channel' ? Math.min(n, c * kh * kw) : Math.min(c * kh, n * kw);
   }
 
   /** Drops the layer-sized caches (they are rebuilt if needed again); the curves stay. */
@@ -514,40 +563,14 @@ export class LayerErrorModel {
   private coordinates(basis: Float64Array, Rb: number, ranks: number): Float64Array {
     const { n, c, kh, kw } = this.layer;
     const K = kh * kw;
-    const S = new Float64Array(c * n * ranks);
     const tapScale = this.plainScales();
     if (tapScale) {
-      const w = this.layer.weights;
       const F = new Float64Array(c * ranks * K);
       for (let i = 0; i < c; i++)
         for (let k = 0; k < ranks; k++) for (let t = 0; t < K; t++) F[(i * ranks + k) * K + t] = basis[(i * Rb + k) * K + t] * tapScale[t];
-      for (let j = 0; j < n; j++) {
-        for (let i = 0; i < c; i++) {
-          const src = (j * c + i) * K;
-          for (let k = 0; k < ranks; k++) {
-            const f = (i * ranks + k) * K;
-            let s = 0;
-            for (let t = 0; t < K; t++) s += w[src + t] * F[f + t];
-            S[(j * c + i) * ranks + k] = s;
-          }
-        }
-      }
-      return S;
+      return sliceCoordinates(this.layer.weights, c * K, K, F, ranks, n, c, K, ranks);
     }
-    // K products per value, a loop: one backend call per channel cost more in calls than in work.
-    const { W0c } = this.dacSetup();
-    for (let i = 0; i < c; i++) {
-      for (let j = 0; j < n; j++) {
-        const src = (i * n + j) * K;
-        for (let k = 0; k < ranks; k++) {
-          const f = (i * Rb + k) * K;
-          let s = 0;
-          for (let t = 0; t < K; t++) s += W0c[src + t] * basis[f + t];
-          S[(j * c + i) * ranks + k] = s;
-        }
-      }
-    }
-    return S;
+    return sliceCoordinates(this.dacSetup().W0c, K, n * K, basis, Rb, n, c, K, ranks);
   }
 
   private dacSetup() {
@@ -724,16 +747,23 @@ export class LayerErrorModel {
     const R = maxRank(this.layer, 'dac');
     const A = this.input.A;
     const context = { layer: this.layer.name };
-    // tail[r] = sum_i A[i,i] sum_{k >= r} lambda_ik
-    const tail = new Float64Array(R + 1);
+    // Every channel's Gram matrix, then all their eigenvalues in one call (a call per channel cost more than its work).
+    const grams = new Float64Array(c * K * K);
     const rows = new Float64Array(Math.min(c, CHANNEL_BLOCK) * n * K);
     for (let i = 0; i < c; i++) {
       if (i % CHANNEL_BLOCK === 0) gatherChannels(this.layer.weights, n, c, K, i, Math.min(c, i + CHANNEL_BLOCK), rows);
       const X = rows.subarray((i % CHANNEL_BLOCK) * n * K, ((i % CHANNEL_BLOCK) + 1) * n * K);
-      const G = this.backend.matmul(X, X, K, K, n, { transA: true, context });
-      const values = this.backend.symmetricEigenvalues(G, K, context).map((v) => Math.max(v, 0));
+      this.backend.matmul(X, X, K, K, n, { transA: true, out: grams.subarray(i * K * K, (i + 1) * K * K), context });
+    }
+    const values = this.backend.symmetricEigenvalues(grams, K, context, { count: c });
+    // tail[r] = sum_i A[i,i] sum_{k >= r} lambda_ik
+    const tail = new Float64Array(R + 1);
+    for (let i = 0; i < c; i++) {
       const a = A[i * c + i];
-      for (let k = 0; k < K; k++) for (let r = 0; r <= Math.min(k, R); r++) tail[r] += a * values[k];
+      for (let k = 0; k < K; k++) {
+        const v = Math.max(values[i * K + k], 0);
+        for (let r = 0; r <= Math.min(k, R); r++) tail[r] += a * v;
+      }
     }
     const e = new Float64Array(R + 1);
     e[0] = 1;

@@ -132,32 +132,51 @@ export function transposeBlocks(src: ArrayLike<number>, rows: number, cols: numb
 }
 
 /**
- * Scales of transposeScaled: element (b, p, q) is multiplied by cell[p*cols + q], then by line[p], then by
- * batch[b], in that order (mixTensor's order for a diagonally weighted [n][c*kh][kw] tensor: b = j, p = (i, y),
- * q = x), so the result holds that tensor's values bit for bit.
+ * Scales of scaleTensor: element (b, p, q) of a [batch][rows][cols] tensor is multiplied by cell[p*cols + q],
+ * then by line[p], then by batch[b], in that order. This is the one product order of a diagonally weighted
+ * tensor (weight * tap * channel * output scale: mixTensor's with every factor diagonal, and the plain
+ * spectral matrices read in other layouts), so every layout holds the same values bit for bit.
  */
-export interface TransposeScales {
+export interface TensorScales {
   cell: ArrayLike<number>;
   line: ArrayLike<number>;
   batch: ArrayLike<number>;
 }
 
 /**
- * [batch][rows][cols] -> [batch][cols][rows] in double precision, each element scaled on the way: one pass
- * over `src` instead of a scaled copy and its transpose. A matrix per batch item fits in cache whole.
+ * A [batch][rows][cols] tensor scaled element by element (TensorScales) in double precision, written as it
+ * is or, with `transpose`, each batch item transposed ([batch][cols][rows]): one pass over `src` instead of
+ * a scaled copy and its transpose. A matrix per batch item fits in cache whole.
  */
-export function transposeScaled(src: ArrayLike<number>, batch: number, rows: number, cols: number, scales: TransposeScales): Float64Array {
+export function scaleTensor(
+  src: ArrayLike<number>,
+  batch: number,
+  rows: number,
+  cols: number,
+  scales: TensorScales,
+  transpose = false,
+): Float64Array {
   const { cell, line } = scales;
   const per = rows * cols;
+  // Where element (p, q) of a batch item goes.
+  const sp = transpose ? 1 : cols;
+  const sq = transpose ? rows : 1;
   const out = new Float64Array(batch * per);
   for (let b = 0; b < batch; b++) {
     const f = scales.batch[b];
     const base = b * per;
     for (let p = 0; p < rows; p++) {
       const m = line[p];
-      for (let q = 0; q < cols; q++) out[base + q * rows + p] = src[base + p * cols + q] * cell[p * cols + q] * m * f;
+      for (let q = 0; q < cols; q++) out[base + p * sp + q * sq] = src[base + p * cols + q] * cell[p * cols + q] * m * f;
     }
   }
+  return out;
+}
+
+/** `count` copies of `v` one after another (a per-tap scale for every channel of a [ch][K] block). */
+export function tile(v: ArrayLike<number>, count: number): Float64Array {
+  const out = new Float64Array(count * v.length);
+  for (let k = 0; k < count; k++) for (let u = 0; u < v.length; u++) out[k * v.length + u] = v[u];
   return out;
 }
 
