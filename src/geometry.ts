@@ -219,23 +219,46 @@ const TILE = 16;
  * depthwise [kh][kw][c][r]; a 1x1's [n][cin] is OIHW with kh = kw = 1.
  */
 export function oihwToHwio(w: Float32Array, cout: number, cin: number, kh: number, kw: number): Float32Array {
-  return reorder(w, cout, cin, kh * kw, true);
+  const out = new Float32Array(w.length);
+  reorder(w, out, cout, cin, kh * kw, true);
+  return out;
 }
 
 /**
  * HWIO [kh][kw][cin][cout] -> OIHW [cout][cin][kh][kw]: the inverse of
  * oihwToHwio. Into `out` when given (as long as `w`, not overlapping it).
  */
-export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number, out?: Float32Array): Float32Array {
-  return reorder(w, cout, cin, kh * kw, false, out);
+export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number, out = new Float32Array(w.length)): Float32Array {
+  reorder(w, out, cout, cin, kh * kw, false);
+  return out;
+}
+
+/**
+ * hwioToOihw and oihwToHwio into `out`, saying whether every value is
+ * finite: a format that turns weights (a kernel read from a file, a
+ * replacement's factors) checks them on the way, not in a pass of its own.
+ */
+export function hwioToOihwFinite(w: Float32Array, kh: number, kw: number, cin: number, cout: number, out: Float32Array): boolean {
+  return reorder(w, out, cout, cin, kh * kw, false);
+}
+
+export function oihwToHwioFinite(w: Float32Array, cout: number, cin: number, kh: number, kw: number, out: Float32Array): boolean {
+  return reorder(w, out, cout, cin, kh * kw, true);
 }
 
 /**
  * The copy between OIHW index (o * cin + i) * taps + t and HWIO index
  * (t * cin + i) * cout + o, either way, in tiles of outputs x inputs so that
  * both sides stay in cache (a plain loop strides through one of them).
+ * Values move as their bits (the bytes are kept exactly, NaN payloads too),
+ * and the copy says at no cost to it whether all were finite: a float32 is
+ * NaN or infinite exactly when its exponent bits are all set, that is when
+ * adding one at the exponent's lowest bit carries into the sign bit.
  */
-function reorder(w: Float32Array, cout: number, cin: number, taps: number, toHwio: boolean, out = new Float32Array(w.length)): Float32Array {
+function reorder(w: Float32Array, out: Float32Array, cout: number, cin: number, taps: number, toHwio: boolean): boolean {
+  const from = new Int32Array(w.buffer, w.byteOffset, w.length);
+  const to = new Int32Array(out.buffer, out.byteOffset, out.length);
+  let carry = 0;
   for (let i0 = 0; i0 < cin; i0 += TILE)
     for (let o0 = 0; o0 < cout; o0 += TILE) {
       const i1 = Math.min(cin, i0 + TILE);
@@ -243,9 +266,20 @@ function reorder(w: Float32Array, cout: number, cin: number, taps: number, toHwi
       for (let t = 0; t < taps; t++)
         for (let i = i0; i < i1; i++) {
           const hwio = (t * cin + i) * cout;
-          if (toHwio) for (let o = o0; o < o1; o++) out[hwio + o] = w[(o * cin + i) * taps + t];
-          else for (let o = o0; o < o1; o++) out[(o * cin + i) * taps + t] = w[hwio + o];
+          if (toHwio) {
+            for (let o = o0; o < o1; o++) {
+              const v = from[(o * cin + i) * taps + t];
+              to[hwio + o] = v;
+              carry |= (v & 0x7f800000) + 0x00800000;
+            }
+          } else {
+            for (let o = o0; o < o1; o++) {
+              const v = from[hwio + o];
+              to[(o * cin + i) * taps + t] = v;
+              carry |= (v & 0x7f800000) + 0x00800000;
+            }
+          }
         }
     }
-  return out;
+  return carry >= 0;
 }

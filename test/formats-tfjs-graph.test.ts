@@ -374,6 +374,18 @@ t.test('bad input gives errors naming the model, the node and the field', async 
   b.writeFloatLE(NaN, 4);
   fs.writeFileSync(shard, b);
   await t.rejects(loadModel(dir), /layer c1, field c1\/filter: value \[1\] is NaN/);
+  // The filter is checked as it is turned to OIHW: to its last stored value (c1/filter is stored first, 3x3x3x8).
+  t.equal(j.weightsManifest[0].weights[0].name, 'c1/filter');
+  const shards = j.weightsManifest[0].paths.map((p: string) => path.join(dir, p));
+  const whole = Buffer.concat(shards.map((f: string) => fs.readFileSync(path.join(good, path.basename(f)))));
+  whole.writeFloatLE(-Infinity, 4 * (3 * 3 * 3 * 8 - 1));
+  let at = 0;
+  for (const f of shards) {
+    const size = fs.statSync(f).size;
+    fs.writeFileSync(f, whole.subarray(at, at + size));
+    at += size;
+  }
+  await t.rejects(loadModel(dir), /layer c1, field c1\/filter: value \[215\] is -Infinity/);
   // A graph model with control flow or several inputs elsewhere still loads by its signature's one input.
   const g = new GraphBuilder();
   g.placeholder('a', [1, 4, 4, 1]);

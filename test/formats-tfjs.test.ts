@@ -9,7 +9,7 @@ import { loadModel, TfjsModel, type LoadedModel } from '../src/formats/index.js'
 import { fileHandler } from '../src/formats/tfjs/io.js';
 import { normalizeImages, readIdxImages } from '../src/data/idx.js';
 import { reconstructWeights, relativeError } from '../src/model/reconstruct.js';
-import type { DacReplacement, Method } from '../src/model/types.js';
+import type { ChannelReplacement, DacReplacement, LayerReplacement, Method, SpatialReplacement } from '../src/model/types.js';
 import { createRunner, loadTf } from '../src/runtime/index.js';
 import { svdReplacement } from './fixtures/decompose.js';
 import { exactReplacement } from './fixtures/exact.js';
@@ -270,6 +270,15 @@ t.test('bad input gives clear errors', async (t) => {
     ['absolute-path', (d) => { const j = jsonOf(d); j.weightsManifest[0].paths = ['/etc/passwd']; writeJson(d, j); }, /must be relative/],
     ['nan-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(NaN, 8); fs.writeFileSync(shard(d), b); }, /layer k1, field k1\/kernel: value \[2\] is NaN/],
     ['inf-weight', (d) => { const b = fs.readFileSync(shard(d)); b.writeFloatLE(-Infinity, 0); fs.writeFileSync(shard(d), b); }, /is -Infinity/],
+    // The last stored value of the second kernel (the check rides on its turn to OIHW, and names the stored index).
+    ['inf-last-of-k2', (d) => {
+      const specs: { name: string; shape: number[] }[] = jsonOf(d).weightsManifest[0].weights;
+      const count = (s: { shape: number[] }) => s.shape.reduce((a, b) => a * b, 1);
+      const k2 = specs.findIndex((s) => s.name === 'k2/kernel');
+      const b = fs.readFileSync(shard(d));
+      b.writeFloatLE(Infinity, 4 * (specs.slice(0, k2 + 1).reduce((a, s) => a + count(s), 0) - 1));
+      fs.writeFileSync(shard(d), b);
+    }, /layer k2, field k2\/kernel: value \[1295\] is Infinity/],
     ['graph-model', (d) => { const j = jsonOf(d); j.format = 'graph-model'; writeJson(d, j); }, /field format: modelTopology is a Keras config, not GraphDef nodes: a Layers model labelled 'graph-model'/],
     ['no-topology', (d) => { const j = jsonOf(d); delete j.modelTopology; writeJson(d, j); }, /no modelTopology/],
     ['unknown-layer', (d) => { const j = jsonOf(d); j.modelTopology.config.layers[2].class_name = 'MysteryLayer'; writeJson(d, j); }, /layer k2: cannot infer shapes through layer class MysteryLayer/],
@@ -329,6 +338,21 @@ t.test('apply and save: inputs untouched, bad replacements and outputs refused',
   const nan = Float32Array.from(rep.pointwise);
   nan[3] = NaN;
   t.throws(() => m.apply([{ ...rep, pointwise: nan } as typeof rep]), /field pointwise: value \[3\] is NaN/);
+  // Each array is checked as it is turned to HWIO (or alone: the bias, a DacConv2D's factors), to its last value.
+  const last = (a: Float32Array, v: number) => Object.assign(Float32Array.from(a), { [a.length - 1]: v });
+  const dwInf = { ...rep, depthwise: last(rep.depthwise, Infinity) };
+  t.throws(() => m.apply([dwInf]), new RegExp(`layer k1, field depthwise: value \\[${rep.depthwise.length - 1}\\] is Infinity`));
+  t.throws(() => (m as TfjsModel).withTfjsLayer('dac').apply([dwInf]), /field depthwise: value \[\d+\] is Infinity/, 'DacConv2D: depthwise checked');
+  t.throws(() => m.apply([{ ...rep, bias: last(rep.bias!, NaN) }]), /layer k1, field bias: value \[15\] is NaN/);
+  t.throws(() => (m as TfjsModel).withTfjsLayer('dac').apply([{ ...rep, bias: last(rep.bias!, NaN) }]), /field bias: value \[15\] is NaN/, 'DacConv2D: bias checked');
+  for (const method of ['spatial', 'channel'] as const) {
+    const r = svdReplacement(m.convs[0], method, 1) as SpatialReplacement | ChannelReplacement;
+    const [a, b] = method === 'spatial' ? (['vertical', 'horizontal'] as const) : (['first', 'second'] as const);
+    for (const field of [a, b]) {
+      const arr = (r as unknown as Record<string, Float32Array>)[field];
+      t.throws(() => m.apply([{ ...r, [field]: last(arr, -Infinity) } as LayerReplacement]), new RegExp(`field ${field}: value \\[${arr.length - 1}\\] is -Infinity`));
+    }
+  }
   const hash = hashTree(dir);
   await t.rejects(m2.save(dir), /refusing/, 'saving over the input folder is refused');
   await t.rejects(m2.save(path.dirname(dir)), /refusing/, 'saving over a folder containing the input is refused');

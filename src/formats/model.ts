@@ -89,8 +89,13 @@ export function uniqueName(base: string, taken: Set<string>): string {
   return name;
 }
 
-/** The replacement's weights in the canonical layouts, checked against the conv they replace. */
-export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, model: string): void {
+/**
+ * The replacement's weights in the canonical layouts, checked against the
+ * conv they replace, and finite unless `values` is false: a format that
+ * copies every array into its own layout then checks each as it copies it
+ * (checkFinite names the same field and index), not in a pass of its own.
+ */
+export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, model: string, values = true): void {
   const ctx = { model, layer: conv.name };
   if (conv.skipReason) {
     throw new DacError('EINVAL', `cannot replace this conv: ${conv.skipReason}`, ctx);
@@ -101,7 +106,7 @@ export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, mod
     if (arr.length !== len) {
       throw new DacError('ESHAPE', `${field} has ${arr.length} values, expected ${len}`, { ...ctx, field });
     }
-    checkFinite(arr, { ...ctx, field });
+    if (values) checkFinite(arr, { ...ctx, field });
   };
   switch (rep.method) {
     case 'dac':
@@ -127,13 +132,14 @@ export function checkReplacement(rep: LayerReplacement, conv: ConvLayerInfo, mod
 
 /**
  * The format's own records of the convs that `replacements` name, in model
- * order, each with its checked replacement: what every apply() walks.
- * Unknown or duplicate names are errors.
+ * order, each with its checked replacement (`values`: see checkReplacement):
+ * what every apply() walks. Unknown or duplicate names are errors.
  */
 export function matchReplacements<T extends { info: ConvLayerInfo }>(
   convs: readonly T[],
   replacements: LayerReplacement[],
   model: string,
+  values = true,
 ): Array<{ conv: T; rep: LayerReplacement }> {
   if (!Array.isArray(replacements)) throw new DacError('EINVAL', 'replacements must be an array', { model });
   const byName = new Map(convs.map((c) => [c.info.name, c]));
@@ -142,7 +148,7 @@ export function matchReplacements<T extends { info: ConvLayerInfo }>(
     const conv = byName.get(rep?.name);
     if (!conv) throw new DacError('EINVAL', `no conv named '${String(rep?.name)}'`, { model, field: 'name' });
     if (reps.has(rep.name)) throw new DacError('EINVAL', 'replaced twice', { model, layer: rep.name });
-    checkReplacement(rep, conv.info, model);
+    checkReplacement(rep, conv.info, model, values);
     reps.set(rep.name, rep);
   }
   return convs.flatMap((conv) => {

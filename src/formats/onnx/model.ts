@@ -275,12 +275,13 @@ const OWN_BUFFER_BYTES = 64 * 1024;
 /**
  * Loads an .onnx file of at most `maxBytes`, refused by its size before it
  * is read. `finite`: what is known of its values (all of them for a model
- * this package has just written: then read as it lies, nothing moved).
+ * this package has just written: not scanned again). Aligned either way:
+ * the convs' weights are read as views, not copied.
  */
 export async function loadOnnx(file: string, maxBytes = DEFAULT_MAX_MODEL_BYTES, inputShape?: number[], finite = new FiniteValues<TensorProto>()): Promise<OnnxModel> {
   const bytes = readFileBounded(file, maxBytes, { model: file, field: 'file' });
   const proto = parseBytes(bytes, file);
-  if (!finite.all) alignBytes(proto, bytes);
+  alignBytes(proto, bytes);
   return new OnnxModel(file, proto, { inputShape }, finite);
 }
 

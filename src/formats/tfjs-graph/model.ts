@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError } from '../../errors.js';
-import { hwioToOihw, oihwToHwio } from '../../geometry.js';
+import { hwioToOihwFinite, oihwToHwio } from '../../geometry.js';
 import { MAX_JSON_BYTES } from '../../io/limits.js';
 import { reconstructWeights, relativeError } from '../../model/reconstruct.js';
 import type { ConvLayerInfo, LayerReplacement, OtherCost } from '../../model/types.js';
@@ -263,13 +263,13 @@ export class GraphModel extends TfjsFolderModel implements LoadedModel {
     return null;
   }
 
-  /** A float Const's values, checked finite; null when the input is not a Const in the manifest. */
-  private constFloats(name: string, layer: string): Float32Array | null {
+  /** A float Const's values, checked finite unless `check` is false (the caller checks them); null when the input is not a Const in the manifest. */
+  private constFloats(name: string, layer: string, check = true): Float32Array | null {
     const node = this.graph.byName.get(name);
     const entry = this.byWeight.get(name);
     if (!node || node.op !== 'Const' || !entry) return null;
     const values = weightFloats(entry, { ...this.ctx, layer });
-    checkFinite(values, { ...this.ctx, layer, field: name });
+    if (check) checkFinite(values, { ...this.ctx, layer, field: name });
     return values;
   }
 
@@ -284,7 +284,8 @@ export class GraphModel extends TfjsFolderModel implements LoadedModel {
       if (ins.length < 2) throw new DacError('EFORMAT', `${node.op} needs an input and a filter`, { ...where, field: 'input' });
       const [xRef, fRef] = ins;
       const filterNode = this.graph.byName.get(fRef.node)!;
-      const filterVals = fRef.index === 0 ? this.constFloats(fRef.node, name) : null;
+      // Checked finite as it is turned to OIHW (below), not in a pass of its own.
+      const filterVals = fRef.index === 0 ? this.constFloats(fRef.node, name, false) : null;
       if (!filterVals) {
         // Without constant weights there is nothing to decompose; its cost is counted with the other ops.
         computed.push(name);
@@ -364,7 +365,8 @@ export class GraphModel extends TfjsFolderModel implements LoadedModel {
       const expected = kh * kw * fin * fout;
       if (filterVals.length !== expected) throw new DacError('ESHAPE', `filter has ${filterVals.length} values, expected ${expected}`, { ...where, field: filterNode.name });
       // Depthwise [kh][kw][c][m] is [kh][kw][1][c*m] with output channel i*m+k.
-      const weights = depthwise ? hwioToOihw(filterVals, kh, kw, 1, n) : hwioToOihw(filterVals, kh, kw, fin, fout);
+      const weights = new Float32Array(filterVals.length);
+      if (!hwioToOihwFinite(filterVals, kh, kw, depthwise ? 1 : fin, n, weights)) checkFinite(filterVals, { ...where, field: fRef.node });
       out.push({
         node,
         input: xRef,

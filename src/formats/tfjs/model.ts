@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as nodePath from 'node:path';
 import { DacError, type ErrorContext } from '../../errors.js';
-import { hwioToOihw, oihwToHwio, samePadding } from '../../geometry.js';
+import { hwioToOihw, hwioToOihwFinite, oihwToHwioFinite, samePadding } from '../../geometry.js';
 import { foldBatchNorm as foldBn, lastAxisChannel } from '../../model/batchnorm.js';
 import type { BatchNormParams, ConvLayerInfo, DacReplacement, LayerReplacement, OtherCost } from '../../model/types.js';
 import { toSeparableKernels } from '../../tfjs-layer/kernel-layout.js';
@@ -49,18 +49,24 @@ function oihwOf(entry: WeightEntry, [o, i, kh, kw]: [number, number, number, num
 }
 
 /**
- * A held kernel's OIHW values made where its HWIO ones lie (`hwio`, a view of
- * the shard buffer), through `scratch` (at least as long): the model then
- * keeps one copy of it, not the file's bytes beside a copy. The buffer is our
- * own read buffer, never the file, and these HWIO bytes are read nowhere
- * after: no other entry views them, the entry is replaced by its HeldKernel
- * (written from the OIHW values), and a kernel already held is never turned
- * again (TfjsModel.findConvs, `kept`).
+ * A kernel's OIHW values from its stored HWIO ones, checked finite as they
+ * are turned (the one pass over them; ENONFINITE names the first bad stored
+ * value, as checkFinite on the stored values would).
+ *
+ * With `scratch` (at least as long), a held kernel's are made where its HWIO
+ * ones lie (`hwio`, a view of the shard buffer): the model then keeps one
+ * copy of it, not the file's bytes beside a copy. The buffer is our own read
+ * buffer, never the file, and these HWIO bytes are read nowhere after: no
+ * other entry views them, the entry is replaced by its HeldKernel (written
+ * from the OIHW values), and a kernel already held is never turned again
+ * (TfjsModel.findConvs, `kept`). Without it, into a new array.
  */
-function turnInPlace(hwio: Float32Array, [o, i, kh, kw]: [number, number, number, number], scratch: Float32Array): Float32Array {
-  const from = scratch.subarray(0, hwio.length);
-  from.set(hwio);
-  return hwioToOihw(from, kh, kw, i, o, hwio);
+function turnChecked(hwio: Float32Array, [o, i, kh, kw]: [number, number, number, number], scratch: Float32Array | null, ctx: ErrorContext): Float32Array {
+  const from = scratch ? scratch.subarray(0, hwio.length) : hwio;
+  if (scratch) from.set(hwio);
+  const out = scratch ? hwio : new Float32Array(hwio.length);
+  if (!hwioToOihwFinite(from, kh, kw, i, o, out)) checkFinite(from, ctx);
+  return out;
 }
 
 function kernelSpecQuantized(spec: WeightSpec | undefined): boolean {
@@ -238,11 +244,12 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     return this.weights.find((w) => w.spec.name.endsWith(suffix));
   }
 
-  private floats(layer: string, name: string): Float32Array {
+  /** A weight's float32 values (weightFloats), checked finite once per weight unless `check` is false (the caller checks them). */
+  private floats(layer: string, name: string, check = true): Float32Array {
     const w = this.weight(layer, name);
     if (!w) throw new DacError('EFORMAT', `weight ${layer}/${name} is missing from the manifest`, { ...this.ctx, layer, field: name });
     const values = weightFloats(w, { ...this.ctx, layer });
-    if (!this.finite.has(w)) {
+    if (check && !this.finite.has(w)) {
       checkFinite(values, { ...this.ctx, layer, field: w.spec.name });
       this.finite.add(w);
     }
@@ -285,7 +292,7 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
    */
   private findConvs(hold: Set<WeightEntry>, held: Map<WeightEntry, HeldKernel>): ConvLayer[] {
     const out: ConvLayer[] = [];
-    // turnInPlace's room, made once for the largest kernel. No closure refers to it, so the layers' weight getters
+    // turnChecked's room, made once for the largest held kernel. No closure refers to it, so the layers' weight getters
     // (which close over this scope) do not keep it.
     let scratch: Float32Array | null = null;
     for (const g of this.graph.layers) {
@@ -306,7 +313,8 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       const kept = kernelEntry instanceof HeldKernel ? kernelEntry.oihw : heldBefore ? heldBefore.oihw.slice() : null;
       // Known finite (one read back after writing): converted to OIHW only when asked for.
       const lazy = !kept && !!kernelEntry && this.finite.has(kernelEntry);
-      const kernelHwio = kept ? null : this.floats(g.name, kernelName(g));
+      // Not checked here: a kernel turned now is checked as it is turned (turnChecked), a lazy one is known finite.
+      const kernelHwio = kept ? null : this.floats(g.name, kernelName(g), false);
       const count = kept?.length ?? kernelHwio!.length;
       const groups = depthwise ? cin : Number(c.groups ?? 1);
       const n = depthwise ? cin * Number(c.depth_multiplier ?? 1) : Number(c.filters);
@@ -329,7 +337,8 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
         // A held kernel that is a view of the shard buffer (aligned) is turned in place; any other is copied.
         const inPlace = hold.has(kernelEntry!) && kernelHwio!.buffer === kernelEntry!.bytes.buffer;
         if (inPlace) scratch ??= new Float32Array([...hold].reduce((a, w) => Math.max(a, elementCount(w.spec.shape)), 0));
-        weights = inPlace ? turnInPlace(kernelHwio!, dims, scratch!) : hwioToOihw(kernelHwio!, kh, kw, dims[1], n);
+        weights = turnChecked(kernelHwio!, dims, inPlace ? scratch : null, { ...where, field: kernelEntry!.spec.name });
+        this.finite.add(kernelEntry!);
       }
       // Made apart so that no closure here holds the stored values (the file's bytes) once converted.
       const load = weights ? null : oihwOf(kernelEntry!, dims);
@@ -520,14 +529,15 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
   }
 
   apply(replacements: LayerReplacement[]): TfjsModel {
-    const matched = matchReplacements(this.convLayers, replacements, this.path);
+    // The values are checked finite in replacementLayers, each array as it is turned to HWIO.
+    const matched = matchReplacements(this.convLayers, replacements, this.path, false);
     const edit = this.editable();
     let weights = edit.weights;
     for (const { conv: cl, rep } of matched) {
       const idx = edit.graph.rawLayers.findIndex((l) => layerName(l) === cl.info.name);
       const raw = edit.graph.rawLayers[idx];
       const { layers, entries } = this.replacementLayers(raw, cl.info, rep, edit.taken, edit.graph.kind === 'Functional');
-      // Made from checked replacements: finite, unless float16 storage overflowed.
+      // Made from replacements checked finite: still so, unless float16 storage overflowed.
       for (const e of entries) {
         if (e.spec.quantization?.dtype === 'float16') checkFinite(weightFloats(e), { ...this.ctx, layer: cl.info.name, field: e.spec.name });
         this.finite.add(e);
@@ -587,6 +597,12 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
     const kernelEnc = half(this.weight(conv.name, 'kernel'));
     const biasEnc = conv.bias ? half(this.weight(conv.name, 'bias')) : kernelEnc;
     const factor = (name: string, shape: number[], values: Float32Array) => encodedEntry(name, shape, values, kernelEnc);
+    // A replacement array turned OIHW -> HWIO, checked finite on the way (apply() leaves that check to the turn).
+    const hwio = (field: string, values: Float32Array, cout: number, cin: number, h: number, w: number): Float32Array => {
+      const out = new Float32Array(values.length);
+      if (!oihwToHwioFinite(values, cout, cin, h, w, out)) checkFinite(values, { ...this.ctx, layer: conv.name, field });
+      return out;
+    };
     const conv2d = (name: string, filters: number, kernel: [number, number], strides: [number, number], pad: string, last: boolean) => {
       const cfg: Record<string, unknown> = { ...clone(orig), name, filters, kernel_size: kernel, strides, padding: pad };
       delete cfg.batch_input_shape;
@@ -598,7 +614,12 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
       }
       return cfg;
     };
-    if (rep.method === 'dac' && this.writesDacLayer(conv.activation)) return this.dacLayer(raw, conv, rep, taken, functional);
+    if (rep.method === 'dac' && this.writesDacLayer(conv.activation)) {
+      for (const [field, values] of [['depthwise', rep.depthwise], ['pointwise', rep.pointwise], ['bias', rep.bias]] as const) {
+        if (values) checkFinite(values, { ...this.ctx, layer: conv.name, field });
+      }
+      return this.dacLayer(raw, conv, rep, taken, functional);
+    }
     const entriesB: WeightEntry[] = [];
     let cfgA: Record<string, unknown>;
     let cfgB: Record<string, unknown>;
@@ -628,28 +649,31 @@ export class TfjsModel extends TfjsFolderModel implements LoadedModel {
         bias_constraint: null,
       };
       // depthwise [c*r][kh*kw] is OIHW with c*r outputs of one input: its HWIO is [kh][kw][c][r]
-      entries.push(factor(`${nameA}/depthwise_kernel`, [kh, kw, c, r], oihwToHwio(rep.depthwise, c * r, 1, kh, kw)));
+      entries.push(factor(`${nameA}/depthwise_kernel`, [kh, kw, c, r], hwio('depthwise', rep.depthwise, c * r, 1, kh, kw)));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(factor(`${nameB}/kernel`, [1, 1, c * r, n], oihwToHwio(rep.pointwise, n, c * r, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, c * r, n], hwio('pointwise', rep.pointwise, n, c * r, 1, 1)));
     } else if (rep.method === 'spatial') {
       const w = rep.width;
       const [dh, dwl] = conv.dilations;
       cfgA = conv2d(nameA, w, [kh, 1], [sh, 1], padding, false);
       cfgA.dilation_rate = [dh, 1];
-      entries.push(factor(`${nameA}/kernel`, [kh, 1, c, w], oihwToHwio(rep.vertical, w, c, kh, 1)));
+      entries.push(factor(`${nameA}/kernel`, [kh, 1, c, w], hwio('vertical', rep.vertical, w, c, kh, 1)));
       cfgB = conv2d(nameB, n, [1, kw], [1, sw], padding, true);
       cfgB.dilation_rate = [1, dwl];
-      entriesB.push(factor(`${nameB}/kernel`, [1, kw, w, n], oihwToHwio(rep.horizontal, n, w, 1, kw)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, kw, w, n], hwio('horizontal', rep.horizontal, n, w, 1, kw)));
     } else {
       const w = rep.width;
       cfgA = conv2d(nameA, w, [kh, kw], [sh, sw], padding, false);
-      entries.push(factor(`${nameA}/kernel`, [kh, kw, c, w], oihwToHwio(rep.first, w, c, kh, kw)));
+      entries.push(factor(`${nameA}/kernel`, [kh, kw, c, w], hwio('first', rep.first, w, c, kh, kw)));
       cfgB = conv2d(nameB, n, [1, 1], [1, 1], 'valid', true);
       cfgB.dilation_rate = [1, 1];
-      entriesB.push(factor(`${nameB}/kernel`, [1, 1, w, n], oihwToHwio(rep.second, n, w, 1, 1)));
+      entriesB.push(factor(`${nameB}/kernel`, [1, 1, w, n], hwio('second', rep.second, n, w, 1, 1)));
     }
-    if (rep.bias) entriesB.push(encodedEntry(`${nameB}/bias`, [n], rep.bias, biasEnc));
+    if (rep.bias) {
+      checkFinite(rep.bias, { ...this.ctx, layer: conv.name, field: 'bias' });
+      entriesB.push(encodedEntry(`${nameB}/bias`, [n], rep.bias, biasEnc));
+    }
     Object.assign(cfgA, keepInput);
     const a: LayerJson = { class_name: classA, config: cfgA };
     const b: LayerJson = { class_name: 'Conv2D', config: cfgB };
