@@ -129,7 +129,7 @@ export function decomposeLoaded(model: LoadedModel, s: DecomposeSettings, backen
       macsAfter: lp.macsAfter,
       paramsBefore: lp.paramsBefore,
       paramsAfter: lp.paramsAfter,
-      relError: rep ? replacementError(rep, conv, backend) : 0,
+      relError: rep ? replacementError(rep, conv, backend, s.threads) : 0,
       predictedError: lp.predictedError,
     };
     if (lp.biasAdded) entry.biasAdded = true;

@@ -53,6 +53,8 @@ t.test('replacementError is the relative error of the reconstructed conv, for ev
       if (availableBackends().length > 0) {
         const viaGemm = replacementError(rep, { ...shape, weights }, getBackend());
         t.ok(Math.abs(viaGemm - got) <= 1e-12 * got, `${rep.method} ${JSON.stringify(shape)} on the backend: ${viaGemm} vs ${got}`);
+        // Threads split the output channels, whose sums are each their own: the very same number.
+        t.equal(replacementError(rep, { ...shape, weights }, getBackend(), 3), viaGemm, `${rep.method} ${JSON.stringify(shape)}: 3 threads, same error`);
       }
     }
     // Exact pairs (zero error) and all-zero weights are handled like relativeError does.

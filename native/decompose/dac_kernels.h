@@ -1,5 +1,5 @@
 // The DAC core's hot loops (Gram, projection, block transpose, batched
-// eigensolver), built once per ISA (dac_kernels_ref.cc, dac_kernels_avx2.cc,
+// eigensolver, a pair's energies), built once per ISA (dac_kernels_ref.cc, dac_kernels_avx2.cc,
 // dac_kernels_wasm_simd.cc from dac_kernels_impl.h) and picked at run time,
 // so the portable build stays free of ISA flags. No AVX-512 variant: on the machine
 // this was tuned on (Zen 4, 512-bit ops double-pumped) it was slower than
@@ -13,6 +13,22 @@
 
 namespace dac {
 namespace detail {
+
+// dac_pair_energy's view of one call (decompose.h): element (j, i, t) of the
+// weights at w[j*sj + i*si + t*st], the factors float32 as stored, tap2 the
+// squared tap scales, and the three per-output sums written at [j].
+struct PairEnergyRows {
+  const float* w;
+  int64_t sj, si, st;
+  int64_t c, r, k;
+  const float* depthwise;  // [c*r][k]
+  const float* pointwise;  // [n][c*r]
+  const double* tap2;      // [k]
+  const double* channel_scale;  // [c]
+  double* energy;
+  double* approx_energy;
+  double* residual;
+};
 
 struct DacKernels {
   const char* name;
@@ -35,6 +51,11 @@ struct DacKernels {
   // solved another way.
   unsigned (*jacobi_eigen)(const double* const* G, int count, int64_t k, double* const* values,
                            double* const* vectors);
+  // dac_pair_energy's sums for output channels [j0, j1), in double, every
+  // variant bit for bit the same as ref (each output channel's own order of
+  // operations, no fused multiply-adds): the variance correction's gains and
+  // report.json's errors must not depend on the CPU. `scratch` holds 2k doubles.
+  void (*pair_energy)(const PairEnergyRows& p, int64_t j0, int64_t j1, double* scratch);
 };
 
 // Largest k the batched Jacobi solver takes (a 4 x 4 kernel); larger Gram

@@ -44,6 +44,6 @@ void transpose_avx2(const float* src, int64_t src_ld, int64_t rows, int64_t cols
 
 }  // namespace
 
-const DacKernels kDacKernelsAvx2 = {"avx2", &gram, &project, &transpose_avx2, kJ, &jacobi_eigen};
+const DacKernels kDacKernelsAvx2 = {"avx2", &gram, &project, &transpose_avx2, kJ, &jacobi_eigen, &pair_energy<true>};
 }  // namespace detail
 }  // namespace dac

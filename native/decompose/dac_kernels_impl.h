@@ -419,6 +419,122 @@ unsigned jacobi_eigen(const double* const* G, int count, int64_t k, double* cons
   return converged;
 }
 
+// A product that stays a rounded product: where the file's flags allow FMA,
+// the compiler would fuse it into the add that takes it (one rounding instead
+// of two), and the variants would stop matching ref bit for bit.
+#if defined(__FMA__) && (defined(__GNUC__) || defined(__clang__))
+template <class T>
+inline T product(T a, T b) {
+  T x = a * b;
+  __asm__("" : "+x"(x));
+  return x;
+}
+#else
+template <class T>
+inline T product(T a, T b) {
+  return a * b;
+}
+#endif
+
+// dac_pair_energy, one output channel at a time as decompose.h states it:
+// each (j, i) slice of k taps copied out, the pair's slice built beside it
+// from the channel's r filters, the three sums taken over the two. KC > 0
+// fixes k at compile time (3x3, the common case) so the tap loops unroll.
+template <int KC>
+void pair_rows_scalar(const PairEnergyRows& p, int64_t j0, int64_t j1, double* scratch) {
+  const int64_t c = p.c, r = p.r, K = KC > 0 ? KC : p.k;
+  double* orig = scratch;
+  double* pair = scratch + K;
+  for (int64_t j = j0; j < j1; ++j) {
+    const float* wj = p.w + j * p.sj;
+    const float* pj = p.pointwise + j * c * r;
+    double energy = 0, approx = 0, residual = 0;
+    for (int64_t i = 0; i < c; ++i) {
+      for (int64_t t = 0; t < K; ++t) orig[t] = wj[i * p.si + t * p.st];
+      for (int64_t t = 0; t < K; ++t) pair[t] = 0;
+      const float* f = p.depthwise + i * r * K;
+      for (int64_t m = 0; m < r; ++m) {
+        const double a = pj[i * r + m];
+        for (int64_t t = 0; t < K; ++t) pair[t] += product(a, double(f[m * K + t]));
+      }
+      double e = 0, ea = 0, d2 = 0;
+      for (int64_t t = 0; t < K; ++t) {
+        const double v = orig[t], u = pair[t], d = v - u;
+        e += product(p.tap2[t] * v, v);
+        ea += product(p.tap2[t] * u, u);
+        d2 += product(d, d);
+      }
+      const double ch2 = p.channel_scale[i] * p.channel_scale[i];
+      energy += product(ch2, e);
+      approx += product(ch2, ea);
+      residual += d2;
+    }
+    p.energy[j] = energy;
+    p.approx_energy[j] = approx;
+    p.residual[j] = residual;
+  }
+}
+
+// Largest k the lanes keep on the stack (up to 8x8 kernels); larger go scalar.
+constexpr int64_t kPairMaxK = 64;
+
+// pair_rows_scalar's arithmetic for kW output channels at once, one per lane:
+// every lane does its channel's operations in the scalar order, so the sums
+// are bit-identical, while the filters are widened once for kW channels and
+// the multiply-adds run kW wide. Leftover channels go scalar.
+template <int KC>
+void pair_rows_lanes(const PairEnergyRows& p, int64_t j0, int64_t j1, double* scratch) {
+  const int64_t c = p.c, r = p.r, K = KC > 0 ? KC : p.k;
+  vd orig[KC > 0 ? KC : kPairMaxK], pair[KC > 0 ? KC : kPairMaxK], tap2[KC > 0 ? KC : kPairMaxK];
+  for (int64_t t = 0; t < K; ++t) tap2[t] = splat(p.tap2[t]);
+  int64_t j = j0;
+  for (; j + kW <= j1; j += kW) {
+    vd energy = splat(0.0), approx = splat(0.0), residual = splat(0.0);
+    for (int64_t i = 0; i < c; ++i) {
+      const float* wi = p.w + j * p.sj + i * p.si;
+      const float* pi = p.pointwise + j * c * r + i * r;
+      for (int64_t t = 0; t < K; ++t) {
+        vd v;
+        for (int l = 0; l < kW; ++l) v[l] = wi[l * p.sj + t * p.st];
+        orig[t] = v;
+        pair[t] = splat(0.0);
+      }
+      const float* f = p.depthwise + i * r * K;
+      for (int64_t m = 0; m < r; ++m) {
+        vd a;
+        for (int l = 0; l < kW; ++l) a[l] = pi[l * c * r + m];
+        for (int64_t t = 0; t < K; ++t) pair[t] += product(a, splat(f[m * K + t]));
+      }
+      vd e = splat(0.0), ea = splat(0.0), d2 = splat(0.0);
+      for (int64_t t = 0; t < K; ++t) {
+        const vd v = orig[t], u = pair[t], d = v - u;
+        e += product(tap2[t] * v, v);
+        ea += product(tap2[t] * u, u);
+        d2 += product(d, d);
+      }
+      const vd ch2 = splat(p.channel_scale[i] * p.channel_scale[i]);
+      energy += product(ch2, e);
+      approx += product(ch2, ea);
+      residual += d2;
+    }
+    for (int l = 0; l < kW; ++l) {
+      p.energy[j + l] = energy[l];
+      p.approx_energy[j + l] = approx[l];
+      p.residual[j + l] = residual[l];
+    }
+  }
+  pair_rows_scalar<KC>(p, j, j1, scratch);
+}
+
+// The kernel table's entry: 3x3 with k fixed, other sizes as they come.
+template <bool kLanes>
+void pair_energy(const PairEnergyRows& p, int64_t j0, int64_t j1, double* scratch) {
+  if (kLanes && p.k == 9) return pair_rows_lanes<9>(p, j0, j1, scratch);
+  if (kLanes && p.k <= kPairMaxK) return pair_rows_lanes<0>(p, j0, j1, scratch);
+  if (p.k == 9) return pair_rows_scalar<9>(p, j0, j1, scratch);
+  pair_rows_scalar<0>(p, j0, j1, scratch);
+}
+
 }  // namespace
 }  // namespace detail
 }  // namespace dac

@@ -4,6 +4,6 @@
 
 namespace dac {
 namespace detail {
-const DacKernels kDacKernelsRef = {"ref", &gram, &project, &transpose_tiles, kJ, &jacobi_eigen};
+const DacKernels kDacKernelsRef = {"ref", &gram, &project, &transpose_tiles, kJ, &jacobi_eigen, &pair_energy<false>};
 }  // namespace detail
 }  // namespace dac

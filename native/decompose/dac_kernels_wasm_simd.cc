@@ -25,6 +25,6 @@ void transpose_wasm(const float* src, int64_t src_ld, int64_t rows, int64_t cols
 
 }  // namespace
 
-const DacKernels kDacKernelsWasmSimd = {"wasm_simd", &gram, &project, &transpose_wasm, kJ, &jacobi_eigen};
+const DacKernels kDacKernelsWasmSimd = {"wasm_simd", &gram, &project, &transpose_wasm, kJ, &jacobi_eigen, &pair_energy<true>};
 }  // namespace detail
 }  // namespace dac

@@ -1,13 +1,14 @@
 // dac_pair_energy (decompose.h): the energies and the residual of a DAC pair
-// against its conv in one pass. Each (j, i) slice of K taps is copied into a
-// contiguous scratch (either layout), the pair's slice built beside it from
-// the channel's r filters, and the three sums taken over the two; depthwise
-// ([c*r][K], small) stays in cache while output channels stream the weights.
+// against its conv in one pass, output channels over threads; the loops are
+// the DAC kernels' pair_energy (dac_kernels_impl.h), so the best variant for
+// this CPU runs them. Depthwise ([c*r][K], small) stays in cache while output
+// channels stream the weights.
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "../common/parallel.h"
+#include "dac_kernels.h"
 #include "decompose_internal.h"
 
 namespace dac {
@@ -58,68 +59,27 @@ Status check(const DacPairEnergyParams& p) {
   return Status::Ok();
 }
 
-// Output channels j0..j1-1. KC > 0 fixes K at compile time (3x3, the common
-// case), so the short tap loops unroll instead of running as scalar loops.
-// `scratch` holds 2K doubles.
-template <int KC>
-void rows(const DacPairEnergyParams& p, const double* tap2, int64_t j0, int64_t j1, double* scratch) {
-  const int64_t n = p.w.n, c = p.w.c, r = p.rank, K = KC > 0 ? KC : int64_t(p.w.kh) * p.w.kw;
-  // Element (j, i, t) at j*sj + i*si + t*st: OIHW [n][c][K], HWIO [K][c][n].
-  const bool oihw = p.w.layout == WeightLayout::OIHW;
-  const int64_t sj = oihw ? c * K : 1, si = oihw ? K : n, st = oihw ? 1 : c * n;
-  double* orig = scratch;
-  double* pair = scratch + K;
-  for (int64_t j = j0; j < j1; ++j) {
-    const float* wj = p.w.data + j * sj;
-    const float* pj = p.pointwise + j * c * r;
-    double energy = 0, approx = 0, residual = 0;
-    for (int64_t i = 0; i < c; ++i) {
-      for (int64_t t = 0; t < K; ++t) orig[t] = wj[i * si + t * st];
-      for (int64_t t = 0; t < K; ++t) pair[t] = 0;
-      const float* f = p.depthwise + i * r * K;
-      for (int64_t m = 0; m < r; ++m) {
-        const double a = pj[i * r + m];
-        for (int64_t t = 0; t < K; ++t) pair[t] += a * f[m * K + t];
-      }
-      double e = 0, ea = 0, d2 = 0;
-      for (int64_t t = 0; t < K; ++t) {
-        const double v = orig[t], u = pair[t], d = v - u;
-        e += tap2[t] * v * v;
-        ea += tap2[t] * u * u;
-        d2 += d * d;
-      }
-      const double ch2 = p.channel_scale[i] * p.channel_scale[i];
-      energy += ch2 * e;
-      approx += ch2 * ea;
-      residual += d2;
-    }
-    p.energy[j] = energy;
-    p.approx_energy[j] = approx;
-    p.residual[j] = residual;
-  }
-}
-
 }  // namespace
 
 Status dac_pair_energy(const DacPairEnergyParams& p) {
   Status s = check(p);
   if (!s.ok) return s;
   return detail::guarded(std::string(kFn) + ": ", [&]() {
-    const int64_t n = p.w.n, K = int64_t(p.w.kh) * p.w.kw;
+    const int64_t n = p.w.n, c = p.w.c, K = int64_t(p.w.kh) * p.w.kw;
     std::vector<double> tap2(static_cast<size_t>(K));
     for (int64_t t = 0; t < K; ++t) tap2[size_t(t)] = p.tap_scale[t] * p.tap_scale[t];
+    // Element (j, i, t) at j*sj + i*si + t*st: OIHW [n][c][K], HWIO [K][c][n].
+    const bool oihw = p.w.layout == WeightLayout::OIHW;
+    const detail::PairEnergyRows rows = {p.w.data, oihw ? c * K : 1, oihw ? K : n, oihw ? 1 : c * n, c, p.rank, K,
+                                         p.depthwise, p.pointwise, tap2.data(), p.channel_scale,
+                                         p.energy, p.approx_energy, p.residual};
+    const detail::DacKernels& kernels = detail::dac_kernels();
     // One scratch per worker, allocated here: nothing may throw inside a worker thread.
     const int64_t workers = std::min<int64_t>(std::max(p.threads, 1), n);
     std::vector<double> scratch(static_cast<size_t>(workers * 2 * K));
     parallel_for(workers, int(workers), [&](int64_t w0, int64_t w1) {
-      for (int64_t w = w0; w < w1; ++w) {
-        const int64_t j0 = n * w / workers, j1 = n * (w + 1) / workers;
-        double* mine = scratch.data() + w * 2 * K;
-        if (K == 9)
-          rows<9>(p, tap2.data(), j0, j1, mine);
-        else
-          rows<0>(p, tap2.data(), j0, j1, mine);
-      }
+      for (int64_t w = w0; w < w1; ++w)
+        kernels.pair_energy(rows, n * w / workers, n * (w + 1) / workers, scratch.data() + w * 2 * K);
     });
     return Status::Ok();
   });

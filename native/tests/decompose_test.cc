@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -673,6 +674,28 @@ void test_dac_bad_args() {
     report(fails_with(st, "input channel 2") && fails_with(st, "NaN or infinity"),
            "dac rejects non-finite weights", st.message);
   }
+  // k > n takes the exact SVD, not the Gram route: its own trace test reports the NaN (every route checks every weight).
+  {
+    const Shape s{2, 3, 3, 3};
+    const std::vector<float> wide = Rng(31).vec(s.size());
+    for (bool hwio : {false, true})
+      for (float bad : {kNaN, -std::numeric_limits<float>::infinity()}) {
+        std::vector<float> w2 = wide;
+        w2[size_t((1 * 3 + 1) * 9 + 7)] = bad;  // output 1, input channel 1
+        if (hwio) w2 = to_hwio(w2, s);
+        std::vector<float> dw(size_t(3 * 2 * 9)), pw(size_t(2 * 3 * 2));
+        dac::DacParams p;
+        p.w = {w2.data(), int64_t(w2.size()), hwio ? dac::WeightLayout::HWIO : dac::WeightLayout::OIHW, s.n, s.c, s.kh, s.kw};
+        p.rank = 2;
+        p.depthwise = dw.data();
+        p.depthwise_length = int64_t(dw.size());
+        p.pointwise = pw.data();
+        p.pointwise_length = int64_t(pw.size());
+        const dac::Status st = dac::decompose_dac(p);
+        report(fails_with(st, "input channel 1") && fails_with(st, "NaN or infinity"),
+               std::string("dac rejects non-finite weights where k > n, ") + (hwio ? "HWIO" : "OIHW"), st.message);
+      }
+  }
 }
 
 // --- spatial and channel -----------------------------------------------------------
@@ -1130,6 +1153,41 @@ void test_dac_pair_energy() {
   }
 }
 
+// Every variant's pair_energy gives ref's sums bit for bit (the gains and
+// report.json must not depend on the CPU): output counts that leave lanes
+// over, k fixed (3x3), on the stack (5x5) and past it (9x9), both layouts.
+void test_pair_energy_variants() {
+  const dac::Variants<dac::detail::DacKernels>& variants = dac::detail::dac_kernel_variants();
+  const Shape shapes[] = {{7, 5, 3, 3}, {16, 3, 3, 3}, {9, 4, 5, 5}, {5, 2, 9, 9}, {3, 6, 1, 1}};
+  uint64_t seed = 900;
+  for (const Shape& s : shapes)
+    for (bool hwio : {false, true}) {
+      const int r = std::min(s.n, std::min(s.k(), 3));
+      PairEnergyCase tc(s, r, seed++);
+      const dac::DacPairEnergyParams p = tc.params(hwio);
+      const int64_t n = s.n, c = s.c, K = s.k();
+      std::vector<double> tap2(static_cast<size_t>(K));
+      for (int64_t t = 0; t < K; ++t) tap2[size_t(t)] = tc.tap[size_t(t)] * tc.tap[size_t(t)];
+      std::vector<double> want[3], scratch(size_t(2 * K));
+      for (int v = 0; v < variants.count; ++v) {
+        std::vector<double> got[3];
+        for (auto& g : got) g.assign(size_t(n), std::nan(""));
+        const dac::detail::PairEnergyRows rows = {p.w.data, hwio ? 1 : c * K, hwio ? n : K, hwio ? c * n : 1, c, r, K,
+                                                  p.depthwise, p.pointwise, tap2.data(), p.channel_scale,
+                                                  got[0].data(), got[1].data(), got[2].data()};
+        variants.tables[v]->pair_energy(rows, 0, n, scratch.data());
+        if (v == 0) {
+          for (int q = 0; q < 3; ++q) want[q] = got[q];
+          continue;
+        }
+        bool same = true;
+        for (int q = 0; q < 3; ++q) same = same && std::memcmp(got[q].data(), want[q].data(), size_t(n) * sizeof(double)) == 0;
+        report(same, std::string("pair_energy ") + variants.tables[v]->name + " equals ref bit for bit " + s.text() +
+                         (hwio ? " HWIO" : " OIHW"));
+      }
+    }
+}
+
 void test_dac_pair_energy_bad_args() {
   PairEnergyCase tc({8, 3, 3, 3}, 2, 5);
   report(dac::dac_pair_energy(tc.params(false)).ok, "dac_pair_energy good arguments pass");
@@ -1182,6 +1240,7 @@ int main() {
   test_baselines_degenerate();
   test_baselines_bad_args();
   test_dac_pair_energy();
+  test_pair_energy_variants();
   test_dac_pair_energy_bad_args();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

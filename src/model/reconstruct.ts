@@ -69,18 +69,21 @@ export function relativeError(original: Float32Array, approx: Float32Array): num
  * spatial and channel pairs are formed by its GEMM instead (residualByGemm),
  * and DAC pairs measured by its dacPairEnergy in one native pass (the JS
  * loop was a quarter of a --rank 4 zoo job); the written float32 factors are
- * what both read, so the error stays that of the pair as written.
+ * what both read, so the error stays that of the pair as written. `threads`
+ * spreads that pass's output channels (each one's sums are its own, so the
+ * error is the same at any count).
  */
 export function replacementError(
   rep: LayerReplacement,
   conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'> & { name?: string },
   backend?: Pick<Backend, 'matmul' | 'dacPairEnergy'>,
+  threads?: number,
 ): number {
   const w = conv.weights;
   const [num, den] =
     rep.method === 'dac'
       ? backend
-        ? dacResidualOnBackend(rep, conv, backend)
+        ? dacResidualOnBackend(rep, conv, backend, threads)
         : dacResidual(w, conv.n, conv.c, conv.kh * conv.kw, rep.rank, rep.depthwise, rep.pointwise)
       : [
           backend
@@ -134,10 +137,11 @@ function dacResidualOnBackend(
   rep: Extract<LayerReplacement, { method: 'dac' }>,
   conv: Pick<ConvLayerInfo, 'n' | 'c' | 'kh' | 'kw' | 'weights'> & { name?: string },
   backend: Pick<Backend, 'dacPairEnergy'>,
+  threads: number | undefined,
 ): [number, number] {
   const { n, c, kh, kw } = conv;
   const pair = { rank: rep.rank, depthwise: rep.depthwise, pointwise: rep.pointwise };
-  const e = backend.dacPairEnergy(conv.weights, { n, c, kh, kw }, pair, { context: conv.name === undefined ? {} : { layer: conv.name } });
+  const e = backend.dacPairEnergy(conv.weights, { n, c, kh, kw }, pair, { threads, context: conv.name === undefined ? {} : { layer: conv.name } });
   let num = 0;
   let den = 0;
   for (let j = 0; j < n; j++) {
