@@ -338,7 +338,11 @@ export class Backend {
   decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DacOptions = {}): DacResult {
     const ctx = opts.context ?? {};
     const args = this.dacArgs({ weights, shape, rank, layout: opts.layout }, ctx, threadsOf(opts.threads, ctx), opts.variant);
-    this.call('decomposeDac', args, ctx);
+    try {
+      this.binding.decomposeDac(args);
+    } catch (err) {
+      throw this.dacFailure(err, [args], ctx, () => ctx);
+    }
     return this.dacResult(args, ctx);
   }
 
@@ -353,7 +357,7 @@ export class Backend {
       try {
         this.binding.decomposeDacBatch(args, threads);
       } catch (err) {
-        throw coreError(err, ctx);
+        throw this.dacFailure(err, args, ctx, where);
       }
     }
     return args.map((a, i) => this.dacResult(a, where(i)));
@@ -589,7 +593,8 @@ export class Backend {
     const s = checkShape(layer.shape, ctx);
     const rank = checkInt(layer.rank, 'rank', 1, maxRank(s, 'dac'), ctx);
     return {
-      weights: checkFloats(layer.weights, s.n * s.c * s.kh * s.kw, 'weights', ctx),
+      // Not scanned here: the core refuses a NaN or infinity on every route (dacFailure names it).
+      weights: checkFloatView(layer.weights, s.n * s.c * s.kh * s.kw, 'weights', ctx),
       layout: layoutCode(layer.layout, ctx),
       ...s,
       rank,
@@ -599,6 +604,15 @@ export class Backend {
       threads,
       variant: this.variantOf('dac', variant, ctx),
     };
+  }
+
+  /**
+   * A DAC call's error: the first non-finite weight by layer and index when there is one (the core
+   * finds them in its own pass over the weights, so they are scanned only after it failed), else the core's.
+   */
+  private dacFailure(err: unknown, args: OpArgs<'decomposeDac'>[], ctx: ErrorContext, where: (i: number) => ErrorContext): DacError {
+    args.forEach((a, i) => checkFloats(a.weights, a.weights.length, 'weights', where(i)));
+    return coreError(err, ctx);
   }
 
   private dacResult(a: OpArgs<'decomposeDac'> & { singular: Float32Array }, ctx: ErrorContext): DacResult {
