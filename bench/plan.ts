@@ -5,7 +5,7 @@
 //   npx tsx bench/plan.ts [--models fashion,vgg16,vgg16bn] [--threads N] [--dump DIR] [--build]
 //
 // --threads: the planner's and the build's threads (default: every core, as a
-// `dac zoo --jobs 1` job gets them; `dac decompose` takes --threads, default 1).
+// `dac zoo --jobs 1` job gets them; `dac decompose` too, unless --threads says otherwise).
 //
 // Each (model, weighting, method) is planned in a fresh conv list, so nothing
 // is cached between rows. --dump writes every plan (and, with --build, a
