@@ -338,11 +338,7 @@ export class Backend {
   decomposeDac(weights: Float32Array, shape: ConvShape, rank: number, opts: DacOptions = {}): DacResult {
     const ctx = opts.context ?? {};
     const args = this.dacArgs({ weights, shape, rank, layout: opts.layout }, ctx, threadsOf(opts.threads, ctx), opts.variant);
-    try {
-      this.binding.decomposeDac(args);
-    } catch (err) {
-      throw this.dacFailure(err, [args], ctx, () => ctx);
-    }
+    this.call('decomposeDac', args, ctx, (err) => this.dacFailure(err, [args], ctx, () => ctx));
     return this.dacResult(args, ctx);
   }
 
@@ -566,12 +562,12 @@ export class Backend {
     return args.values;
   }
 
-  /** Runs one op of the binding; the only place the core is called from. */
-  private call<N extends OpName>(op: N, args: OpArgs<N>, ctx: ErrorContext): void {
+  /** Runs one op of the binding (every op but the batched DAC call); a failure becomes `failure`'s error (the core's, by default). */
+  private call<N extends OpName>(op: N, args: OpArgs<N>, ctx: ErrorContext, failure = (err: unknown): DacError => coreError(err, ctx)): void {
     try {
       (this.binding[op] as (a: OpArgs<N>) => void)(args);
     } catch (err) {
-      throw coreError(err, ctx);
+      throw failure(err);
     }
   }
 
