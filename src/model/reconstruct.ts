@@ -151,11 +151,16 @@ function dacResidualOnBackend(
   return [num, den];
 }
 
+/** Doubles in one block of residualByGemm's product (1 MiB): W' is never whole in memory. */
+const GEMM_BLOCK = 1 << 17;
+
 /**
- * ||W - W'||^2 of a spatial or channel pair, W' as one matrix product on the
+ * ||W - W'||^2 of a spatial or channel pair, W' as matrix products on the
  * backend: (c*kh x w)(w x n*kw) for spatial, (n x w)(w x c*kh*kw) for
- * channel. The slice loops below do the same multiply-adds in JavaScript,
- * some 10x slower on the wide layers auto plans give these methods.
+ * channel, a block of rows at a time (a whole VGG16-sized W' in double
+ * precision is 19 MiB, on a zoo job's peak). The slice loops below do the
+ * same multiply-adds in JavaScript, some 10x slower on the wide layers auto
+ * plans give these methods.
  */
 function residualByGemm(
   rep: Extract<LayerReplacement, { method: 'spatial' | 'channel' }>,
@@ -164,28 +169,47 @@ function residualByGemm(
 ): number {
   const { n, c, kh, kw, weights: w } = conv;
   const width = rep.width;
-  let num = 0;
+  // left (rows x w) times right (w x cols), row-major, rows p0..p1-1 at a time into `residual`, which adds
+  // up what they miss of W.
+  const blocks = (left: Float64Array, right: Float64Array, rows: number, cols: number, residual: (p0: number, p1: number, part: Float64Array) => number): number => {
+    const step = Math.max(1, Math.floor(GEMM_BLOCK / cols));
+    const out = new Float64Array(Math.min(rows, step) * cols);
+    let num = 0;
+    for (let p0 = 0; p0 < rows; p0 += step) {
+      const p1 = Math.min(rows, p0 + step);
+      num += residual(p0, p1, backend.matmul(left.subarray(p0 * width, p1 * width), right, p1 - p0, cols, width, { out: out.subarray(0, (p1 - p0) * cols) }));
+    }
+    return num;
+  };
   if (rep.method === 'channel') {
     const per = c * kh * kw;
-    const approx = backend.matmul(Float64Array.from(rep.second), Float64Array.from(rep.first), n, per, width);
-    for (let q = 0; q < w.length; q++) num += (w[q] - approx[q]) ** 2;
-    return num;
+    return blocks(Float64Array.from(rep.second), Float64Array.from(rep.first), n, per, (p0, p1, part) => {
+      let num = 0;
+      for (let q = p0 * per; q < p1 * per; q++) num += (w[q] - part[q - p0 * per]) ** 2;
+      return num;
+    });
   }
-  // vertical [w][c*kh] is op(A) transposed; horizontal [n][w][kw] regrouped as [w][n*kw].
+  // vertical [w][c*kh] transposed to [c*kh][w]; horizontal [n][w][kw] regrouped as [w][n*kw]. Row (i, y) of
+  // the product, column (o, x), is W[o][i][y][x].
+  const rows = c * kh;
   const cols = n * kw;
+  const v = new Float64Array(rows * width);
+  for (let j = 0; j < width; j++) for (let p = 0; p < rows; p++) v[p * width + j] = rep.vertical[j * rows + p];
   const h = new Float64Array(width * cols);
   for (let o = 0; o < n; o++) for (let j = 0; j < width; j++) for (let x = 0; x < kw; x++) h[j * cols + o * kw + x] = rep.horizontal[(o * width + j) * kw + x];
-  const approx = backend.matmul(Float64Array.from(rep.vertical), h, c * kh, cols, width, { transA: true });
-  for (let o = 0; o < n; o++) {
-    for (let i = 0; i < c; i++) {
-      for (let y = 0; y < kh; y++) {
-        const row = (i * kh + y) * cols + o * kw;
+  return blocks(v, h, rows, cols, (p0, p1, part) => {
+    let num = 0;
+    for (let p = p0; p < p1; p++) {
+      const i = Math.floor(p / kh);
+      const y = p % kh;
+      for (let o = 0; o < n; o++) {
         const base = ((o * c + i) * kh + y) * kw;
-        for (let x = 0; x < kw; x++) num += (w[base + x] - approx[row + x]) ** 2;
+        const at = (p - p0) * cols + o * kw;
+        for (let x = 0; x < kw; x++) num += (w[base + x] - part[at + x]) ** 2;
       }
     }
-  }
-  return num;
+    return num;
+  });
 }
 
 /** ||W - W'||^2, W'[o,i,y,x] = sum_j v[j,i,y] h[o,j,x]: one (o, i) slice at a time. */

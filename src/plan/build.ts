@@ -19,6 +19,7 @@ import type { DecomposeBackend } from './backend.js';
 import { mixTensor, type ErrorModelOptions, type LayerErrorModel } from './error-model.js';
 import { defaultWeighting, layerErrorModel, errorModelSet, type ErrorModelSet, type LayerFactors } from './error-model-set.js';
 import { FEATURE_CORRELATION } from './stats.js';
+import { scratchFor, type ScratchPool } from './scratch.js';
 import { paperReplacement, type DecompositionMode } from './paper.js';
 
 export interface BuildOptions {
@@ -148,6 +149,10 @@ export function buildReplacements(
   backend?: DecomposeBackend,
   options: BuildOptions = {},
 ): LayerReplacement[] {
+  return scratchFor(convs).within(() => build(convs, plan, backend, options));
+}
+
+function build(convs: ConvLayerInfo[], plan: PlanLike, backend: DecomposeBackend | undefined, options: BuildOptions): LayerReplacement[] {
   if (!plan || !Array.isArray(plan.layers)) throw new DacError('EINVAL', 'plan must have a layers array', { field: 'plan' });
   const byName = new Map(convs.map((c) => [c.name, c]));
   const errOpts: Required<ErrorModelOptions> = {
@@ -181,7 +186,7 @@ export function buildReplacements(
     // Taken: the model set keeps no layer's factors once its replacement exists.
     set.factors.delete(factorKey(layer.name, method, rank));
     const model = layerErrorModel(set, layer, plain);
-    const rep = replaceLayer(model, method, rank, factors[k], set.backend, opts);
+    const rep = replaceLayer(model, method, rank, factors[k], set.backend, set.scratch, opts);
     model.release();
     return rep;
   });
@@ -193,6 +198,7 @@ function replaceLayer(
   rank: number,
   f: LayerFactors,
   backend: DecomposeBackend,
+  scratch: ScratchPool,
   options: BuildOptions,
 ): LayerReplacement {
   const layer = model.layer;
@@ -204,13 +210,14 @@ function replaceLayer(
   const last = f.last;
   let mid: number;
   let lastPer: number;
+  // W' whole, in a buffer lent by `scratch` (given back below).
   let reconstruct: () => Float64Array;
   if (method === 'dac') {
     mid = c * rank;
     lastPer = mid;
     // W[j][i][t] = sum_k last[j][i*r+k] first[i*r+k][t]: one native GEMM (n x r)(r x K) per input channel.
     reconstruct = () => {
-      const w = new Float64Array(n * c * K);
+      const w = scratch.take(n * c * K);
       const P = new Float64Array(n * rank);
       const F = new Float64Array(rank * K);
       for (let i = 0; i < c; i++) {
@@ -228,21 +235,23 @@ function replaceLayer(
     // JS loop (n*w*c*kh*kw steps) this was most of the time on wide layers: 1024->1024 3x3 at
     // --rank 4 (w = 688) took 86 of 131 s.
     reconstruct = () => {
-      const w = new Float64Array(n * c * K);
+      const w = scratch.take(n * c * K);
       const L = new Float64Array(n * rank);
       const F = new Float64Array(first);
+      const R = scratch.take(n * c * kh);
       for (let x = 0; x < kw; x++) {
         for (let q = 0; q < n * rank; q++) L[q] = last[q * kw + x];
-        const R = backend.matmul(L, F, n, c * kh, rank, { context });
+        backend.matmul(L, F, n, c * kh, rank, { context, out: R });
         for (let q = 0; q < n * c * kh; q++) w[q * kw + x] = R[q];
       }
+      scratch.give(R);
       return w;
     };
   } else {
     mid = rank;
     lastPer = rank;
     // W[j][q] = sum_m last[j][m] first[m][q]: one native GEMM (a JS loop was O(n*w*c*kh*kw)).
-    reconstruct = () => backend.matmul(new Float64Array(last), new Float64Array(first), n, c * K, rank, { context });
+    reconstruct = () => backend.matmul(new Float64Array(last), new Float64Array(first), n, c * K, rank, { context, out: scratch.take(n * c * K) });
   }
   const shiftsBias = correctsBias(model, options.biasCorrection ?? true);
   let approx: Float64Array | null = null;
@@ -293,6 +302,7 @@ function replaceLayer(
     }
     bias = out;
   }
+  if (approx) scratch.give(approx);
   // The factors were taken from the model set, so the gains go into `last` in place (rounded to float32 once).
   if (scaled) scaleRows(last, gains, lastPer);
   if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: last, bias };

@@ -6,6 +6,7 @@
 import type { ConvLayerInfo } from '../model/types.js';
 import type { DecomposeBackend } from './backend.js';
 import { LayerErrorModel, type ErrorModelOptions } from './error-model.js';
+import { scratchFor, type ScratchPool } from './scratch.js';
 import { estimateInputs, type InputModel } from './stats.js';
 
 /**
@@ -29,6 +30,8 @@ export interface ErrorModelSet {
   inputs: Map<string, InputModel>;
   /** Factors made but not yet built into replacements (build.ts factorLayers), by layer, method and rank. */
   factors: Map<string, LayerFactors>;
+  /** The layer-sized buffers the set's models lend each other (a lent buffer is its borrower's alone until given back). */
+  scratch: ScratchPool;
 }
 
 const cache = new WeakMap<ConvLayerInfo[], Map<string, ErrorModelSet>>();
@@ -58,7 +61,7 @@ export function errorModelSet(convs: ConvLayerInfo[], errOpts: Required<ErrorMod
     // A grouped or depthwise consumer has no c x c weights to weigh an error with: its producer gets the fallback gain.
     const grouped = new Set(convs.filter((c) => c.groups !== 1).map((c) => c.name));
     for (const [consumer, producer] of producerOf) if (!consumerOf.has(producer) && !grouped.has(consumer)) consumerOf.set(producer, consumer);
-    set = { backend, byLayer: new Map(), consumerOf, inputs, factors: new Map() };
+    set = { backend, byLayer: new Map(), consumerOf, inputs, factors: new Map(), scratch: scratchFor(convs) };
     byKey.set(key, set);
   }
   return set;
@@ -69,7 +72,7 @@ export function layerErrorModel(set: ErrorModelSet, layer: ConvLayerInfo, plain:
   if (!m) {
     const input = set.inputs.get(layer.name);
     if (!input) throw new Error(`plan: internal error: no input model for layer '${layer.name}'`);
-    m = new LayerErrorModel(layer, input, plain, set.backend);
+    m = new LayerErrorModel(layer, input, plain, set.backend, set.scratch);
     set.byLayer.set(layer.name, m);
   }
   return m;

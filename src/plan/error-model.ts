@@ -28,6 +28,7 @@
 // the per-channel bases (see tailErrors), not by forming each residual.
 
 import type { ConvLayerInfo, Method } from '../model/types.js';
+import { ScratchPool } from './scratch.js';
 import { maxRank } from '../geometry.js';
 import { identity, isDiagonal, jacobiEigen, kron, mixChannels, mixRows, scaleTensor, tile, transposeBlocks } from './linalg.js';
 import type { DecomposeBackend } from './backend.js';
@@ -76,7 +77,8 @@ export function outputScale(layer: ConvLayerInfo, plain: boolean): Float64Array 
 /**
  * out[j, i', y', x'] = rowScale(j) * sum_{i,y,x} w[j,i,y,x] Mc[i,i'] Mh[y,y'] Mw[x,x']
  * for a [rows][ch][kh][kw] tensor; a null matrix is the identity. The channel
- * mixing (Mc) runs on the backend.
+ * mixing (Mc) runs on the backend. Into `out` where given (a Float32Array gets
+ * each value rounded once, as a copy of the double result would).
  */
 export function mixTensor(
   backend: DecomposeBackend,
@@ -89,7 +91,33 @@ export function mixTensor(
   Mh: Float64Array | null,
   Mw: Float64Array | null,
   rowScale: ((j: number) => number) | null,
-): Float64Array {
+): Float64Array;
+export function mixTensor<T extends Float32Array | Float64Array>(
+  backend: DecomposeBackend,
+  w: ArrayLike<number>,
+  rows: number,
+  ch: number,
+  kh: number,
+  kw: number,
+  Mc: Float64Array | null,
+  Mh: Float64Array | null,
+  Mw: Float64Array | null,
+  rowScale: ((j: number) => number) | null,
+  out: T,
+): T;
+export function mixTensor(
+  backend: DecomposeBackend,
+  w: ArrayLike<number>,
+  rows: number,
+  ch: number,
+  kh: number,
+  kw: number,
+  Mc: Float64Array | null,
+  Mh: Float64Array | null,
+  Mw: Float64Array | null,
+  rowScale: ((j: number) => number) | null,
+  out?: Float32Array | Float64Array,
+): Float32Array | Float64Array {
   const K = kh * kw;
   const per = ch * K;
   const taps = Mh || Mw ? kron(Mh ?? identity(kh), kh, Mw ?? identity(kw), kw) : null;
@@ -99,7 +127,7 @@ export function mixTensor(
     // Every transform diagonal (plain weighting, white taps): one pass of the same products in the same
     // order as below (the GEMMs would add only zeros to each; a missing factor is an exact 1).
     const batch = Float64Array.from({ length: rows }, (_, j) => (rowScale ? rowScale(j) : 1));
-    return scaleTensor(w, rows, ch, K, { cell: tile(tapScale, ch), line: chScale, batch });
+    return scaleTensor(w, rows, ch, K, { cell: tile(tapScale, ch), line: chScale, batch }, false, out ?? new Float64Array(rows * per));
   }
   let cur: Float64Array;
   if (Mc && !isDiagonal(Mc, ch)) {
@@ -119,7 +147,9 @@ export function mixTensor(
       for (let q = j * per; q < (j + 1) * per; q++) cur[q] *= f;
     }
   }
-  return cur;
+  if (!out) return cur;
+  out.set(cur);
+  return out;
 }
 
 /**
@@ -247,6 +277,8 @@ export class LayerErrorModel {
     readonly input: InputModel,
     plain: boolean,
     readonly backend: DecomposeBackend,
+    /** Where the layer-sized spectral tensors and Gram matrices come from (a set's models share one). */
+    private readonly scratch = new ScratchPool(),
   ) {
     const { c, kh, kw } = layer;
     this.d = outputScale(layer, plain);
@@ -285,13 +317,16 @@ export class LayerErrorModel {
 
   /** W~ = D W (L (x) Lh (x) Lw), OIHW, the tensor spatial and channel decompose. */
   transformed(): Float32Array {
-    return new Float32Array(this.transformed64());
+    if (this.transformedCache) return new Float32Array(this.transformedCache);
+    const { n, c, kh, kw } = this.layer;
+    return mixTensor(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j], new Float32Array(n * c * kh * kw));
   }
 
   private transformed64(): Float64Array {
     if (!this.transformedCache) {
       const { n, c, kh, kw } = this.layer;
-      this.transformedCache = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j]);
+      const out = this.scratch.take(n * c * kh * kw);
+      this.transformedCache = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j], out);
     }
     return this.transformedCache;
   }
@@ -329,22 +364,25 @@ export class LayerErrorModel {
   private spectrum(method: 'spatial' | 'channel', threads: number): Float64Array {
     const known = this.spectra.get(method);
     if (known) return known;
-    const { G, m } = this.gram(method, threads);
-    return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads }).map((v) => Math.max(v, 0));
+    const m = this.gramOrder(method);
+    const G = this.scratch.take(m * m);
+    try {
+      this.gram(method, threads, G);
+      return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads }).map((v) => Math.max(v, 0));
+    } finally {
+      this.scratch.give(G);
+    }
   }
 
-  /** The smaller Gram matrix (m x m) of spectrum(method)'s matrix, in `out` when given. */
-  private gram(method: 'spatial' | 'channel', threads: number, out?: Float64Array): { G: Float64Array; m: number } {
+  /** The smaller Gram matrix (m x m, m = gramOrder(method)) of spectrum(method)'s matrix, in `out`. */
+  private gram(method: 'spatial' | 'channel', threads: number, out: Float64Array): void {
     const { M, rows, cols, transposed } = this.spectralMatrix(method);
     const context = { layer: this.layer.name };
     const m = Math.min(rows, cols);
     const k = Math.max(rows, cols);
     // Of the rows (M M^T) where rows <= cols, else of the columns (M^T M); a matrix held transposed swaps the two.
-    const G =
-      rows <= cols !== transposed
-        ? this.backend.matmul(M, M, m, m, k, { transB: true, threads, out, context })
-        : this.backend.matmul(M, M, m, m, k, { transA: true, threads, out, context });
-    return { G, m };
+    if (rows <= cols !== transposed) this.backend.matmul(M, M, m, m, k, { transB: true, threads, out, context });
+    else this.backend.matmul(M, M, m, m, k, { transA: true, threads, out, context });
   }
 
   /**
@@ -375,7 +413,8 @@ export class LayerErrorModel {
     // Row (i, y) of a [c*kh][kw] block: taps (y, 0..kw-1), channel i.
     const line = new Float64Array(c * kh);
     for (let q = 0; q < c * kh; q++) line[q] = channels[Math.floor(q / kh)];
-    return scaleTensor(this.layer.weights, n, c * kh, kw, { cell: tile(taps, c), line, batch: this.d }, true);
+    const out = this.scratch.take(n * c * kh * kw);
+    return scaleTensor(this.layer.weights, n, c * kh, kw, { cell: tile(taps, c), line, batch: this.d }, true, out);
   }
 
   /**
@@ -422,7 +461,7 @@ export class LayerErrorModel {
           let batch = batches.get(key);
           if (!batch) {
             // Room for as many as will come (a key with fewer layers than threads never fills a batch).
-            batch = { all: new Float64Array(Math.min(threads, left.get(key)!) * m * m), members: [] };
+            batch = { all: model.scratch.take(Math.min(threads, left.get(key)!) * m * m), members: [] };
             batches.set(key, batch);
           }
           const b = batch.members.length;
@@ -433,7 +472,10 @@ export class LayerErrorModel {
           if (batch.members.length === threads || rest === 0) {
             solve(method, m, batch.all, batch.members);
             batch.members = [];
-            if (rest === 0) batches.delete(key);
+            if (rest === 0) {
+              batches.delete(key);
+              model.scratch.give(batch.all);
+            }
           }
         }
         if (methods.includes('dac')) model.curve('dac');
@@ -452,7 +494,9 @@ export class LayerErrorModel {
   release(): void {
     this.mcCache = null;
     this.mcInvCache = null;
+    if (this.transformedCache) this.scratch.give(this.transformedCache);
     this.transformedCache = null;
+    if (this.byTapCache) this.scratch.give(this.byTapCache);
     this.byTapCache = null;
     this.dac = null;
     this.dacBasisCache = null;

@@ -29,6 +29,7 @@ export type { DecomposeBackend } from './backend.js';
 export { buildReplacements, type BuildOptions } from './build.js';
 export { paperReplacement, type DecompositionMode } from './paper.js';
 import { correctsBias, factorLayers, type FactorRequest } from './build.js';
+import { scratchFor } from './scratch.js';
 
 export type PlanMethod = Method | 'auto';
 
@@ -388,6 +389,10 @@ export function planModel(
   backend: DecomposeBackend = getBackend(),
   threads = 1,
 ): ModelPlan {
+  return scratchFor(convs).within(() => planConvs(convs, other, options, backend, threads));
+}
+
+function planConvs(convs: ConvLayerInfo[], other: OtherCost, options: PlanOptions, backend: DecomposeBackend, threads: number): ModelPlan {
   validate(convs, options);
   if (!other || !Number.isFinite(other.macs) || !Number.isFinite(other.params) || other.macs < 0 || other.params < 0) {
     fail('must have finite, non-negative macs and params', { field: 'other' });

@@ -146,22 +146,22 @@ export interface TensorScales {
 /**
  * A [batch][rows][cols] tensor scaled element by element (TensorScales) in double precision, written as it
  * is or, with `transpose`, each batch item transposed ([batch][cols][rows]): one pass over `src` instead of
- * a scaled copy and its transpose. A matrix per batch item fits in cache whole.
+ * a scaled copy and its transpose. A matrix per batch item fits in cache whole. Into `out` where given.
  */
-export function scaleTensor(
+export function scaleTensor<T extends Float32Array | Float64Array = Float64Array>(
   src: ArrayLike<number>,
   batch: number,
   rows: number,
   cols: number,
   scales: TensorScales,
   transpose = false,
-): Float64Array {
+  out: T = new Float64Array(batch * rows * cols) as T,
+): T {
   const { cell, line } = scales;
   const per = rows * cols;
   // Where element (p, q) of a batch item goes.
   const sp = transpose ? 1 : cols;
   const sq = transpose ? rows : 1;
-  const out = new Float64Array(batch * per);
   for (let b = 0; b < batch; b++) {
     const f = scales.batch[b];
     const base = b * per;

@@ -5,7 +5,7 @@
 // model that throws, hangs or exhausts memory takes down only its worker.
 import * as path from 'node:path';
 import { getBackend } from '../backend/loader.js';
-import { decomposeLoaded, type DecomposeResult, type ModelSettings, type Report } from '../decompose-model.js';
+import { decomposeLoaded, type DecomposeResult, type ModelSettings, type Report, type StageHooks } from '../decompose-model.js';
 import { DacError } from '../errors.js';
 import { loadModel, type LoadedModel } from '../formats/index.js';
 import { exclusion, rankBeyondEvery } from '../plan/index.js';
@@ -92,7 +92,7 @@ export function recordOutcome(job: Pick<ZooJob, 'entry' | 'outRoot' | 'optionsHa
  * stays in here: while the result is written, only what the result shares
  * with it is kept in memory.
  */
-async function decomposeJob(job: ZooJob, output: string): Promise<{ skipped: string } | { result: Omit<DecomposeResult, 'plan'>; plan: WritePlan }> {
+async function decomposeJob(job: ZooJob, output: string, hooks: JobHooks): Promise<{ skipped: string } | { result: Omit<DecomposeResult, 'plan'>; plan: WritePlan }> {
   const { entry } = job;
   const loaded = applyTfjsLayer(await loadModel(entry.path, { maxBytes: job.limits.maxModelBytes, inputShape: job.settings.inputShape }), job.settings.tfjsLayer);
   const model = job.settings.foldBn ? loaded.foldBatchNorm() : loaded;
@@ -105,15 +105,12 @@ async function decomposeJob(job: ZooJob, output: string): Promise<{ skipped: str
   // mirrored folder may hold other models' outputs, so only our own file names must be free.
   const plan = prepareWrite({ input: entry.path, output, kind: entry.format === 'onnx' ? 'file' : 'folder', report: outputPaths(entry, job.outRoot).report, requireOwnedFolder: false, lock: false });
   // The plan (and the error model it holds) is not kept either.
-  const { model: out, report, warnings } = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend());
+  const { model: out, report, warnings } = decomposeLoaded(model, { ...settings, threads: settings.threads ?? job.threads }, getBackend(), hooks);
   return { result: { model: out, report, warnings }, plan };
 }
 
-/** What the worker running a job lends it (worker.ts). */
-export interface JobHooks {
-  /** A full garbage collection, where the process exposes one (prepareZooProcess). */
-  collect?: () => void;
-}
+/** What the worker running a job lends it (worker.ts): a full garbage collection, where the process exposes one (prepareZooProcess). */
+export type JobHooks = StageHooks;
 
 export async function runZooJob(job: ZooJob, hooks: JobHooks = {}): Promise<ModelRecord> {
   const t0 = performance.now();
@@ -127,7 +124,7 @@ export async function runZooJob(job: ZooJob, hooks: JobHooks = {}): Promise<Mode
   try {
     const paths = outputPaths(entry, outRoot);
     const output = entry.format === 'tfjs' ? path.dirname(paths.model) : paths.model;
-    const done = await decomposeJob(job, output);
+    const done = await decomposeJob(job, output, hooks);
     if ('skipped' in done) {
       record = { ...record, status: 'skipped', reason: done.skipped, seconds: seconds() };
       await recordOutcome(job, inputs, [], record);
