@@ -166,6 +166,7 @@ inline constexpr Field kSymmetricEigenvaluesFields[] = {
     DAC_ARRAY(SymmetricEigenvaluesParams, "a", Doubles, a, a_length),
     DAC_ARRAY(SymmetricEigenvaluesParams, "values", Doubles, values, values_length),
     DAC_VALUE(SymmetricEigenvaluesParams, "threads", Int, threads),
+    DAC_VALUE(SymmetricEigenvaluesParams, "overwrite", Bool, overwrite),
 };
 
 #undef DAC_VALUE

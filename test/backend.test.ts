@@ -405,9 +405,17 @@ t.test('symmetricEigenvalues: descending, from the lower triangle, against known
         for (let j = 0; j < m; j++) for (let k = 0; k < m; k++) A[i * m + j] += Q[k * m + i] * lambda[k] * Q[k * m + j];
       // garbage above the diagonal is ignored
       for (let i = 0; i < m; i++) for (let j = i + 1; j < m; j++) A[i * m + j] = 1e6;
+      const before = A.slice();
       const got = b.symmetricEigenvalues(A, m);
       const want = lambda.slice().sort((x, y) => y - x);
       t.ok(maxAbsDiff(got, want) < 1e-9 * m, `${b.name} m=${m}: ${Array.from(got.slice(0, 3))}`);
+      t.same(A, before, `${b.name} m=${m}: the input is only read`);
+      // The caller's scratch, reduced in place: the same values, bit for bit, alone and two at a time.
+      t.same(b.symmetricEigenvalues(A.slice(), m, {}, { overwrite: true }), got, `${b.name} m=${m}: overwrite gives the same values`);
+      const two = new Float64Array(2 * m * m);
+      two.set(A);
+      two.set(A, m * m);
+      t.same(b.symmetricEigenvalues(two, m, {}, { count: 2, threads: 2, overwrite: true }).subarray(m), got, `${b.name} m=${m}: overwrite, batched`);
     }
     t.same(b.symmetricEigenvalues(new Float64Array(0), 0), new Float64Array(0), `${b.name}: empty`);
     t.throws(() => b.symmetricEigenvalues(Float64Array.from([1, 0, NaN, 1]), 2), /non-finite/, `${b.name}: NaN is an error`);

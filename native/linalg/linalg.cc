@@ -185,12 +185,24 @@ namespace {
 constexpr int64_t kTwoStageFrom = 1024;
 constexpr Eigen::Index kTwoStageBand = 24;
 
-// One matrix of symmetric_eigenvalues: a row-major m x m, values its m outputs.
-Status eigenvalues_of(const double* data, int64_t m, double* values, int threads) {
-  ConstMap a(data, m, m);
-  // Only the lower triangle is read. Scaled to a largest entry of 1 so that
-  // no squared norm in the reduction can overflow or underflow.
-  Eigen::MatrixXd lower = a.triangularView<Eigen::Lower>();
+// One matrix of symmetric_eigenvalues: a row-major m x m, values its m outputs;
+// with `overwrite`, reduced in `data` itself.
+Status eigenvalues_of(double* data, int64_t m, double* values, int threads, bool overwrite) {
+  // Only the lower triangle is read, into a column-major matrix whose upper
+  // triangle is zero: a copy, or `data` turned so in place.
+  Eigen::MatrixXd copy;
+  if (overwrite) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < i; ++j) {
+        data[j * m + i] = data[i * m + j];
+        data[i * m + j] = 0;
+      }
+  } else {
+    copy = ConstMap(data, m, m).triangularView<Eigen::Lower>();
+  }
+  Eigen::Map<Eigen::MatrixXd> lower(overwrite ? data : copy.data(), m, m);
+  // Scaled to a largest entry of 1 so that no squared norm in the reduction
+  // can overflow or underflow.
   if (!lower.allFinite()) return Status::Error("symmetricEigenvalues: the matrix has non-finite entries");
   const double scale = lower.cwiseAbs().maxCoeff();
   if (scale == 0) {
@@ -219,10 +231,10 @@ Status symmetric_eigenvalues(const SymmetricEigenvaluesParams& p) {
   if (!(s = check_buffer("symmetricEigenvalues", "a", p.a, p.a_length, count * m * m)).ok) return s;
   if (!(s = check_buffer("symmetricEigenvalues", "values", p.values, p.values_length, count * m)).ok) return s;
   if (m == 0 || count == 0) return Status::Ok();
-  if (count == 1) return eigenvalues_of(p.a, m, p.values, p.threads);
+  if (count == 1) return eigenvalues_of(p.a, m, p.values, p.threads, p.overwrite);
   std::vector<Status> status(count, Status::Ok());
   parallel_for(count, static_cast<int>(std::min<int64_t>(std::max(p.threads, 1), count)), [&](int64_t b, int64_t e) {
-    for (int64_t k = b; k < e; ++k) status[k] = eigenvalues_of(p.a + k * m * m, m, p.values + k * m, 1);
+    for (int64_t k = b; k < e; ++k) status[k] = eigenvalues_of(p.a + k * m * m, m, p.values + k * m, 1, p.overwrite);
   });
   for (const Status& st : status)
     if (!st.ok) return st;

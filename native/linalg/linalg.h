@@ -68,11 +68,14 @@ struct TriangularSolveParams {
 struct SymmetricEigenvaluesParams {
   int m = 0;
   int count = 1;
-  const double* a = nullptr;
+  double* a = nullptr;  // read only, unless overwrite
   int64_t a_length = 0;
   double* values = nullptr;
   int64_t values_length = 0;
   int threads = 1;
+  // The reduction runs in `a` itself (left undefined) instead of in a copy:
+  // for a caller whose matrices are scratch, one matrix less in memory.
+  bool overwrite = false;
 };
 
 Status gemm(const GemmParams& p);

@@ -26,7 +26,7 @@ constexpr double kEps = 2.220446049250313e-16;
 
 // A(s:, s:) -= V W^T + W V^T on the lower triangle, V and W r x nb
 // column-major (ldv, ldw apart), r = m - s, neither inside A(s:, s:).
-void rank2k_lower(MatrixXd& a, Index s, const double* vp, Index ldv, const double* wp, Index ldw, Index nb,
+void rank2k_lower(MatrixRef a, Index s, const double* vp, Index ldv, const double* wp, Index ldw, Index nb,
                   int threads) {
   const Index r = a.rows() - s;
   if (r <= 0 || nb <= 0) return;
@@ -62,14 +62,14 @@ void rank2k_lower(MatrixXd& a, Index s, const double* vp, Index ldv, const doubl
 // A(s:, s:) -= V W^T + W V^T on the lower triangle, V = A(s:, k:k+nb) and
 // W = w(s:, 0:nb). The products read columns k..k+nb-1 of A and write
 // columns >= s: no overlap.
-void trailing_update(MatrixXd& a, Index s, const MatrixXd& w, Index k, Index nb, int threads) {
+void trailing_update(MatrixRef a, Index s, const MatrixXd& w, Index k, Index nb, int threads) {
   const Index m = a.rows();
   rank2k_lower(a, s, a.data() + k * m + s, m, w.data() + s, m, nb, threads);
 }
 
 }  // namespace
 
-void tridiagonalize(MatrixXd& a, Tridiagonal* t, int threads) {
+void tridiagonalize(MatrixRef a, Tridiagonal* t, int threads) {
   const Index m = a.rows();
   t->diag.resize(m);
   t->sub.resize(std::max<Index>(m - 1, 0));
@@ -379,7 +379,7 @@ namespace {
 // one, by square tiles so that both sides stay in cache. Bound by memory
 // bandwidth, which a second core adds to: worker t takes tile columns t,
 // t + workers, ... (the tall left ones spread out).
-void mirror_lower(MatrixXd& a, Index s, int threads) {
+void mirror_lower(MatrixRef a, Index s, int threads) {
   constexpr Index kTile = 32;
   const Index m = a.rows();
   if (s >= m) return;
@@ -425,7 +425,7 @@ void multiply(Index rows, Index cols, Index depth, const double* a, Index lda, b
 // a rank-2k update: every pass over the trailing matrix does `band` times the
 // work of sytrd's matrix-vector product per column. The band is left in A's
 // lower triangle; entries further down are undefined.
-void reduce_to_band(MatrixXd& a, Index band, int threads) {
+void reduce_to_band(MatrixRef a, Index band, int threads) {
   const Index m = a.rows();
   const bool fast = detail::fast_gemm_kernels() != nullptr;
   // The packed product reads the trailing matrix as a plain one: keep both
@@ -524,7 +524,7 @@ double dot(const double* a, const double* b, Index n) {
 // matrix with leading dimension ld.
 class BandChaser {
  public:
-  BandChaser(const MatrixXd& a, Index band)
+  BandChaser(const Eigen::Ref<const MatrixXd>& a, Index band)
       : m_(a.rows()), band_(band), ld_(2 * band), ab_(size_t((ld_ + 1) * m_), 0.0), v_(size_t(band)), w_(size_t(band)) {
     for (Index j = 0; j < m_; ++j)
       for (Index i = j; i < std::min(m_, j + band_ + 1); ++i) *at(i, j) = a(i, j);
@@ -610,7 +610,7 @@ class BandChaser {
 
 }  // namespace
 
-void tridiagonalize_two_stage(MatrixXd& a, Index band, Tridiagonal* t, int threads) {
+void tridiagonalize_two_stage(MatrixRef a, Index band, Tridiagonal* t, int threads) {
   band = std::max<Index>(1, std::min(band, a.rows()));
   reduce_to_band(a, band, threads);
   BandChaser(a, band).run(t);

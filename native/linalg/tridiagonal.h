@@ -16,6 +16,11 @@
 namespace dac {
 namespace eig {
 
+// A matrix the reductions work on in place: a MatrixXd, or a Map of a
+// caller's buffer (symmetric_eigenvalues' overwrite). Contiguous: its outer
+// stride must be its row count.
+using MatrixRef = Eigen::Ref<Eigen::MatrixXd>;
+
 // Householder reduction Q^T A Q = T of a symmetric m x m matrix. Only the
 // lower triangle of `a` is read; on return it holds the reflectors (Eigen's
 // Tridiagonalization layout: reflector j's essential part below row j+1 of
@@ -26,7 +31,7 @@ struct Tridiagonal {
   Eigen::VectorXd sub;   // m-1: T(j+1, j)
   Eigen::VectorXd tau;   // m-1
 };
-void tridiagonalize(Eigen::MatrixXd& a, Tridiagonal* t, int threads);
+void tridiagonalize(MatrixRef a, Tridiagonal* t, int threads);
 
 // The same T (up to rounding) without Q, for eigenvalues only, in two stages:
 // A to a band of width `band` by blocked Householder steps that are all matrix
@@ -36,7 +41,7 @@ void tridiagonalize(Eigen::MatrixXd& a, Tridiagonal* t, int threads);
 // the matrix no longer fits in cache; its products use `threads` workers. Only the lower triangle of `a` is read;
 // on return `a` is overwritten; t->tau is empty. The result does not depend
 // on `threads`.
-void tridiagonalize_two_stage(Eigen::MatrixXd& a, Eigen::Index band, Tridiagonal* t, int threads);
+void tridiagonalize_two_stage(MatrixRef a, Eigen::Index band, Tridiagonal* t, int threads);
 
 // Every eigenvalue of T, ascending. False if T is not finite or the iteration
 // did not converge within 30 m sweeps.

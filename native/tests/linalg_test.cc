@@ -160,7 +160,7 @@ MatrixXd with_spectrum(Rng& rng, const VectorXd& values) {
 void test_eigenvalues() {
   Rng rng(17);
   double worst = 0;
-  bool ok = true, threads_same = true;
+  bool ok = true, threads_same = true, input_kept = true, overwrite_same = true;
   for (int m : {1, 5, 64, 300, 520}) {
     for (int kind = 0; kind < 3; ++kind) {
       MatrixXd g;
@@ -182,6 +182,7 @@ void test_eigenvalues() {
       Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = g;
       for (int i = 0; i < m; ++i)
         for (int j = i + 1; j < m; ++j) rm(i, j) = 1e300;
+      const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> before = rm;
       std::vector<double> v1(static_cast<size_t>(m)), v2(static_cast<size_t>(m));
       dac::SymmetricEigenvaluesParams p;
       p.m = m;
@@ -194,6 +195,16 @@ void test_eigenvalues() {
       p.threads = 2;
       ok = ok && dac::symmetric_eigenvalues(p).ok;
       threads_same = threads_same && v1 == v2;
+      // The input is left as it was; with overwrite, reduced in place to the same values, bit for bit.
+      input_kept = input_kept && rm == before;
+      Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> scratch = rm;
+      std::vector<double> v3(static_cast<size_t>(m));
+      p.a = scratch.data();
+      p.values = v3.data();
+      p.threads = 1;
+      p.overwrite = true;
+      ok = ok && dac::symmetric_eigenvalues(p).ok;
+      overwrite_same = overwrite_same && v1 == v3;
       const VectorXd ref = Eigen::SelfAdjointEigenSolver<MatrixXd>(g, Eigen::EigenvaluesOnly).eigenvalues();
       const double scale = std::max(ref.cwiseAbs().maxCoeff(), 1e-300);
       for (int i = 0; i < m; ++i) worst = std::max(worst, std::fabs(v1[size_t(i)] - ref(m - 1 - i)) / scale);
@@ -203,6 +214,8 @@ void test_eigenvalues() {
   report(worst < 1e-12, "symmetricEigenvalues matches Eigen on random, graded and rank-deficient spectra",
          "worst " + std::to_string(worst));
   report(threads_same, "symmetricEigenvalues: two threads give the one-thread values");
+  report(input_kept, "symmetricEigenvalues leaves its input as it was");
+  report(overwrite_same, "symmetricEigenvalues with overwrite: the same values, bit for bit");
 }
 
 // Eigenvalues of T, descending.
@@ -311,6 +324,13 @@ void test_eigenvalues_two_stage_path() {
   p.values = batched.data();
   p.values_length = 2 * m;
   ok = ok && dac::symmetric_eigenvalues(p).ok;
+  // Both matrices reduced in place, side by side: the same values.
+  std::vector<double> in_place(2 * size_t(m));
+  p.a = both.data();
+  p.values = in_place.data();
+  p.overwrite = true;
+  ok = ok && dac::symmetric_eigenvalues(p).ok;
+  p.overwrite = false;
   double worst = 0;
   for (int k = 0; k < 2; ++k) {
     MatrixXd a = k == 0 ? g : b;
@@ -325,7 +345,8 @@ void test_eigenvalues_two_stage_path() {
   report(ok, "symmetricEigenvalues (two-stage order) succeeds");
   report(worst < 1e-12, "symmetricEigenvalues (two-stage order) matches the one-stage reduction",
          "worst " + std::to_string(worst));
-  report(v1 == v2 && v1 == batched, "symmetricEigenvalues (two-stage order): threads and batching do not change the values");
+  report(v1 == v2 && v1 == batched && v1 == in_place,
+         "symmetricEigenvalues (two-stage order): threads, batching and overwrite do not change the values");
 }
 
 // The reference for tridiagonal_eigenvalues: Eigen's implicit QR on the same

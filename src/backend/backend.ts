@@ -99,6 +99,11 @@ export interface SymmetricEigenvaluesOptions {
   threads?: number;
   /** `a` holds this many m x m matrices one after another; the result, their m values each in turn. Default 1. */
   count?: number;
+  /**
+   * `a` is the caller's scratch: reduced in place and left undefined, instead of copied first (one m x m
+   * matrix less in memory: 19 MiB at m = 1536). Default false: `a` is only read.
+   */
+  overwrite?: boolean;
 }
 
 export interface TriangularSolveOptions {
@@ -557,6 +562,7 @@ export class Backend {
       a: checkDoubles(a, d.count * d.m * d.m, 'a', context),
       values: new Float64Array(d.count * d.m),
       threads: threadsOf(opts.threads, context),
+      overwrite: opts.overwrite === true,
     };
     this.call('symmetricEigenvalues', args, context);
     return args.values;

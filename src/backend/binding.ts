@@ -160,8 +160,11 @@ export const OPS = {
    * L_k^-1 x, else L_k^-T x.
    */
   triangularSolve: { m: int(), l: f64(), k: int(), rows: int(), b: f64('inout'), transpose: bool() },
-  /** values (length m): the eigenvalues of the symmetric m x m matrix a (lower triangle read), descending. */
-  symmetricEigenvalues: { m: int(), count: int(), a: f64(), values: f64('out'), threads: int() },
+  /**
+   * values (length m): the eigenvalues of the symmetric m x m matrix a (lower triangle read), descending;
+   * with overwrite, a is reduced in place and left undefined (else it is only read).
+   */
+  symmetricEigenvalues: { m: int(), count: int(), a: f64('inout'), values: f64('out'), threads: int(), overwrite: bool() },
   /**
    * Per output channel j of the conv and of the DAC pair's single conv W':
    * energy[j] = sum (channelScale[i] tapScale[t] W[j,i,t])^2, approxEnergy[j]

@@ -46,6 +46,9 @@ export function correctsBias(model: LayerErrorModel, biasCorrection: boolean): b
 
 const VARIANCE_CLAMP: [number, number] = [0.5, 2];
 
+/** Doubles of W' that replaceLayer forms at once (4 MiB): a block of output channels. */
+const APPROX_BLOCK = 1 << 19;
+
 /** A layer to factor: its method and rank (spatial/channel: width). */
 export interface FactorRequest {
   layer: ConvLayerInfo;
@@ -131,11 +134,14 @@ function factorSvd(model: LayerErrorModel, method: 'spatial' | 'channel', rank: 
     // vertical [w][c][kh]: undo L on the channel and Lh on the row tap; horizontal [n][w][kw]: Lw and D.
     const first = mixTensor(backend, r.vertical, rank, c, kh, 1, model.mcInv, model.mhInv, null, null);
     const last = mixTensor(backend, r.horizontal, n, rank, 1, kw, null, null, model.mwInv, (j) => 1 / model.d[j]);
+    // mcInv made again above: dropped with its factor, not kept until the layer is built.
+    model.release();
     return { first: new Float32Array(first), last: new Float32Array(last), error: tailShare(r.singular, rank) };
   }
   const r = backend.decomposeChannel(weights, shape, rank, dopts);
   const first = mixTensor(backend, r.first, rank, c, kh, kw, model.mcInv, model.mhInv, model.mwInv, null);
   const last = Float32Array.from(r.second, (v, q) => v / model.d[Math.floor(q / rank)]);
+  model.release();
   return { first: new Float32Array(first), last, error: tailShare(r.singular, rank) };
 }
 
@@ -210,23 +216,24 @@ function replaceLayer(
   const last = f.last;
   let mid: number;
   let lastPer: number;
-  // W' whole, in a buffer lent by `scratch` (given back below).
-  let reconstruct: () => Float64Array;
+  // Rows j0..j1-1 of W' (output channels, OIHW) into `w`. The corrections below are per output channel, so
+  // W' is formed a block of them at a time: whole, a VGG16-sized layer's is 19 MiB on the build's peak.
+  let reconstruct: (j0: number, j1: number, w: Float64Array) => void;
   if (method === 'dac') {
     mid = c * rank;
     lastPer = mid;
-    // W[j][i][t] = sum_k last[j][i*r+k] first[i*r+k][t]: one native GEMM (n x r)(r x K) per input channel.
-    reconstruct = () => {
-      const w = scratch.take(n * c * K);
-      const P = new Float64Array(n * rank);
-      const F = new Float64Array(rank * K);
+    // W[j][i][t] = sum_k last[j][i*r+k] first[i*r+k][t]: one native GEMM (rows x r)(r x K) per input channel.
+    const F = new Float64Array(rank * K);
+    reconstruct = (j0, j1, w) => {
+      const rows = j1 - j0;
+      const P = new Float64Array(rows * rank);
+      const Wi = new Float64Array(rows * K);
       for (let i = 0; i < c; i++) {
-        for (let j = 0; j < n; j++) for (let k = 0; k < rank; k++) P[j * rank + k] = last[j * mid + i * rank + k];
+        for (let j = 0; j < rows; j++) for (let k = 0; k < rank; k++) P[j * rank + k] = last[(j0 + j) * mid + i * rank + k];
         for (let q = 0; q < rank * K; q++) F[q] = first[i * rank * K + q];
-        const Wi = backend.matmul(P, F, n, K, rank, { context });
-        for (let j = 0; j < n; j++) for (let t = 0; t < K; t++) w[(j * c + i) * K + t] = Wi[j * K + t];
+        backend.matmul(P, F, rows, K, rank, { context, out: Wi });
+        for (let j = 0; j < rows; j++) for (let t = 0; t < K; t++) w[(j * c + i) * K + t] = Wi[j * K + t];
       }
-      return w;
     };
   } else if (method === 'spatial') {
     mid = rank;
@@ -234,75 +241,80 @@ function replaceLayer(
     // W[j][i][y][x] = sum_m last[j][m][x] first[m][i][y]: one native GEMM per column tap x. As a
     // JS loop (n*w*c*kh*kw steps) this was most of the time on wide layers: 1024->1024 3x3 at
     // --rank 4 (w = 688) took 86 of 131 s.
-    reconstruct = () => {
-      const w = scratch.take(n * c * K);
-      const L = new Float64Array(n * rank);
-      const F = new Float64Array(first);
-      const R = scratch.take(n * c * kh);
+    const F = new Float64Array(first);
+    reconstruct = (j0, j1, w) => {
+      const rows = j1 - j0;
+      const L = new Float64Array(rows * rank);
+      const R = new Float64Array(rows * c * kh);
       for (let x = 0; x < kw; x++) {
-        for (let q = 0; q < n * rank; q++) L[q] = last[q * kw + x];
-        backend.matmul(L, F, n, c * kh, rank, { context, out: R });
-        for (let q = 0; q < n * c * kh; q++) w[q * kw + x] = R[q];
+        for (let q = 0; q < rows * rank; q++) L[q] = last[(j0 * rank + q) * kw + x];
+        backend.matmul(L, F, rows, c * kh, rank, { context, out: R });
+        for (let q = 0; q < rows * c * kh; q++) w[q * kw + x] = R[q];
       }
-      scratch.give(R);
-      return w;
     };
   } else {
     mid = rank;
     lastPer = rank;
     // W[j][q] = sum_m last[j][m] first[m][q]: one native GEMM (a JS loop was O(n*w*c*kh*kw)).
-    reconstruct = () => backend.matmul(new Float64Array(last), new Float64Array(first), n, c * K, rank, { context, out: scratch.take(n * c * K) });
+    const F = new Float64Array(first);
+    reconstruct = (j0, j1, w) => {
+      backend.matmul(Float64Array.from(last.subarray(j0 * rank, j1 * rank)), F, j1 - j0, c * K, rank, { context, out: w });
+    };
   }
   const shiftsBias = correctsBias(model, options.biasCorrection ?? true);
-  let approx: Float64Array | null = null;
+  const variance = options.varianceCorrection ?? true;
   // Variance correction's factor per output channel, applied to `last` as it is written out.
   const gains = new Float64Array(n).fill(1);
   let scaled = false;
-  if (options.varianceCorrection ?? true) {
-    // The pair's modelled energy (and the layer's, same pass): without forming it where the error model
-    // allows and the bias does not need it.
-    const energies = method === 'dac' && !shiftsBias ? model.dacOutputEnergies(first, last, rank, options.threads) : null;
-    let e0: Float64Array;
-    let e1: Float64Array;
-    if (energies) {
-      e0 = energies.weights;
-      e1 = energies.pair;
-    } else {
-      approx = reconstruct();
-      e1 = model.outputEnergy(approx);
-      e0 = model.outputEnergy(layer.weights);
-    }
-    for (let j = 0; j < n; j++) {
-      const g = e1[j] > 0 ? Math.min(VARIANCE_CLAMP[1], Math.max(VARIANCE_CLAMP[0], Math.sqrt(e0[j] / e1[j]))) : 1;
-      if (g === 1) continue;
+  // The pair's modelled energy (and the layer's, same pass): without forming W' where the error model
+  // allows and the bias does not need it.
+  const energies = variance && method === 'dac' && !shiftsBias ? model.dacOutputEnergies(first, last, rank, options.threads) : null;
+  const e0 = variance ? (energies ? energies.weights : model.outputEnergy(layer.weights)) : null;
+  let bias = layer.bias ? Float32Array.from(layer.bias) : null;
+  const shifted = shiftsBias ? new Float32Array(n) : null;
+  const gain = (j: number, e1: number): number => {
+    const g = e1 > 0 ? Math.min(VARIANCE_CLAMP[1], Math.max(VARIANCE_CLAMP[0], Math.sqrt(e0![j] / e1))) : 1;
+    if (g !== 1) {
       scaled = true;
       gains[j] = g;
-      if (approx && shiftsBias) for (let q = j * c * K; q < (j + 1) * c * K; q++) approx[q] *= g;
     }
-  }
-  let bias = layer.bias ? Float32Array.from(layer.bias) : null;
-  const mean = model.input.mean;
-  if (shiftsBias) {
-    approx ??= reconstruct();
+    return g;
+  };
+  if (energies) {
+    for (let j = 0; j < n; j++) gain(j, energies.pair[j]);
+  } else if (variance || shiftsBias) {
+    const per = c * K;
+    const step = Math.max(1, Math.floor(APPROX_BLOCK / per));
+    const block = scratch.take(Math.min(n, step) * per);
     const { validH, validW } = model.input;
-    const out = new Float32Array(n);
-    for (let j = 0; j < n; j++) {
-      let shift = 0;
-      for (let i = 0; i < c; i++) {
-        if (mean[i] === 0) continue;
-        let s = 0;
-        for (let y = 0; y < kh; y++)
-          for (let x = 0; x < kw; x++) {
-            const q = ((j * c + i) * kh + y) * kw + x;
-            s += validH[y] * validW[x] * (layer.weights[q] - approx[q]);
-          }
-        shift += mean[i] * s;
+    const mean = model.input.mean;
+    for (let j0 = 0; j0 < n; j0 += step) {
+      const j1 = Math.min(n, j0 + step);
+      const approx = block.subarray(0, (j1 - j0) * per);
+      reconstruct(j0, j1, approx);
+      const e1 = variance ? model.outputEnergy(approx) : null;
+      for (let j = j0; j < j1; j++) {
+        const row = (j - j0) * per;
+        const g = e1 ? gain(j, e1[j - j0]) : 1;
+        if (!shifted) continue;
+        if (g !== 1) for (let q = row; q < row + per; q++) approx[q] *= g;
+        let shift = 0;
+        for (let i = 0; i < c; i++) {
+          if (mean[i] === 0) continue;
+          let s = 0;
+          for (let y = 0; y < kh; y++)
+            for (let x = 0; x < kw; x++) {
+              const q = ((j * c + i) * kh + y) * kw + x;
+              s += validH[y] * validW[x] * (layer.weights[q] - approx[q - j0 * per]);
+            }
+          shift += mean[i] * s;
+        }
+        shifted[j] = (bias ? bias[j] : 0) + shift;
       }
-      out[j] = (bias ? bias[j] : 0) + shift;
     }
-    bias = out;
+    scratch.give(block);
   }
-  if (approx) scratch.give(approx);
+  if (shifted) bias = shifted;
   // The factors were taken from the model set, so the gains go into `last` in place (rounded to float32 once).
   if (scaled) scaleRows(last, gains, lastPer);
   if (method === 'dac') return { method, name: layer.name, rank, depthwise: first, pointwise: last, bias };

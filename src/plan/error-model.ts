@@ -368,7 +368,7 @@ export class LayerErrorModel {
     const G = this.scratch.take(m * m);
     try {
       this.gram(method, threads, G);
-      return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads }).map((v) => Math.max(v, 0));
+      return this.backend.symmetricEigenvalues(G, m, { layer: this.layer.name }, { threads, overwrite: true }).map((v) => Math.max(v, 0));
     } finally {
       this.scratch.give(G);
     }
@@ -452,7 +452,7 @@ export class LayerErrorModel {
     const solve = (method: 'spatial' | 'channel', m: number, all: Float64Array, members: LayerErrorModel[]) => {
       const count = members.length;
       const context = { layer: members.map((x) => x.layer.name).join(', ') };
-      const values = members[0].backend.symmetricEigenvalues(all.subarray(0, count * m * m), m, context, { threads, count });
+      const values = members[0].backend.symmetricEigenvalues(all.subarray(0, count * m * m), m, context, { threads, count, overwrite: true });
       members.forEach((model, b) => model.spectra.set(method, values.subarray(b * m, (b + 1) * m).map((v) => Math.max(v, 0))));
     };
     for (const group of byOrders.values()) {
@@ -799,7 +799,7 @@ export class LayerErrorModel {
       const X = rows.subarray((i % CHANNEL_BLOCK) * n * K, ((i % CHANNEL_BLOCK) + 1) * n * K);
       this.backend.matmul(X, X, K, K, n, { transA: true, out: grams.subarray(i * K * K, (i + 1) * K * K), context });
     }
-    const values = this.backend.symmetricEigenvalues(grams, K, context, { count: c });
+    const values = this.backend.symmetricEigenvalues(grams, K, context, { count: c, overwrite: true });
     // tail[r] = sum_i A[i,i] sum_{k >= r} lambda_ik
     const tail = new Float64Array(R + 1);
     for (let i = 0; i < c; i++) {
@@ -1160,10 +1160,14 @@ export class LayerErrorModel {
     return { weights: e.energy, pair: e.approxEnergy };
   }
 
-  /** Modelled second moment of each output channel (before D) of an OIHW kernel: w_j Sigma w_j^T. */
+  /**
+   * Modelled second moment of each output channel (before D) of an OIHW kernel: w_j Sigma w_j^T. `w` may
+   * hold any number of output channels (a block of them: each one's sum is its own).
+   */
   outputEnergy(w: ArrayLike<number>): Float64Array {
-    const { n, c, kh, kw } = this.layer;
+    const { c, kh, kw } = this.layer;
     const K = kh * kw;
+    const n = w.length / (c * K);
     if (w === this.layer.weights && this.weightEnergyCache) return this.weightEnergyCache.slice();
     const e = new Float64Array(n);
     const taps = kron(this.mh, kh, this.mw, kw);

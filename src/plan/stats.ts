@@ -265,13 +265,17 @@ export function estimateInputs(
   const producerOf = new Map<string, string>();
   // Centred channel covariance and tap matrix of each conv's input, for its consumers.
   const centred = new Map<string, { C: Float64Array; T: Float64Array }>();
+  // Plain weighting's channel covariances are all I: one per channel count, shared (read only; a c x c
+  // identity per layer was 12 MiB of VGG16's, held as long as the model is).
+  const identities = new Map<number, Float64Array>();
   for (const layer of convs) {
     const { c, kh, kw } = layer;
     const vh = tapValidity(layer.inH, layer.outH, kh, layer.strides[0], layer.dilations[0], layer.pads[0]);
     const vw = tapValidity(layer.inW, layer.outW, kw, layer.strides[1], layer.dilations[1], layer.pads[1]);
     if (plain) {
+      if (!identities.has(c)) identities.set(c, identity(c));
       out.set(layer.name, {
-        A: identity(c),
+        A: identities.get(c)!,
         mean: new Float64Array(c),
         th: identity(kh),
         tw: identity(kw),
