@@ -30,6 +30,9 @@ const shapes = [
   { n: 7, c: 9, kh: 3, kw: 1 },
   { n: 4, c: 6, kh: 1, kw: 7 },
   { n: 13, c: 2, kh: 2, kw: 3 },
+  // The backend's residual runs in blocks of 2^17 products: this one's spatial (510 x 480) and channel
+  // (160 x 1530) products take two each.
+  { n: 160, c: 170, kh: 3, kw: 3 },
 ];
 
 t.test('replacementError is the relative error of the reconstructed conv, for every method', async (t) => {

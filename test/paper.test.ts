@@ -15,6 +15,7 @@ import { UsageError } from '../src/cli/common.js';
 import type { BatchNormParams, ConvLayerInfo, LayerReplacement, Method } from '../src/model/types.js';
 import { referenceChannel, referenceDac, referenceSpatial } from '../bench/reference-svd.js';
 import { demoModel, seededValues, vggOnnx } from './fixtures/util.js';
+import { convLayer } from './helpers/conv-layer.js';
 
 const backends = availableBackends();
 if (backends.length === 0) t.fail('no backend loaded');
@@ -35,28 +36,12 @@ function chain(): ConvLayerInfo[] {
     const n = widths[index + 1];
     const out = convOutputSize(size, 3, 1, 1, 1, 1);
     const after = bn(n, 100 + index);
-    convs.push({
-      name: `conv${index}`,
-      index,
-      n,
-      c,
-      kh: 3,
-      kw: 3,
-      groups: 1,
-      strides: [1, 1],
-      dilations: [1, 1],
-      pads: [1, 1, 1, 1],
-      inH: size,
-      inW: size,
-      outH: out,
-      outW: out,
-      weights: seededValues(n * c * 9, 10 + index),
-      bias: seededValues(n, 20 + index, 0.5),
-      activation: 'linear',
-      bnAfter: after,
-      bnBefore: before,
-      skipReason: null,
-    });
+    convs.push(
+      convLayer({
+        name: `conv${index}`, index, n, c, kh: 3, kw: 3, inH: size, inW: size, outH: out, outW: out,
+        weights: seededValues(n * c * 9, 10 + index), bias: seededValues(n, 20 + index, 0.5), activation: 'linear', bnAfter: after, bnBefore: before,
+      }),
+    );
     before = after;
   }
   return convs;

@@ -7,7 +7,7 @@ import { availableBackends } from '../src/index.js';
 import { mixChannels, mixRows, transposeBlocks } from '../src/plan/linalg.js';
 import { LayerErrorModel, mixTensor } from '../src/plan/error-model.js';
 import type { InputModel } from '../src/plan/stats.js';
-import type { ConvLayerInfo } from '../src/model/types.js';
+import { convLayer } from './helpers/conv-layer.js';
 import { mulberry32 } from '../src/random.js';
 
 const backends = availableBackends();
@@ -31,22 +31,6 @@ function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return a.length === b.length ? d / (s || 1) : Infinity;
 }
 
-/** A stride-1, padded, ungrouped conv with ReLU; `fields` gives its sizes and weights. */
-function convLayer(fields: Pick<ConvLayerInfo, 'name' | 'n' | 'c' | 'kh' | 'kw' | 'inH' | 'inW' | 'outH' | 'outW' | 'weights'> & Partial<ConvLayerInfo>): ConvLayerInfo {
-  return {
-    index: 1,
-    groups: 1,
-    strides: [1, 1],
-    dilations: [1, 1],
-    pads: [1, 1, 1, 1],
-    bias: null,
-    activation: 'relu',
-    bnAfter: null,
-    bnBefore: null,
-    skipReason: null,
-    ...fields,
-  };
-}
 
 t.test('mixRows: the channel mixing of a tensor kept by channel = mixChannels transposed (dense and diagonal)', { skip: backends.length === 0 && 'no backend loads' }, async (t) => {
   const [rows, ch, K] = [3, 4, 5];

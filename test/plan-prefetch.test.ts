@@ -7,6 +7,7 @@ import { availableBackends } from '../src/index.js';
 import { planModel, type ModelPlan } from '../src/plan/index.js';
 import type { BatchNormParams, ConvLayerInfo } from '../src/model/types.js';
 import { mulberry32 } from '../src/random.js';
+import { convLayer } from './helpers/conv-layer.js';
 
 /**
  * A VGG-like chain of 3x3 convs, each followed by a BatchNorm the next reads. Widths chosen so that orders
@@ -30,28 +31,12 @@ function chain(seed: number): ConvLayerInfo[] {
     const c = widths[index];
     const n = widths[index + 1];
     const bnAfter = bn(n);
-    convs.push({
-      name: `conv${index}`,
-      index,
-      n,
-      c,
-      kh: 3,
-      kw: 3,
-      groups: 1,
-      strides: [1, 1],
-      dilations: [1, 1],
-      pads: [1, 1, 1, 1],
-      inH: 10,
-      inW: 10,
-      outH: 10,
-      outW: 10,
-      weights: floats(n * c * 9, -1, 1),
-      bias: floats(n, -0.5, 0.5),
-      activation: 'linear',
-      bnAfter,
-      bnBefore,
-      skipReason: null,
-    });
+    convs.push(
+      convLayer({
+        name: `conv${index}`, index, n, c, kh: 3, kw: 3, inH: 10, inW: 10, outH: 10, outW: 10,
+        weights: floats(n * c * 9, -1, 1), bias: floats(n, -0.5, 0.5), activation: 'linear', bnAfter, bnBefore,
+      }),
+    );
     bnBefore = bnAfter;
   }
   return convs;

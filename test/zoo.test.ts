@@ -19,6 +19,7 @@ import { REMOTE_STALE_MS } from '../src/io/lock.js';
 import { acquireZooLock } from '../src/zoo/lock.js';
 import { formatDuration, Progress } from '../src/zoo/progress.js';
 import { readDone, settingsHash, STATE_DIR } from '../src/zoo/resume.js';
+import { runZooJob } from '../src/zoo/job.js';
 import { packageVersion, runZoo, UP_TO_DATE } from '../src/zoo/run.js';
 import type { ModelRecord, ZooSummary } from '../src/zoo/summary.js';
 import { mergeShards, mergeShardSummaries, parseShard, shardOf } from '../src/zoo/shard.js';
@@ -134,6 +135,24 @@ t.test('a uniform --rank above every conv\'s largest DAC rank skips the model; a
   const m = new Map(s.models.map((r) => [r.model, r]));
   tt.match(m.get('thin/model.json'), { status: 'skipped', reason: /no conv to decompose at this rank: rank 4 is out of range 1\.\.3/ });
   tt.match(m.get('square/model.json'), { status: 'ok' });
+});
+
+t.test('a zoo job collects garbage where its worker lends it a collection: after planning, and before the write', async (tt) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dac-zoo-collect-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  writeTfjsNet(path.join(dir, 'zoo', 'm'), { name: 'm', input: [8, 8, 3], convs: [{ filters: 8, kernel: [3, 3] }, { filters: 8, kernel: [3, 3] }] }, 3);
+  const file = path.join(dir, 'zoo', 'm', 'model.json');
+  const out = path.join(dir, 'out');
+  const stages: string[] = [];
+  const settings = { method: 'auto' as const, flopsSaved: 0.3 };
+  const record = await runZooJob(
+    { entry: { rel: 'm/model.json', path: file, format: 'tfjs' }, outRoot: out, settings, optionsHash: settingsHash(settings), limits: { maxModelBytes: 2 ** 30, timeoutMs: 0 }, threads: 1, toolVersion: packageVersion() },
+    { collect: () => stages.push(fs.existsSync(path.join(out, 'm', 'model.json')) ? 'after the write' : 'before the write') },
+  );
+  tt.equal(record.status, 'ok');
+  tt.ok(fs.existsSync(path.join(out, 'm', 'model.json')), 'the output is where the spy looked');
+  tt.same(stages, ['before the write', 'before the write'], 'twice: between planning and building, and once the model as read is dead');
+  tt.same(await runZooJob({ entry: { rel: 'm/model.json', path: file, format: 'tfjs' }, outRoot: path.join(dir, 'out2'), settings, optionsHash: settingsHash(settings), limits: { maxModelBytes: 2 ** 30, timeoutMs: 0 }, threads: 1, toolVersion: packageVersion() }).then((r) => r.status), 'ok', 'without a collection it runs all the same');
 });
 
 t.test('progress: a bar with rate and ETA on a terminal, one line per model otherwise', async (tt) => {

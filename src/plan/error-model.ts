@@ -80,7 +80,7 @@ export function outputScale(layer: ConvLayerInfo, plain: boolean): Float64Array 
  * mixing (Mc) runs on the backend. Into `out` where given (a Float32Array gets
  * each value rounded once, as a copy of the double result would).
  */
-export function mixTensor(
+export function mixTensor<T extends Float32Array | Float64Array = Float64Array>(
   backend: DecomposeBackend,
   w: ArrayLike<number>,
   rows: number,
@@ -91,33 +91,8 @@ export function mixTensor(
   Mh: Float64Array | null,
   Mw: Float64Array | null,
   rowScale: ((j: number) => number) | null,
-): Float64Array;
-export function mixTensor<T extends Float32Array | Float64Array>(
-  backend: DecomposeBackend,
-  w: ArrayLike<number>,
-  rows: number,
-  ch: number,
-  kh: number,
-  kw: number,
-  Mc: Float64Array | null,
-  Mh: Float64Array | null,
-  Mw: Float64Array | null,
-  rowScale: ((j: number) => number) | null,
-  out: T,
-): T;
-export function mixTensor(
-  backend: DecomposeBackend,
-  w: ArrayLike<number>,
-  rows: number,
-  ch: number,
-  kh: number,
-  kw: number,
-  Mc: Float64Array | null,
-  Mh: Float64Array | null,
-  Mw: Float64Array | null,
-  rowScale: ((j: number) => number) | null,
-  out?: Float32Array | Float64Array,
-): Float32Array | Float64Array {
+  out?: T,
+): T {
   const K = kh * kw;
   const per = ch * K;
   const taps = Mh || Mw ? kron(Mh ?? identity(kh), kh, Mw ?? identity(kw), kw) : null;
@@ -127,7 +102,7 @@ export function mixTensor(
     // Every transform diagonal (plain weighting, white taps): one pass of the same products in the same
     // order as below (the GEMMs would add only zeros to each; a missing factor is an exact 1).
     const batch = Float64Array.from({ length: rows }, (_, j) => (rowScale ? rowScale(j) : 1));
-    return scaleTensor(w, rows, ch, K, { cell: tile(tapScale, ch), line: chScale, batch }, false, out ?? new Float64Array(rows * per));
+    return scaleTensor(w, rows, ch, K, { cell: tile(tapScale, ch), line: chScale, batch }, false, out ?? (new Float64Array(rows * per) as T));
   }
   let cur: Float64Array;
   if (Mc && !isDiagonal(Mc, ch)) {
@@ -147,7 +122,7 @@ export function mixTensor(
       for (let q = j * per; q < (j + 1) * per; q++) cur[q] *= f;
     }
   }
-  if (!out) return cur;
+  if (!out) return cur as T;
   out.set(cur);
   return out;
 }
