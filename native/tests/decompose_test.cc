@@ -683,15 +683,7 @@ void test_dac_bad_args() {
         std::vector<float> w2 = wide;
         w2[size_t((1 * 3 + 1) * 9 + 7)] = bad;  // output 1, input channel 1
         if (hwio) w2 = to_hwio(w2, s);
-        std::vector<float> dw(size_t(3 * 2 * 9)), pw(size_t(2 * 3 * 2));
-        dac::DacParams p;
-        p.w = {w2.data(), int64_t(w2.size()), hwio ? dac::WeightLayout::HWIO : dac::WeightLayout::OIHW, s.n, s.c, s.kh, s.kw};
-        p.rank = 2;
-        p.depthwise = dw.data();
-        p.depthwise_length = int64_t(dw.size());
-        p.pointwise = pw.data();
-        p.pointwise_length = int64_t(pw.size());
-        const dac::Status st = dac::decompose_dac(p);
+        const dac::Status st = run_dac(w2, s, hwio ? dac::WeightLayout::HWIO : dac::WeightLayout::OIHW, 2, 1).status;
         report(fails_with(st, "input channel 1") && fails_with(st, "NaN or infinity"),
                std::string("dac rejects non-finite weights where k > n, ") + (hwio ? "HWIO" : "OIHW"), st.message);
       }

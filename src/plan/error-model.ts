@@ -300,8 +300,9 @@ export class LayerErrorModel {
   private transformed64(): Float64Array {
     if (!this.transformedCache) {
       const { n, c, kh, kw } = this.layer;
-      const out = this.scratch.take(n * c * kh * kw);
-      this.transformedCache = mixTensor(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j], out);
+      // Made only where some transform is not diagonal (else byTap serves the spectra and transformed()
+      // the factorisations): mixTensor's own array, which release() gives to the pool.
+      this.transformedCache = mixTensor<Float64Array>(this.backend, this.layer.weights, n, c, kh, kw, this.mc, this.mh, this.mw, (j) => this.d[j]);
     }
     return this.transformedCache;
   }
